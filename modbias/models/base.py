@@ -1,0 +1,115 @@
+"""The adapter protocol: what every model family provides to trace and intervene.
+
+An adapter turns samples into left-padded ``inputs_embeds`` plus one
+:class:`~modbias.layout.TokenLayout` per sample, and owns an HF causal-LM
+``backbone`` whose attention modules the probe instruments.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from modbias.data.sample import Sample
+from modbias.layout import TokenLayout
+
+
+@dataclass
+class PreparedBatch:
+    """Model inputs for a batch, left-padded; ``offsets[b]`` is sample b's padding."""
+
+    inputs_embeds: torch.Tensor  # [B, T, d]
+    attention_mask: torch.Tensor  # [B, T]
+    layouts: list[TokenLayout]
+    offsets: torch.Tensor  # [B]
+
+    @property
+    def position_ids(self) -> torch.Tensor:
+        return position_ids_from_mask(self.attention_mask)
+
+
+def position_ids_from_mask(attention_mask: torch.Tensor) -> torch.Tensor:
+    """Positions that skip left padding, as ``generate`` computes them."""
+    return (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
+
+
+def left_pad(rows: list[torch.Tensor], pad_value: float = 0.0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Stack ``[T_b, ...]`` tensors left-padded: returns (stacked, mask, offsets)."""
+    length = max(r.shape[0] for r in rows)
+    out = rows[0].new_full((len(rows), length, *rows[0].shape[1:]), pad_value)
+    mask = torch.zeros(len(rows), length, dtype=torch.long)
+    offsets = torch.tensor([length - r.shape[0] for r in rows])
+    for b, r in enumerate(rows):
+        out[b, length - r.shape[0]:] = r
+        mask[b, length - r.shape[0]:] = 1
+    return out, mask, offsets
+
+
+class ModelAdapter:
+    """Base class of model families.  Subclasses set ``backbone`` and implement
+    :meth:`prepare` and :meth:`token_pieces`; generation is shared."""
+
+    backbone: torch.nn.Module
+    eos_token_id: int
+    pad_token_id: int
+    family: str = "base"
+
+    def prepare(self, samples: list[Sample]) -> PreparedBatch:
+        raise NotImplementedError
+
+    def token_pieces(self, ids: list[int]) -> list[str]:
+        """The text of each generated token (used to find emotion words)."""
+        raise NotImplementedError
+
+    def prompt_length(self, sample: Sample) -> int:
+        """Number of prompt positions of ``sample`` (used to size stored token axes)."""
+        return self.prepare([sample]).layouts[0].prompt_len
+
+    def describe(self) -> dict:
+        """JSON-able description of the model for run configs."""
+        return {"family": self.family}
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.backbone.parameters()).device
+
+    @property
+    def n_layers(self) -> int:
+        return self.backbone.config.num_hidden_layers
+
+    @property
+    def n_heads(self) -> int:
+        return self.backbone.config.num_attention_heads
+
+    def embed_tokens(self, ids: torch.Tensor) -> torch.Tensor:
+        return self.backbone.get_input_embeddings()(ids)
+
+    @torch.no_grad()
+    def generate(self, batch: PreparedBatch, max_new_tokens: int, return_cache: bool = False):
+        """Greedy decoding: ``[B, G]`` new token ids, padded with ``pad_token_id`` after EOS.
+
+        With ``return_cache`` also returns the KV cache, which then holds the
+        prompt and every generated token but the last.
+        """
+        out = self.backbone.generate(
+            inputs_embeds=batch.inputs_embeds, attention_mask=batch.attention_mask,
+            max_new_tokens=max_new_tokens, do_sample=False, eos_token_id=self.eos_token_id,
+            pad_token_id=self.pad_token_id, return_dict_in_generate=True,
+        )
+        ids = out.sequences[:, -max_new_tokens:] if out.sequences.shape[1] > max_new_tokens else out.sequences
+        return (ids, out.past_key_values) if return_cache else ids
+
+    def extend(self, batch: PreparedBatch, generated: torch.Tensor) -> PreparedBatch:
+        """The batch with the generated tokens appended (masked after each sample's EOS)."""
+        gen_mask = generated_mask(generated, self.eos_token_id)
+        embeds = torch.cat([batch.inputs_embeds, self.embed_tokens(generated.to(self.device))], dim=1)
+        mask = torch.cat([batch.attention_mask, gen_mask.to(batch.attention_mask)], dim=1)
+        return PreparedBatch(embeds, mask, batch.layouts, batch.offsets)
+
+
+def generated_mask(generated: torch.Tensor, eos_token_id: int) -> torch.Tensor:
+    """1 for generated tokens up to and including the first EOS, 0 after it."""
+    is_eos = (generated == eos_token_id).long()
+    after_eos = (is_eos.cumsum(-1) - is_eos) > 0
+    return (~after_eos).long()

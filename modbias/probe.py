@@ -1,0 +1,219 @@
+"""The attention probe: the decoded query's attention rows, next to fused SDPA.
+
+Everything modbias measures or edits (Eq. 1, Eqs. 5-7, AR Eqs. 12-14, PAI)
+concerns one query row per head: the token being decoded.  The probe is an
+attention function registered in transformers' ``AttentionInterface`` (with
+the matching ``AttentionMaskInterface`` entry, without which the causal
+mask would be dropped).  It returns the normal SDPA output and, while a
+:class:`ProbeRequest` is active, also computes
+
+    rows = softmax(q[selected] · Kᵀ · scale + mask)      # [B, H, Q, T_k]
+
+for the selected query positions only, so memory grows with L·H·T, never T².
+The rows pass through a ``row_tap`` identity module on each attention module,
+so nnsight (or a forward hook) can save or replace them; *row editors*
+(interventions) may then change them, and ``edited rows @ V`` replaces the
+SDPA output of those queries.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass, field
+from typing import Iterator, Protocol
+
+import nnsight
+import torch
+from torch import nn
+from transformers import AttentionInterface
+from transformers.integrations.sdpa_attention import repeat_kv, sdpa_attention_forward
+from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
+
+PROBE_ATTENTION = "modbias_probe"
+
+
+class RowTap(nn.Module):
+    """Identity on the probe's rows ``[B, H, Q, T_k]``: the point nnsight reads or replaces."""
+
+    def forward(self, rows: torch.Tensor) -> torch.Tensor:
+        return rows
+
+
+@dataclass
+class RowContext:
+    """What a row editor sees besides the rows: the layer and per-key modality masks ``[B, T_k]``."""
+
+    layer: int
+    masks: dict[str, torch.Tensor]
+    query_index: torch.Tensor  # [B, Q] indices into this forward's query block
+
+
+class RowEditor(Protocol):
+    """An attention-row intervention: returns edited rows (or the same tensor to leave them)."""
+
+    def edit_rows(self, rows: torch.Tensor, context: RowContext) -> torch.Tensor: ...
+
+
+@dataclass
+class ProbeRequest:
+    """What the probe does during one forward (or one whole ``generate``).
+
+    ``query_index`` ``[B, Q]`` selects queries inside the forward's query block;
+    ``None`` selects the last query (the decoded token at every generation step).
+    ``masks`` are modality masks over key positions ``[B, T]`` (longer sequences
+    are padded with False: generated keys belong to no input modality).
+    """
+
+    query_index: torch.Tensor | None = None
+    masks: dict[str, torch.Tensor] = field(default_factory=dict)
+    editors: list[RowEditor] = field(default_factory=list)
+
+    def query_for(self, query: torch.Tensor) -> torch.Tensor:
+        if self.query_index is not None:
+            return self.query_index.to(query.device)
+        return torch.full((query.shape[0], 1), query.shape[2] - 1, device=query.device, dtype=torch.long)
+
+    def masks_for(self, n_keys: int, device) -> dict[str, torch.Tensor]:
+        out = {}
+        for name, mask in self.masks.items():
+            mask = mask[:, :n_keys].to(device)
+            if mask.shape[1] < n_keys:
+                mask = torch.cat([mask, mask.new_zeros(mask.shape[0], n_keys - mask.shape[1])], dim=1)
+            out[name] = mask
+        return out
+
+
+_ACTIVE: list[ProbeRequest] = []
+
+
+@contextlib.contextmanager
+def probing(request: ProbeRequest) -> Iterator[ProbeRequest]:
+    """Activate ``request`` for every probed forward inside the block."""
+    _ACTIVE.append(request)
+    try:
+        yield request
+    finally:
+        _ACTIVE.remove(request)
+
+
+def key_mask_rows(attention_mask: torch.Tensor | None, query_index: torch.Tensor, n_queries: int,
+                  n_keys: int) -> torch.Tensor:
+    """Additive float mask ``[B, 1|H, Q, T_k]`` for the selected queries (0 allowed, -inf masked)."""
+    if attention_mask is None:  # SDPA's implicit causal mask; queries are the last n_queries keys
+        allowed = torch.arange(n_keys, device=query_index.device) <= (n_keys - n_queries + query_index)[..., None]
+        return torch.zeros(allowed.shape, device=query_index.device).masked_fill(~allowed, float("-inf"))[:, None]
+    index = query_index[:, None, :, None].expand(-1, attention_mask.shape[1], -1, attention_mask.shape[-1])
+    rows = attention_mask.gather(2, index)
+    if rows.dtype == torch.bool:
+        return torch.zeros(rows.shape, device=rows.device).masked_fill(~rows, float("-inf"))
+    return rows.float()
+
+
+def attention_rows(module: nn.Module, query: torch.Tensor, key: torch.Tensor, attention_mask: torch.Tensor | None,
+                   query_index: torch.Tensor, scaling: float | None) -> torch.Tensor:
+    """``softmax(q·Kᵀ·scale + mask)`` for the selected queries, in float32: ``[B, H, Q, T_k]``."""
+    groups = query.shape[1] // key.shape[1]
+    index = query_index[:, None, :, None].expand(-1, query.shape[1], -1, query.shape[-1])
+    q = query.gather(2, index).float()
+    k = repeat_kv(key, groups).float()
+    scale = scaling if scaling is not None else query.shape[-1] ** -0.5
+    scores = q @ k.transpose(-1, -2) * scale
+    scores = scores + key_mask_rows(attention_mask, query_index, query.shape[2], key.shape[2])
+    return scores.softmax(-1)
+
+
+def probe_attention_forward(module, query, key, value, attention_mask, dropout=0.0, scaling=None, is_causal=None,
+                            **kwargs):
+    """SDPA plus the probe (see module doc); registered as ``modbias_probe``."""
+    output, _ = sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout,
+                                       scaling=scaling, is_causal=is_causal, **kwargs)
+    if not _ACTIVE or not hasattr(module, "row_tap"):
+        return output, None
+    request = _ACTIVE[-1]
+    query_index = request.query_for(query)
+    original = attention_rows(module, query, key, attention_mask, query_index, scaling)
+    rows = module.row_tap(original)
+    if request.editors:
+        context = RowContext(module.layer_idx, request.masks_for(key.shape[2], key.device), query_index)
+        for editor in request.editors:
+            rows = editor.edit_rows(rows, context)
+    if rows is not original:  # an editor or an nnsight user replaced the rows
+        values = repeat_kv(value, query.shape[1] // value.shape[1]).float()
+        edited = (rows @ values).to(output.dtype).transpose(1, 2)  # [B, Q, H, D]
+        output = output.clone()
+        output.scatter_(1, query_index[:, :, None, None].expand_as(edited), edited)
+    return output, None
+
+
+AttentionInterface.register(PROBE_ATTENTION, probe_attention_forward)
+AttentionMaskInterface.register(PROBE_ATTENTION, sdpa_mask)
+
+
+def attention_modules(backbone: nn.Module) -> list[tuple[str, nn.Module]]:
+    """The decoder's self-attention modules in layer order (any HF model using AttentionInterface)."""
+    found = [(name, m) for name, m in backbone.named_modules()
+             if hasattr(m, "layer_idx") and hasattr(m, "q_proj") and not name.endswith("row_tap")]
+    if not found:
+        raise ValueError(f"{type(backbone).__name__}: no attention modules with q_proj/layer_idx found")
+    return sorted(found, key=lambda item: item[1].layer_idx)
+
+
+def instrument(backbone: nn.Module) -> list[str]:
+    """Give each attention module a ``row_tap`` and switch the model to the probe attention.
+
+    Idempotent; returns the dotted paths of the taps in layer order.
+    """
+    paths = []
+    for name, module in attention_modules(backbone):
+        if not hasattr(module, "row_tap"):
+            module.add_module("row_tap", RowTap())
+        paths.append(f"{name}.row_tap")
+    if backbone.config._attn_implementation != PROBE_ATTENTION:
+        backbone.set_attn_implementation(PROBE_ATTENTION)
+    return paths
+
+
+def _envoy_at(envoy, path: str):
+    for part in path.split("."):
+        envoy = envoy[int(part)] if part.isdigit() else getattr(envoy, part)
+    return envoy
+
+
+class AttentionProbe:
+    """nnsight-driven capture of the probe's rows on an instrumented backbone.
+
+    >>> probe = AttentionProbe(model.backbone)                          # doctest: +SKIP
+    >>> rows = probe.rows(query_index=q, inputs_embeds=x, attention_mask=m)  # [B, L, H, Q, T]
+    """
+
+    def __init__(self, backbone: nn.Module):
+        self.backbone = backbone
+        self.tap_paths = instrument(backbone)
+        self.traced = nnsight.NNsight(backbone)
+
+    @torch.no_grad()
+    def rows(self, query_index: torch.Tensor | None, masks: dict[str, torch.Tensor] | None = None,
+             editors: list[RowEditor] | None = None, **forward_kwargs) -> torch.Tensor:
+        """Run one forward and return the rows of every layer: ``[B, L, H, Q, T_k]``."""
+        request = ProbeRequest(query_index, masks or {}, list(editors or []))
+        saved = []  # filled inside the trace; taps are read in execution (layer) order
+        with probing(request):
+            with self.traced.trace(**forward_kwargs):
+                for path in self.tap_paths:
+                    saved.append(_envoy_at(self.traced, path).output.save())
+        return torch.stack([torch.as_tensor(s) for s in saved], dim=1)
+
+
+def eager_rows(backbone: nn.Module, query_index: torch.Tensor, **forward_kwargs) -> torch.Tensor:
+    """Reference rows from ``output_attentions=True`` under eager attention: ``[B, L, H, Q, T]``."""
+    previous = backbone.config._attn_implementation
+    backbone.set_attn_implementation("eager")
+    try:
+        with torch.no_grad():
+            attentions = backbone(output_attentions=True, **forward_kwargs).attentions
+    finally:
+        backbone.set_attn_implementation(previous)
+    index = query_index[:, None, :, None]
+    return torch.stack([a.gather(2, index.expand(-1, a.shape[1], -1, a.shape[-1])) for a in attentions], dim=1)
+
+

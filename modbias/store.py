@@ -1,0 +1,128 @@
+"""Run stores: one xarray Dataset per run, on disk as a zarr v3 group.
+
+Batches are appended along ``sample``.  After each append the manifest
+``modbias.json`` (replaced atomically, outside zarr's own metadata) advances
+its ``done`` count: that is the commit point.  A run killed mid-append
+leaves arrays longer than ``done``; readers ignore the excess and a resumed
+run cuts it back, so every finished sample is stored exactly once.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import warnings
+from pathlib import Path
+
+import numpy as np
+import xarray as xr
+import zarr
+
+MANIFEST = "modbias.json"  # {"kind", "config", "done"}: the commit record, outside zarr's attrs
+CONFIG_ATTR = "modbias_config"  # mirror of the config for plain xarray users
+
+warnings.filterwarnings("ignore", message=".*StringDType.*")  # vlen strings in zarr v3 are fine for xarray
+warnings.filterwarnings("ignore", message=".*does not have a Zarr V3 specification.*")
+warnings.filterwarnings("ignore", message=".*modbias.json is not recognized.*")
+
+
+class RunConfigMismatch(ValueError):
+    """An existing store was written with another configuration."""
+
+
+def _strings_as_objects(ds: xr.Dataset) -> xr.Dataset:
+    """Variable-length strings, so batches with longer ids/texts can be appended."""
+    fixed = {k: (v.dims, np.asarray(v.values, dtype=object)) for k, v in ds.variables.items() if v.dtype.kind == "U"}
+    return ds.assign_coords({k: v for k, v in fixed.items() if k in ds.coords}).assign(
+        {k: v for k, v in fixed.items() if k not in ds.coords})
+
+
+def read_manifest(path: str | Path) -> dict:
+    path = Path(path) / MANIFEST
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def _write_manifest(path: Path, manifest: dict) -> None:
+    tmp = path / (MANIFEST + ".tmp")
+    tmp.write_text(json.dumps(manifest))
+    os.replace(tmp, path / MANIFEST)  # atomic: a kill leaves the old or the new record
+
+
+def _jsonable(config: dict) -> dict:
+    return json.loads(json.dumps(config))
+
+
+class RunStore:
+    """A resumable, append-only zarr store of one run.
+
+    >>> store = RunStore("cache/my-run")                          # doctest: +SKIP
+    >>> done = store.begin({"model": "organism"}, kind="trace")   # ids already stored
+    >>> store.append(batch_dataset)
+    >>> ds = store.open()
+    """
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+
+    @property
+    def exists(self) -> bool:
+        return (self.path / MANIFEST).exists() and (self.path / "zarr.json").exists()
+
+    def begin(self, config: dict, kind: str) -> set[str]:
+        """Check the config against an existing store, cut back uncommitted rows, return the ids done."""
+        self._config, self._kind = _jsonable(config), kind
+        if not self.exists:
+            return set()
+        manifest = read_manifest(self.path)
+        stored = manifest.get("config", {})
+        if stored != self._config or manifest.get("kind") != kind:
+            changed = sorted(k for k in set(stored) | set(self._config) if stored.get(k) != self._config.get(k))
+            raise RunConfigMismatch(f"{self.path} holds a {manifest.get('kind')} run with another configuration "
+                                    f"(differs in {changed or ['kind']}); choose another --out or delete the store")
+        done = int(manifest["done"])
+        group = zarr.open_group(self.path, mode="r+")
+        for name in group.array_keys():
+            array = group[name]
+            if (array.metadata.dimension_names or (None,))[0] == "sample" and array.shape[0] > done:
+                array.resize((done, *array.shape[1:]))
+        return set(open_run(self.path)["sample"].values.tolist()) if done else set()
+
+    def append(self, batch: xr.Dataset) -> None:
+        """Append a batch along ``sample``, then commit it in the manifest."""
+        batch = _strings_as_objects(batch)
+        batch.attrs = {CONFIG_ATTR: json.dumps(self._config)}
+        if self.exists:
+            done = int(read_manifest(self.path)["done"])
+            batch.to_zarr(self.path, append_dim="sample", zarr_format=3, consolidated=False)
+        else:
+            done = 0
+            batch.to_zarr(self.path, mode="w", zarr_format=3, consolidated=False)
+        _write_manifest(self.path, {"kind": self._kind, "config": self._config, "done": done + batch.sizes["sample"]})
+
+    def open(self) -> xr.Dataset:
+        return open_run(self.path)
+
+
+def open_run(path: str | Path) -> xr.Dataset:
+    """Open a stored run lazily, committed samples only; ``ds.attrs['config']`` is the run configuration."""
+    path = Path(path)
+    manifest = read_manifest(path)
+    if not manifest or not (path / "zarr.json").exists():
+        raise FileNotFoundError(f"no modbias run store at {path}")
+    ds = xr.open_zarr(path, consolidated=False).isel(sample=slice(0, int(manifest["done"])))
+    ds.attrs = {"config": manifest["config"], "kind": manifest["kind"], "path": str(path)}
+    return ds
+
+
+def list_runs(cache: str | Path = "cache") -> list[Path]:
+    """Every run store directly under ``cache``."""
+    cache = Path(cache)
+    return sorted(p for p in cache.iterdir() if (p / MANIFEST).exists()) if cache.exists() else []
+
+
+def pad_tokens(array: np.ndarray, capacity: int, fill=0) -> np.ndarray:
+    """Pad (or check) the last axis to ``capacity``."""
+    if array.shape[-1] > capacity:
+        raise ValueError(f"token axis {array.shape[-1]} exceeds the store's capacity {capacity}")
+    pad = [(0, 0)] * (array.ndim - 1) + [(0, capacity - array.shape[-1])]
+    return np.pad(array, pad, constant_values=fill)

@@ -1,0 +1,195 @@
+"""``modbias.trace``: attention at the first emotion token, per layer and head.
+
+For each batch: generate greedily, find the decoding step k of the first
+generated emotion word y_k (and/or of the conclusion's emotion word), then
+run one forward over prompt + generated tokens with the probe capturing the
+rows of the queries that produce those tokens.  (The row "of y_k" is the
+attention of the query at the position just before y_k: the one whose
+output is decoded into y_k, paper Sec. 4.)  Metrics of Eqs. (1), (5)-(7)
+are computed from the rows and written per batch to a :class:`RunStore`.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Iterable
+
+import numpy as np
+import torch
+import xarray as xr
+
+from modbias import __version__
+from modbias.data.sample import Sample
+from modbias.emotions import find_emotions
+from modbias.layout import batch_masks
+from modbias.metrics import modality_sums, with_metrics
+from modbias.models.base import ModelAdapter, generated_mask
+from modbias.probe import AttentionProbe
+from modbias.progress import progress_bar
+from modbias.store import RunStore, pad_tokens
+
+AT_CHOICES = {"first": ("first",), "answer": ("answer",), "both": ("first", "answer")}
+
+
+@dataclass
+class TraceConfig:
+    """Parameters of a trace run (stored in the run's attrs)."""
+
+    at: str = "first"
+    max_new_tokens: int = 16
+    batch_size: int = 32
+    save_rows: bool = False
+    tau: float = 1.0
+
+    def __post_init__(self):
+        if self.at not in AT_CHOICES:
+            raise ValueError(f"at={self.at!r}; expected one of {sorted(AT_CHOICES)}")
+        if self.batch_size < 1 or self.max_new_tokens < 1:
+            raise ValueError("batch_size and max_new_tokens must be positive")
+
+
+@dataclass
+class Decoded:
+    """One sample's generation: text, prediction, and the emotion steps (-1 if absent)."""
+
+    ids: list[int]
+    text: str
+    prediction: str
+    steps: dict[str, int]
+
+
+def decode_generation(model: ModelAdapter, generated: torch.Tensor) -> list[Decoded]:
+    """Text, emotion steps and prediction of each generated row.
+
+    ``first`` is the first emotion word (y_k of Eq. 1); ``answer`` is the
+    conclusion's, i.e. the last emotion word, which is also the prediction.
+    """
+    out = []
+    lengths = generated_mask(generated, model.eos_token_id).sum(-1)
+    for row, n in zip(generated.tolist(), lengths.tolist()):
+        ids = [t for t in row[:n] if t != model.eos_token_id]
+        pieces = model.token_pieces(ids)
+        mentions = find_emotions(pieces)
+        steps = {"first": mentions[0].token_index, "answer": mentions[-1].token_index} if mentions else \
+            {"first": -1, "answer": -1}
+        out.append(Decoded(ids, "".join(pieces).strip(), mentions[-1].emotion if mentions else "", steps))
+    return out
+
+
+def rows_at_steps(model: ModelAdapter, probe: AttentionProbe, batch, generated: torch.Tensor, cache,
+                  steps: torch.Tensor) -> torch.Tensor:
+    """Rows ``[B, L, H, Q, T]`` of the queries that produced generated tokens ``steps`` ``[B, Q]``.
+
+    Re-uses generation's KV cache: only the last prompt token and the
+    generated tokens are run again (cost O(G·T), not another prefill).
+    The query producing generated token j is the token at prompt end - 1 + j.
+    """
+    n_prompt = batch.inputs_embeds.shape[1]
+    full = model.extend(batch, generated)
+    cache.crop(-(cache.get_seq_length() - (n_prompt - 1)))
+    return probe.rows(steps, inputs_embeds=full.inputs_embeds[:, n_prompt - 1:], attention_mask=full.attention_mask,
+                      position_ids=full.position_ids[:, n_prompt - 1:], past_key_values=cache, use_cache=True,
+                      logits_to_keep=1)
+
+
+def trace_batch(model: ModelAdapter, probe: AttentionProbe, samples: list[Sample], config: TraceConfig,
+                capacity: int | None = None) -> xr.Dataset:
+    """Trace one batch; returns its Dataset (dims sample, at, layer, head[, token])."""
+    at = AT_CHOICES[config.at]
+    with torch.no_grad():
+        batch = model.prepare(samples)
+        generated, cache = model.generate(batch, config.max_new_tokens, return_cache=True)
+        decoded = decode_generation(model, generated)
+        steps = torch.tensor([[d.steps[a] for a in at] for d in decoded])  # [B, Q]
+        rows = rows_at_steps(model, probe, batch, generated, cache, steps.clamp(min=0))
+    rows = rows.permute(0, 3, 1, 2, 4).cpu()  # [B, Q, L, H, T]
+    masks = batch_masks(batch.layouts, batch.offsets, rows.shape[-1])
+    sums = {name: modality_sums(rows, masks[key][:, None, None, :].float())
+            for name, key in (("S_v", "visual"), ("S_a", "audio"), ("S_t", "text"), ("S_g", "generated"))}
+    found = steps >= 0
+    for value in sums.values():
+        value[~found] = float("nan")
+    dims = ("sample", "at", "layer", "head")
+    data = {name: (dims, value.numpy().astype(np.float32)) for name, value in sums.items()}
+    coords = {
+        "sample": [s.id for s in samples], "at": list(at),
+        "subset": ("sample", [s.subset for s in samples]), "label": ("sample", [s.label for s in samples]),
+        "visual_emotion": ("sample", [s.visual_emotion or "" for s in samples]),
+        "audio_emotion": ("sample", [s.audio_emotion or "" for s in samples]),
+        "prediction": ("sample", [d.prediction for d in decoded]),
+        "correct": ("sample", [d.prediction == s.label for d, s in zip(decoded, samples)]),
+        "text": ("sample", [d.text for d in decoded]),
+        "emotion_step": (("sample", "at"), steps.numpy()),
+        "found": (("sample", "at"), found.numpy()),
+        "n_visual": ("sample", [lay.n_visual for lay in batch.layouts]),
+        "n_audio": ("sample", [lay.n_audio for lay in batch.layouts]),
+    }
+    if config.save_rows:
+        data.update(_unpadded_rows(rows, batch, masks, steps.clamp(min=0), found, capacity))
+    return with_metrics(xr.Dataset(data, coords=coords), tau=config.tau)
+
+
+def _unpadded_rows(rows, batch, masks, query_steps, found, capacity) -> dict:
+    """Rows and modality masks in each sample's own coordinates (left padding removed)."""
+    out_rows, out_masks, lengths = [], {k: [] for k in ("visual", "audio", "text")}, []
+    n_prompt = batch.inputs_embeds.shape[1]
+    for b, off in enumerate(batch.offsets.tolist()):
+        r = rows[b, ..., off:].numpy()
+        r[~found[b].numpy()] = np.nan
+        out_rows.append(pad_tokens(r, capacity))
+        for kind in out_masks:
+            out_masks[kind].append(pad_tokens(masks[kind][b, off:].numpy(), capacity, fill=False))
+        lengths.append((n_prompt + query_steps[b] - off).numpy())
+    token_dims = ("sample", "token")
+    return {
+        "rows": (("sample", "at", "layer", "head", "token"), np.stack(out_rows).astype(np.float32)),
+        "length": (("sample", "at"), np.stack(lengths)),
+        **{f"{kind}_mask": (token_dims, np.stack(m)) for kind, m in out_masks.items()},
+    }
+
+
+def run_name(model: ModelAdapter, subset: str, kind: str = "trace") -> str:
+    stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    return f"{kind}-{model.family}-{subset}-{stamp}"
+
+
+def trace(model: ModelAdapter, data: Iterable[Sample], *, out: str | Path | None = None, at: str = "first",
+          max_new_tokens: int = 16, batch_size: int = 32, save_rows: bool = False, tau: float = 1.0,
+          show_progress: bool = False, data_config: dict | None = None) -> xr.Dataset:
+    """Trace ``model`` on ``data``; returns the run Dataset (also stored at ``out`` if given).
+
+    With ``out``, finished batches are committed as they complete; calling
+    again with the same arguments resumes (or, when complete, just opens) it.
+
+    >>> import modbias                                                  # doctest: +SKIP
+    >>> ds = modbias.trace(modbias.load_model("organism"),
+    ...                    modbias.load_benchmark("synth", subset="video_aligned"), batch_size=64)
+    >>> ds.UAP_a.sel(at="first").mean("sample")
+    """
+    config = TraceConfig(at=at, max_new_tokens=max_new_tokens, batch_size=batch_size, save_rows=save_rows, tau=tau)
+    samples = list(data)
+    capacity = max(model.prompt_length(s) for s in samples) + max_new_tokens if save_rows and samples else None
+    run_config = {"kind": "trace", "model": model.describe(), "data": data_config or getattr(data, "config", {}),
+                  "trace": asdict(config), "token_capacity": capacity, "modbias_version": __version__}
+    store = RunStore(out) if out is not None else None
+    done = store.begin(run_config, kind="trace") if store else set()
+    todo = [s for s in samples if s.id not in done]
+    probe = AttentionProbe(model.backbone)
+    parts = []
+    with progress_bar(show_progress) as bar:
+        task = bar.add_task("tracing", total=len(samples), completed=len(samples) - len(todo))
+        for start in range(0, len(todo), batch_size):
+            chunk = todo[start:start + batch_size]
+            ds = trace_batch(model, probe, chunk, config, capacity)
+            if store:
+                store.append(ds)
+            else:
+                parts.append(ds)
+            bar.update(task, advance=len(chunk))
+    if store:
+        return store.open()
+    result = xr.concat(parts, dim="sample") if parts else xr.Dataset()
+    result.attrs["config"] = run_config
+    return result

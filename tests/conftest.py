@@ -1,0 +1,44 @@
+"""Shared fixtures: tiny random configs of real architectures, and the shipped organism."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from transformers import LlamaConfig, LlamaForCausalLM, Qwen2Config, Qwen2ForCausalLM
+
+import modbias
+
+ARCHITECTURES = {
+    "llama": (LlamaForCausalLM, LlamaConfig),
+    "qwen2": (Qwen2ForCausalLM, Qwen2Config),
+}
+
+
+def tiny_causal_lm(arch: str, n_kv_heads: int = 2, seed: int = 0):
+    """A random 2-layer model of a real architecture (GQA when n_kv_heads < 4)."""
+    cls, config_cls = ARCHITECTURES[arch]
+    torch.manual_seed(seed)
+    config = config_cls(vocab_size=64, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                        num_attention_heads=4, num_key_value_heads=n_kv_heads, max_position_embeddings=128)
+    return cls(config).eval()
+
+
+def left_padded_batch(lengths: list[int], vocab: int = 64, seed: int = 0):
+    """Random ids, an attention mask with left padding, and mask-aware position ids."""
+    gen = torch.Generator().manual_seed(seed)
+    width = max(lengths)
+    ids = torch.randint(1, vocab, (len(lengths), width), generator=gen)
+    mask = torch.zeros(len(lengths), width, dtype=torch.long)
+    for b, n in enumerate(lengths):
+        mask[b, width - n:] = 1
+    return ids, mask, (mask.cumsum(-1) - 1).clamp(min=0)
+
+
+@pytest.fixture(scope="session")
+def organism():
+    return modbias.load_model("organism")
+
+
+@pytest.fixture(scope="session")
+def small_bench():
+    return modbias.load_benchmark("synth", subset="all", limit=6)
