@@ -10,10 +10,10 @@ mask would be dropped).  It returns the normal SDPA output and, while a
     rows = softmax(q[selected] · Kᵀ · scale + mask)      # [B, H, Q, T_k]
 
 for the selected query positions only, so memory grows with L·H·T, never T².
-The rows pass through a ``row_tap`` identity module on each attention module,
-so nnsight (or a forward hook) can save or replace them; *row editors*
-(interventions) may then change them, and ``edited rows @ V`` replaces the
-SDPA output of those queries.
+*Row editors* (interventions) may change the rows; the rows the model then
+uses pass through a ``row_tap`` identity module on each attention module, so
+nnsight (or a forward hook) can save or replace them.  When the rows were
+changed, ``rows @ V`` replaces the SDPA output of those queries.
 """
 
 from __future__ import annotations
@@ -41,11 +41,17 @@ class RowTap(nn.Module):
 
 @dataclass
 class RowContext:
-    """What a row editor sees besides the rows: the layer and per-key modality masks ``[B, T_k]``."""
+    """What a row editor sees besides the rows ``[B, H, Q, T_k]``.
+
+    ``scores`` are the pre-softmax logits (scaled, masked with -inf), ``masks``
+    the modality masks over keys ``[B, T_k]``, ``query_index`` the selected
+    queries ``[B, Q]`` within this forward's query block.
+    """
 
     layer: int
     masks: dict[str, torch.Tensor]
-    query_index: torch.Tensor  # [B, Q] indices into this forward's query block
+    query_index: torch.Tensor
+    scores: torch.Tensor
 
 
 class RowEditor(Protocol):
@@ -87,8 +93,8 @@ _ACTIVE: list[ProbeRequest] = []
 
 
 @contextlib.contextmanager
-def probing(request: ProbeRequest) -> Iterator[ProbeRequest]:
-    """Activate ``request`` for every probed forward inside the block."""
+def probing(request: ProbeRequest | None) -> Iterator[ProbeRequest | None]:
+    """Activate ``request`` for every probed forward inside the block (``None``: probe off)."""
     _ACTIVE.append(request)
     try:
         yield request
@@ -109,17 +115,16 @@ def key_mask_rows(attention_mask: torch.Tensor | None, query_index: torch.Tensor
     return rows.float()
 
 
-def attention_rows(module: nn.Module, query: torch.Tensor, key: torch.Tensor, attention_mask: torch.Tensor | None,
-                   query_index: torch.Tensor, scaling: float | None) -> torch.Tensor:
-    """``softmax(q·Kᵀ·scale + mask)`` for the selected queries, in float32: ``[B, H, Q, T_k]``."""
+def attention_scores(query: torch.Tensor, key: torch.Tensor, attention_mask: torch.Tensor | None,
+                     query_index: torch.Tensor, scaling: float | None) -> torch.Tensor:
+    """``q·Kᵀ·scale + mask`` for the selected queries, in float32: ``[B, H, Q, T_k]`` (rows = its softmax)."""
     groups = query.shape[1] // key.shape[1]
     index = query_index[:, None, :, None].expand(-1, query.shape[1], -1, query.shape[-1])
     q = query.gather(2, index).float()
     k = repeat_kv(key, groups).float()
     scale = scaling if scaling is not None else query.shape[-1] ** -0.5
     scores = q @ k.transpose(-1, -2) * scale
-    scores = scores + key_mask_rows(attention_mask, query_index, query.shape[2], key.shape[2])
-    return scores.softmax(-1)
+    return scores + key_mask_rows(attention_mask, query_index, query.shape[2], key.shape[2])
 
 
 def probe_attention_forward(module, query, key, value, attention_mask, dropout=0.0, scaling=None, is_causal=None,
@@ -127,16 +132,17 @@ def probe_attention_forward(module, query, key, value, attention_mask, dropout=0
     """SDPA plus the probe (see module doc); registered as ``modbias_probe``."""
     output, _ = sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout,
                                        scaling=scaling, is_causal=is_causal, **kwargs)
-    if not _ACTIVE or not hasattr(module, "row_tap"):
+    if not _ACTIVE or _ACTIVE[-1] is None or not hasattr(module, "row_tap"):
         return output, None
     request = _ACTIVE[-1]
     query_index = request.query_for(query)
-    original = attention_rows(module, query, key, attention_mask, query_index, scaling)
-    rows = module.row_tap(original)
+    scores = attention_scores(query, key, attention_mask, query_index, scaling)
+    rows = original = scores.softmax(-1)
     if request.editors:
-        context = RowContext(module.layer_idx, request.masks_for(key.shape[2], key.device), query_index)
+        context = RowContext(module.layer_idx, request.masks_for(key.shape[2], key.device), query_index, scores)
         for editor in request.editors:
             rows = editor.edit_rows(rows, context)
+    rows = module.row_tap(rows)  # what the model uses; nnsight may read or replace it here
     if rows is not original:  # an editor or an nnsight user replaced the rows
         values = repeat_kv(value, query.shape[1] // value.shape[1]).float()
         edited = (rows @ values).to(output.dtype).transpose(1, 2)  # [B, Q, H, D]

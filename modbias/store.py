@@ -37,6 +37,14 @@ def _strings_as_objects(ds: xr.Dataset) -> xr.Dataset:
         {k: v for k, v in fixed.items() if k not in ds.coords})
 
 
+def _plain_strings(ds: xr.Dataset) -> xr.Dataset:
+    """numpy ``str`` arrays instead of zarr v3's StringDType (small coords: loaded eagerly)."""
+    fixed = {k: (v.dims, np.asarray(v.values.tolist(), dtype=str)) for k, v in ds.variables.items()
+             if v.dtype.kind == "T"}
+    return ds.assign_coords({k: v for k, v in fixed.items() if k in ds.coords}).assign(
+        {k: v for k, v in fixed.items() if k not in ds.coords})
+
+
 def read_manifest(path: str | Path) -> dict:
     path = Path(path) / MANIFEST
     return json.loads(path.read_text()) if path.exists() else {}
@@ -110,6 +118,7 @@ def open_run(path: str | Path) -> xr.Dataset:
     if not manifest or not (path / "zarr.json").exists():
         raise FileNotFoundError(f"no modbias run store at {path}")
     ds = xr.open_zarr(path, consolidated=False).isel(sample=slice(0, int(manifest["done"])))
+    ds = _plain_strings(ds)
     ds.attrs = {"config": manifest["config"], "kind": manifest["kind"], "path": str(path)}
     return ds
 

@@ -26,7 +26,8 @@ from modbias.emotions import find_emotions
 from modbias.layout import batch_masks
 from modbias.metrics import modality_sums, with_metrics
 from modbias.models.base import ModelAdapter, generated_mask
-from modbias.probe import AttentionProbe
+from modbias.interventions.base import Intervention, applied
+from modbias.probe import AttentionProbe, ProbeRequest, probing
 from modbias.progress import progress_bar
 from modbias.store import RunStore, pad_tokens
 
@@ -78,32 +79,56 @@ def decode_generation(model: ModelAdapter, generated: torch.Tensor) -> list[Deco
     return out
 
 
+def model_input(sample: Sample, interventions) -> Sample:
+    """The sample as the model sees it, after input-level interventions."""
+    for intervention in interventions:
+        sample = intervention.transform_sample(sample)
+    return sample
+
+
 def rows_at_steps(model: ModelAdapter, probe: AttentionProbe, batch, generated: torch.Tensor, cache,
-                  steps: torch.Tensor) -> torch.Tensor:
+                  steps: torch.Tensor, masks: dict, editors: list) -> torch.Tensor:
     """Rows ``[B, L, H, Q, T]`` of the queries that produced generated tokens ``steps`` ``[B, Q]``.
 
     Re-uses generation's KV cache: only the last prompt token and the
     generated tokens are run again (cost O(G·T), not another prefill).
     The query producing generated token j is the token at prompt end - 1 + j.
+    With row editors active, every query of that block is edited, as it was
+    during generation, so later layers see the states generation saw.
     """
     n_prompt = batch.inputs_embeds.shape[1]
     full = model.extend(batch, generated)
     cache.crop(-(cache.get_seq_length() - (n_prompt - 1)))
-    return probe.rows(steps, inputs_embeds=full.inputs_embeds[:, n_prompt - 1:], attention_mask=full.attention_mask,
-                      position_ids=full.position_ids[:, n_prompt - 1:], past_key_values=cache, use_cache=True,
-                      logits_to_keep=1)
+    query_index = steps
+    if editors:
+        query_index = torch.arange(generated.shape[1] + 1).expand(steps.shape[0], -1)
+    rows = probe.rows(query_index, masks=masks, editors=editors, inputs_embeds=full.inputs_embeds[:, n_prompt - 1:],
+                      attention_mask=full.attention_mask, position_ids=full.position_ids[:, n_prompt - 1:],
+                      past_key_values=cache, use_cache=True, logits_to_keep=1)
+    if editors:
+        rows = rows.gather(3, steps.to(rows.device)[:, None, None, :, None].expand(
+            -1, rows.shape[1], rows.shape[2], -1, rows.shape[-1]))
+    return rows
 
 
 def trace_batch(model: ModelAdapter, probe: AttentionProbe, samples: list[Sample], config: TraceConfig,
-                capacity: int | None = None) -> xr.Dataset:
-    """Trace one batch; returns its Dataset (dims sample, at, layer, head[, token])."""
+                capacity: int | None = None, interventions: list[Intervention] = ()) -> xr.Dataset:
+    """Trace one batch under ``interventions``; returns its Dataset (dims sample, at, layer, head[, token])."""
     at = AT_CHOICES[config.at]
+    model_inputs = [model_input(s, interventions) for s in samples]
+    editors = [iv for iv in interventions if iv.edits_rows]
     with torch.no_grad():
-        batch = model.prepare(samples)
-        generated, cache = model.generate(batch, config.max_new_tokens, return_cache=True)
+        batch = model.prepare(model_inputs)
+        for intervention in interventions:
+            intervention.begin_batch(model, batch, model_inputs)
+        masks = batch_masks(batch.layouts, batch.offsets, batch.inputs_embeds.shape[1])
+        processors = [p for iv in interventions for p in iv.logits_processors(model, batch, model_inputs)]
+        with probing(ProbeRequest(None, masks, editors) if editors else None):
+            generated, cache = model.generate(batch, config.max_new_tokens, return_cache=True,
+                                              logits_processor=processors)
         decoded = decode_generation(model, generated)
         steps = torch.tensor([[d.steps[a] for a in at] for d in decoded])  # [B, Q]
-        rows = rows_at_steps(model, probe, batch, generated, cache, steps.clamp(min=0))
+        rows = rows_at_steps(model, probe, batch, generated, cache, steps.clamp(min=0), masks, editors)
     rows = rows.permute(0, 3, 1, 2, 4).cpu()  # [B, Q, L, H, T]
     masks = batch_masks(batch.layouts, batch.offsets, rows.shape[-1])
     sums = {name: modality_sums(rows, masks[key][:, None, None, :].float())
@@ -157,7 +182,8 @@ def run_name(model: ModelAdapter, subset: str, kind: str = "trace") -> str:
 
 def trace(model: ModelAdapter, data: Iterable[Sample], *, out: str | Path | None = None, at: str = "first",
           max_new_tokens: int = 16, batch_size: int = 32, save_rows: bool = False, tau: float = 1.0,
-          show_progress: bool = False, data_config: dict | None = None) -> xr.Dataset:
+          show_progress: bool = False, data_config: dict | None = None,
+          interventions: list[Intervention] = (), kind: str = "trace") -> xr.Dataset:
     """Trace ``model`` on ``data``; returns the run Dataset (also stored at ``out`` if given).
 
     With ``out``, finished batches are committed as they complete; calling
@@ -170,19 +196,22 @@ def trace(model: ModelAdapter, data: Iterable[Sample], *, out: str | Path | None
     """
     config = TraceConfig(at=at, max_new_tokens=max_new_tokens, batch_size=batch_size, save_rows=save_rows, tau=tau)
     samples = list(data)
-    capacity = max(model.prompt_length(s) for s in samples) + max_new_tokens if save_rows and samples else None
-    run_config = {"kind": "trace", "model": model.describe(), "data": data_config or getattr(data, "config", {}),
-                  "trace": asdict(config), "token_capacity": capacity, "modbias_version": __version__}
+    capacity = None
+    if save_rows and samples:
+        capacity = max(model.prompt_length(model_input(s, interventions)) for s in samples) + max_new_tokens
+    run_config = {"kind": kind, "model": model.describe(), "data": data_config or getattr(data, "config", {}),
+                  "trace": asdict(config), "interventions": [iv.describe() for iv in interventions],
+                  "token_capacity": capacity, "modbias_version": __version__}
     store = RunStore(out) if out is not None else None
-    done = store.begin(run_config, kind="trace") if store else set()
+    done = store.begin(run_config, kind=kind) if store else set()
     todo = [s for s in samples if s.id not in done]
     probe = AttentionProbe(model.backbone)
     parts = []
-    with progress_bar(show_progress) as bar:
-        task = bar.add_task("tracing", total=len(samples), completed=len(samples) - len(todo))
+    with progress_bar(show_progress) as bar, applied(model, list(interventions)):
+        task = bar.add_task(kind, total=len(samples), completed=len(samples) - len(todo))
         for start in range(0, len(todo), batch_size):
             chunk = todo[start:start + batch_size]
-            ds = trace_batch(model, probe, chunk, config, capacity)
+            ds = trace_batch(model, probe, chunk, config, capacity, list(interventions))
             if store:
                 store.append(ds)
             else:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+from transformers import LogitsProcessorList
 
 from modbias.data.sample import Sample
 from modbias.layout import TokenLayout
@@ -86,7 +87,8 @@ class ModelAdapter:
         return self.backbone.get_input_embeddings()(ids)
 
     @torch.no_grad()
-    def generate(self, batch: PreparedBatch, max_new_tokens: int, return_cache: bool = False):
+    def generate(self, batch: PreparedBatch, max_new_tokens: int, return_cache: bool = False,
+                 logits_processor: list | None = None):
         """Greedy decoding: ``[B, G]`` new token ids, padded with ``pad_token_id`` after EOS.
 
         With ``return_cache`` also returns the KV cache, which then holds the
@@ -96,6 +98,7 @@ class ModelAdapter:
             inputs_embeds=batch.inputs_embeds, attention_mask=batch.attention_mask,
             max_new_tokens=max_new_tokens, do_sample=False, eos_token_id=self.eos_token_id,
             pad_token_id=self.pad_token_id, return_dict_in_generate=True,
+            logits_processor=LogitsProcessorList(logits_processor or []),
         )
         ids = out.sequences[:, -max_new_tokens:] if out.sequences.shape[1] > max_new_tokens else out.sequences
         return (ids, out.past_key_values) if return_cache else ids

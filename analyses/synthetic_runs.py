@@ -1,0 +1,162 @@
+"""Random but schema-valid run stores, for tests, the app benchmark and the demo cache.
+
+The values are random: nothing written here is a measurement.  Each store
+follows the layout of :mod:`modbias.tracing` (dims sample, at, layer, head
+[, token]) and is written through :class:`modbias.store.RunStore`, so the
+app and the figure scripts read it exactly like a real run.
+
+Attention is drawn per head as a Dirichlet over the input positions (rows
+saved) or over the four token groups visual / audio / prompt text /
+generated (no rows), so ``S_v + S_a + S_t + S_g = 1`` holds per head; the
+derived variables (Eqs. 1, 5-7) come from :func:`modbias.metrics.with_metrics`.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+from pathlib import Path
+
+import numpy as np
+import xarray as xr
+
+from modbias.data.sample import SUBSETS
+from modbias.emotions import CLASSES
+from modbias.evaluation import deltas, subset_metrics
+from modbias.metrics import modality_sums, with_metrics
+from modbias.store import MANIFEST, RunStore, open_run, read_manifest
+
+N_PROMPT_TEXT = 6  # prompt-text tokens around the modality blocks
+N_GENERATED = 4  # generated tokens before the probed emotion token
+
+
+def _labels(rng, subsets: np.ndarray, accuracy: dict[str, float]):
+    """Label, cue emotions and prediction per sample; conflicts disagree on the misleading modality."""
+    n = len(subsets)
+    label = rng.choice(CLASSES, n)
+    other = np.array([rng.choice([c for c in CLASSES if c != lab]) for lab in label])
+    visual = np.where(subsets == "audio_aligned", other, label)
+    audio = np.where(subsets == "video_aligned", other, label)
+    hit = rng.random(n) < np.array([accuracy.get(s, 0.5) for s in subsets])
+    wrong = np.where(subsets == "video_aligned", audio, np.where(subsets == "audio_aligned", visual, other))
+    prediction = np.where(hit, label, wrong)
+    return label, visual, audio, prediction
+
+
+def _layout(n_visual: int, n_audio: int) -> dict[str, np.ndarray]:
+    """Positions of a prompt laid out as text, visual, text, audio, text, then generated tokens."""
+    kinds = (["text"] * 2 + ["visual"] * n_visual + ["text"] * 2 + ["audio"] * n_audio
+             + ["text"] * (N_PROMPT_TEXT - 4) + ["generated"] * N_GENERATED)
+    kinds = np.array(kinds)
+    return {k: kinds == k for k in ("visual", "audio", "text", "generated")}
+
+
+def random_run(n_samples: int = 30, n_layers: int = 4, n_heads: int = 4, *, at=("first", "answer"),
+               n_visual: int = 16, n_audio: int = 1, rows_for: int = 0, audio_bias: float = 3.0,
+               accuracy: dict[str, float] | None = None, tau: float = 1.0, seed: int = 0) -> xr.Dataset:
+    """One run's Dataset with random valid values.
+
+    ``rows_for``: the first samples that carry full attention rows (the others
+    have zero rows and ``length = 0``); 0 writes no ``rows`` variables at all.
+    ``audio_bias`` multiplies the Dirichlet weight of the audio tokens.
+    """
+    rng = np.random.default_rng(seed)
+    accuracy = accuracy or {"video_aligned": 0.4, "audio_aligned": 0.7, "consistent": 0.9}
+    subsets = np.array([SUBSETS[i % len(SUBSETS)] for i in range(n_samples)])
+    label, visual_emotion, audio_emotion, prediction = _labels(rng, subsets, accuracy)
+    n_at = len(at)
+    masks = _layout(n_visual, n_audio)
+    n_tokens = len(masks["visual"])
+    shape = (n_samples, n_at, n_layers, n_heads)
+    group_weight = np.array([1.0, audio_bias * n_audio, 1.0, 1.0])  # visual, audio, text, generated
+    sums = rng.dirichlet(group_weight, size=shape).astype(np.float32)  # [..., 4]
+    data = {}
+    if rows_for:
+        position_weight = np.where(masks["audio"], audio_bias, 0.2)
+        rows = np.zeros((*shape, n_tokens), np.float32)
+        rows[:rows_for] = rng.dirichlet(position_weight, size=(rows_for, n_at, n_layers, n_heads))
+        for g, kind in enumerate(("visual", "audio", "text", "generated")):
+            sums[:rows_for, ..., g] = modality_sums(rows[:rows_for], masks[kind].astype(np.float32))
+        length = np.where(np.arange(n_samples)[:, None] < rows_for, n_tokens, 0).repeat(n_at, 1)
+        data["rows"] = (("sample", "at", "layer", "head", "token"), rows)
+        data["length"] = (("sample", "at"), length.astype(np.int64))
+        for kind in ("visual", "audio", "text"):
+            data[f"{kind}_mask"] = (("sample", "token"), np.broadcast_to(masks[kind], (n_samples, n_tokens)).copy())
+    dims = ("sample", "at", "layer", "head")
+    for g, name in enumerate(("S_v", "S_a", "S_t", "S_g")):
+        data[name] = (dims, sums[..., g])
+    coords = {
+        "sample": [f"{s}-{i:05d}" for i, s in enumerate(subsets)], "at": list(at),
+        "subset": ("sample", subsets), "label": ("sample", label),
+        "visual_emotion": ("sample", visual_emotion), "audio_emotion": ("sample", audio_emotion),
+        "prediction": ("sample", prediction), "correct": ("sample", prediction == label),
+        "text": ("sample", np.array([f"the voice sounds {a}, so the answer is {p}"
+                                     for a, p in zip(audio_emotion, prediction)])),
+        "emotion_step": (("sample", "at"), np.tile(np.arange(n_at) + 1, (n_samples, 1))),
+        "found": (("sample", "at"), np.ones((n_samples, n_at), bool)),
+        "n_visual": ("sample", np.full(n_samples, n_visual)), "n_audio": ("sample", np.full(n_samples, n_audio)),
+    }
+    return with_metrics(xr.Dataset(data, coords=coords), tau=tau)
+
+
+def run_config(kind: str = "intervene", interventions: list[dict] | None = None, *, family: str = "random",
+               audio_repeat: int = 1, data: str = "random", at: str = "both", tau: float = 1.0,
+               n_layers: int = 4, n_heads: int = 4) -> dict:
+    """A run configuration in the shape the trace / intervene commands write."""
+    config = {"kind": kind,
+              "model": {"family": family, "audio_repeat": audio_repeat, "num_hidden_layers": n_layers,
+                        "num_attention_heads": n_heads},
+              "data": {"name": data}, "trace": {"at": at, "tau": tau}}
+    if kind != "trace":
+        config["interventions"] = interventions or [{"name": "none"}]
+    return config
+
+
+def write_run(path: str | Path, ds: xr.Dataset, config: dict, *, batch: int = 64, created: str | None = None,
+              baseline: str | Path | None = None, summary: bool = True) -> Path:
+    """Write ``ds`` in batches through :class:`RunStore`; add ``created`` and, if asked, the summary.
+
+    The summary follows the intervene command: subset metrics, the baseline's
+    path and the deltas against the baseline's metrics.
+    """
+    path = Path(path)
+    store = RunStore(path)
+    store.begin(config, kind=config["kind"])
+    for start in range(0, ds.sizes["sample"], batch):
+        store.append(ds.isel(sample=slice(start, start + batch)))
+    manifest = read_manifest(path)
+    manifest["created"] = created or _dt.datetime.now().isoformat(timespec="seconds")
+    if summary:
+        metrics = subset_metrics(ds)
+        manifest["summary"] = {"metrics": metrics}
+        if baseline is not None:
+            base = read_manifest(baseline).get("summary", {}).get("metrics") or subset_metrics(open_run(baseline))
+            manifest["summary"].update(baseline=str(baseline), deltas=deltas(metrics, base))
+    (path / MANIFEST).write_text(json.dumps(manifest))
+    return path
+
+
+def write_demo_cache(cache: str | Path, *, n_samples: int = 60, n_layers: int = 8, n_heads: int = 8,
+                     rows_for: int = 12) -> list[Path]:
+    """A small cache of random runs covering every view: a baseline with rows, PAI, an AR τ sweep,
+    an audio-duplication sweep, and a baseline without summary (metrics computed by the reader)."""
+    cache = Path(cache)
+    shape = dict(n_layers=n_layers, n_heads=n_heads)
+    base = write_run(cache / "random-baseline", random_run(n_samples, **shape, rows_for=rows_for, seed=0),
+                     run_config(**shape), created="2025-01-01T00:00:00")
+    paths = [base]
+    specs = [("random-pai", [{"name": "pai", "alpha": 0.5, "layers": None}], {"video_aligned": 0.5,
+                                                                               "audio_aligned": 0.6}, 1)]
+    for tau, acc in ((0.0, 0.45), (1.0, 0.55), (2.0, 0.5), (3.0, 0.47)):
+        specs.append((f"random-ar-tau{tau:g}", [{"name": "ar", "tau": tau, "layers": None}],
+                      {"video_aligned": acc, "audio_aligned": 0.7 + acc / 10}, 1))
+    for k, acc in ((4, 0.5), (16, 0.6), (64, 0.7)):
+        specs.append((f"random-dup-k{k}", [{"name": "duplicate_audio", "k": k}],
+                      {"video_aligned": acc, "audio_aligned": 0.8 - acc / 2}, k))
+    for i, (name, interventions, accuracy, n_audio) in enumerate(specs, start=1):
+        ds = random_run(n_samples, **shape, n_audio=n_audio, accuracy={"consistent": 0.9, **accuracy}, seed=i)
+        paths.append(write_run(cache / name, ds, run_config(interventions=interventions, **shape),
+                               created=f"2025-01-{i + 1:02d}T00:00:00", baseline=base))
+    paths.append(write_run(cache / "random-trace", random_run(n_samples, **shape, seed=99),
+                           run_config("trace", **shape), created="2025-02-01T00:00:00", summary=False))
+    return paths

@@ -1,0 +1,111 @@
+"""Reductions of one run's arrays to what a figure shows (pure numpy; no Dash, no I/O).
+
+Per-sample quantities follow the paper: S_h sums (Sec. 5.2), UAP (Eq. 1),
+c_h (Eq. 5), c (Eq. 6) and H_bias (Eq. 7).  Eq. (7) is a per-sample
+statement, so for a group of samples a head is summarised by the *share*
+of samples in which it is biased, and called biased when that share is a
+majority (> 1/2).  Samples without a probed emotion token hold NaN sums
+and are left out of every average and share.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+
+from modbias.metrics import biased_heads, head_ratio, layer_ratio, token_attention
+
+from modbias_app.runs import HeadMeanRows, HeadSums
+
+HEAD_QUANTITIES = {
+    "log10_c_h": "log10 c_h = log10(S_a / S_v) (Eq. 5)",
+    "diff": "S_a − S_v (per-head UAP_a − UAP_v, Eq. 1)",
+}
+
+
+def _valid(S_a: np.ndarray, S_v: np.ndarray) -> np.ndarray:
+    """Samples whose sums are defined (an emotion token was found): ``[sample]``."""
+    return ~np.isnan(S_a).all(axis=(1, 2)) & ~np.isnan(S_v).all(axis=(1, 2))
+
+
+def log10_head_ratio(S_a, S_v) -> np.ndarray:
+    """log10 c_h (Eq. 5) with modbias.metrics' conventions: +inf when S_v = 0 < S_a,
+    −inf when S_a = 0 < S_v, NaN when both are 0."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.log10(head_ratio(np.asarray(S_a), np.asarray(S_v)))
+
+
+def head_map(sums: HeadSums, keep: np.ndarray, quantity: str) -> np.ndarray:
+    """``[layer, head]`` summary over the kept samples.
+
+    ``log10_c_h``: the median over samples of log10 c_h.  The median keeps
+    ±inf heads meaningful (a head with S_v = 0 in most samples stays +inf)
+    and ignores undefined (NaN) samples; a cell is NaN only when no kept
+    sample defines it.  ``diff``: the mean over samples of S_a − S_v.
+    """
+    S_a, S_v = sums.S_a[keep], sums.S_v[keep]
+    valid = _valid(S_a, S_v)
+    S_a, S_v = S_a[valid], S_v[valid]
+    if quantity not in HEAD_QUANTITIES:
+        raise ValueError(f"quantity {quantity!r}; expected one of {sorted(HEAD_QUANTITIES)}")
+    if not len(S_a):
+        return np.full(sums.S_a.shape[1:], np.nan)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN cells stay NaN
+        if quantity == "diff":
+            return np.nanmean(S_a - S_v, axis=0)
+        return np.nanmedian(log10_head_ratio(S_a, S_v), axis=0)
+
+
+def biased_share(sums: HeadSums, keep: np.ndarray, tau: float) -> tuple[np.ndarray, np.ndarray, int]:
+    """Share of kept samples in which each head is in H_bias (Eq. 7) ``[layer, head]``, share in
+    which each layer has c > τ (Eq. 6) ``[layer]``, and the number of samples counted."""
+    S_a, S_v = sums.S_a[keep], sums.S_v[keep]
+    valid = _valid(S_a, S_v)
+    S_a, S_v = S_a[valid], S_v[valid]
+    if not len(S_a):
+        return np.zeros(S_a.shape[1:]), np.zeros(S_a.shape[1]), 0
+    with np.errstate(invalid="ignore"):
+        heads = biased_heads(S_a, S_v, tau).mean(0)
+        layers = (layer_ratio(S_a, S_v) > tau).mean(0)
+    return heads, layers, len(S_a)
+
+
+def layer_profile(sums: HeadSums, keep: np.ndarray) -> dict[str, np.ndarray]:
+    """Mean UAP_v and UAP_a per layer (Eq. 1) over the kept samples: ``{"UAP_v": [L], "UAP_a": [L]}``."""
+    out = {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        for name in ("UAP_v", "UAP_a"):
+            values = getattr(sums, name)[keep]
+            out[name] = np.nanmean(values, axis=0) if len(values) else np.full(values.shape[1], np.nan)
+    return out
+
+
+def middle_mean(profile: dict[str, np.ndarray], layers) -> dict[str, float]:
+    """A layer profile averaged over ``layers`` (the middle layers of Fig. 3a)."""
+    return {name: float(np.nanmean(values[list(layers)])) for name, values in profile.items()}
+
+
+def token_profile(hm: HeadMeanRows, keep: np.ndarray, layers) -> tuple[np.ndarray, np.ndarray, int]:
+    """Attention per input position averaged over heads, ``layers`` (Fig. 3b,
+    :func:`modbias.metrics.token_attention`) and the kept samples that have rows.
+
+    Positions are the samples' own (unpadded) token indices; each position
+    averages the samples long enough to have it.  Returns the profile
+    ``[T]``, each position's modality (``mixed`` where samples disagree),
+    and the number of samples averaged.
+    """
+    pick = keep[hm.index]
+    rows, length, modality = hm.rows[pick], hm.length[pick], hm.modality[pick]
+    if not len(rows):
+        return np.zeros(0), np.zeros(0, dtype=object), 0
+    width = int(length.max())
+    per_sample = token_attention(rows[:, :, None, :width], layers)  # [n, T]; head axis already averaged
+    valid = np.arange(width)[None, :] < length[:, None]
+    profile = np.where(valid, per_sample, 0).sum(0) / valid.sum(0)
+    kinds = modality[:, :width]
+    first = kinds[valid.argmax(0), np.arange(width)]  # modality in the first sample that has the position
+    agree = np.where(valid, kinds == first[None, :], True).all(0)
+    return profile, np.where(agree, first, "mixed"), len(rows)

@@ -1,0 +1,134 @@
+"""Comparisons across runs: metrics with deltas vs. a baseline (Table 7), the AR threshold sweep
+(Table 8) and the audio-duplication sweep (Fig. 3c)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+from modbias_app.runs import RunInfo, deltas_of, metrics, subset_names
+
+METRICS = {"avg": "Avg (Eq. 24)", "acc": "Acc (Eq. 23)", "rec": "Rec (Eq. 23)", "hit": "conclusion = label"}
+
+
+@dataclass
+class MetricRow:
+    """One run's per-subset metrics, and its deltas vs. its baseline (None without a baseline)."""
+
+    run: RunInfo
+    metrics: dict
+    deltas: dict | None
+    baseline: RunInfo | None
+
+    def delta(self, subset: str, metric: str) -> float | None:
+        return (self.deltas or {}).get(subset, {}).get(metric)
+
+
+def metric_rows(chosen: list[RunInfo], runs: list[RunInfo]) -> list[MetricRow]:
+    """Metrics of the chosen runs, baselines first; deltas from the summary or vs. the matched baseline."""
+    out = []
+    for info in sorted(chosen, key=lambda r: (not r.is_baseline, r.created)):
+        d, base = deltas_of(info, runs)
+        out.append(MetricRow(info, metrics(info), d, base))
+    return out
+
+
+def _cell(row: MetricRow, subset: str, metric: str) -> str:
+    value = row.metrics.get(subset, {}).get(metric)
+    if value is None:
+        return "–"
+    delta = row.delta(subset, metric)
+    if delta is None or row.run.is_baseline:
+        return f"{value:.2f}"
+    return f"{value:.2f} ({delta:+.2f} {'↑' if delta > 0 else '↓' if delta < 0 else '='})"
+
+
+def metrics_markdown(rows: list[MetricRow], metric: str = "avg") -> str:
+    """Table 7: one row per run, one column per subset, ``value (Δ vs. baseline)``."""
+    subsets = subset_names({s: 0 for r in rows for s in r.metrics})
+    lines = ["| run | model | interventions | baseline | " + " | ".join(subsets) + " |",
+             "|---|---|---|---|" + "---|" * len(subsets)]
+    for row in rows:
+        base = row.baseline.name if row.baseline else "–"
+        lines.append(f"| {row.run.name} | {row.run.model} | {row.run.label} | {base} | "
+                     + " | ".join(_cell(row, s, metric) for s in subsets) + " |")
+    return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class SweepPoint:
+    """One run's metric on one subset at a sweep value ``x``; ``line`` names the sweep it belongs to."""
+
+    line: str
+    x: float
+    subset: str
+    value: float
+    run: str
+
+
+def _points(line: str, x: float, info: RunInfo, metric: str) -> list[SweepPoint]:
+    table = metrics(info)
+    return [SweepPoint(line, float(x), s, float(table[s][metric]), info.name)
+            for s in subset_names(table) if metric in table[s]]
+
+
+def _newest_per_x(points: list[SweepPoint]) -> list[SweepPoint]:
+    """Keep, per (line, x, subset), the point of the last run listed (runs come oldest first)."""
+    keep = {(p.line, p.x, p.subset): p for p in points}
+    return sorted(keep.values(), key=lambda p: (p.line, p.subset, p.x))
+
+
+def _lines_with_range(points: list[SweepPoint]) -> list[SweepPoint]:
+    xs: dict[str, set] = {}
+    for p in points:
+        xs.setdefault(p.line, set()).add(p.x)
+    return [p for p in points if len(xs[p.line]) > 1]
+
+
+def tau_sweep(runs: list[RunInfo], metric: str = "avg") -> list[SweepPoint]:
+    """Table 8: every run whose interventions include AR, at x = its τ; one line per model, data and
+    companion interventions (e.g. MoSE + AR apart from AR alone)."""
+    points = []
+    for info in runs:
+        ar = info.intervention("ar")
+        if ar is None or ar.get("tau") is None:
+            continue
+        others = [i for i in info.interventions if i.get("name") != "ar"]
+        line = f"{info.model}/{info.data}" + "".join(f" + {i['name']}" for i in others) + " + ar"
+        points += _points(line, ar["tau"], info, metric)
+    return _newest_per_x(points)
+
+
+def duplication_sweep(runs: list[RunInfo], metric: str = "avg") -> list[SweepPoint]:
+    """Fig. 3c: metrics against the number of copies of each audio token.
+
+    Two kinds of line, drawn when they span at least two values:
+    ``duplicate_audio`` runs at x = k, with the baseline of the same model
+    at x = 1; and baselines of models trained with ``audio_repeat`` copies
+    (App. C.2) at x = audio_repeat.
+    """
+    points = []
+    for info in runs:
+        model_key = json.dumps(info.config.get("model"), sort_keys=True)
+        dup = info.intervention("duplicate_audio")
+        inference_line = f"{info.model}/{info.data} duplicate_audio [{abs(hash(model_key)) % 10_000:04d}]"
+        if dup is not None and len(info.interventions) == 1:
+            points += _points(inference_line, dup.get("k", 1), info, metric)
+        elif info.is_baseline:
+            points += _points(inference_line, 1, info, metric)
+            points += _points(f"{info.model}/{info.data} trained audio_repeat", info.audio_repeat, info, metric)
+    return _lines_with_range(_newest_per_x(points))
+
+
+def sweep_markdown(points: list[SweepPoint], x_name: str) -> str:
+    """Table 8 layout: one row per (line, x), one column per subset."""
+    subsets = subset_names({p.subset: 0 for p in points})
+    cells = {(p.line, p.x, p.subset): p for p in points}
+    keys = sorted({(p.line, p.x) for p in points})
+    lines = [f"| sweep | {x_name} | " + " | ".join(subsets) + " | run |", "|---|---|" + "---|" * (len(subsets) + 1)]
+    for line, x in keys:
+        values = [cells.get((line, x, s)) for s in subsets]
+        run = next(v.run for v in values if v is not None)
+        lines.append(f"| {line} | {x:g} | " + " | ".join(f"{v.value:.2f}" if v else "–" for v in values)
+                     + f" | {run} |")
+    return "\n".join(lines)

@@ -1,0 +1,310 @@
+"""The runs of a cache as the dashboard and the figure scripts see them.
+
+Reading only: manifests are parsed on each scan (cheap), datasets are
+opened lazily with :func:`modbias.store.open_run`, and everything derived
+from a store is cached under the key (path, manifest mtime), so a run that
+grows or is rewritten is read afresh while an unchanged one costs nothing.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import xarray as xr
+
+from modbias.evaluation import deltas, subset_metrics
+from modbias.store import MANIFEST, list_runs, open_run, read_manifest
+
+SUBSET_ORDER = ("video_aligned", "audio_aligned", "consistent", "overall")
+
+
+class StoreFieldError(LookupError):
+    """A run lacks what a view or figure needs; the message names the run, the field and the remedy."""
+
+
+@dataclass
+class RunInfo:
+    """One run store, described from its manifest (no array is read)."""
+
+    path: str
+    kind: str
+    config: dict = field(repr=False)
+    samples: int
+    created: str
+    has_rows: bool
+    summary: dict | None = field(default=None, repr=False)
+
+    @property
+    def name(self) -> str:
+        return Path(self.path).name
+
+    @property
+    def model(self) -> str:
+        return str(self.config.get("model", {}).get("family", "?"))
+
+    @property
+    def audio_repeat(self) -> int:
+        return int(self.config.get("model", {}).get("audio_repeat", 1))
+
+    @property
+    def data(self) -> str:
+        return str(self.config.get("data", {}).get("name", "?"))
+
+    @property
+    def interventions(self) -> list[dict]:
+        """The applied interventions; ``none`` entries dropped (a trace run has none)."""
+        return [i for i in self.config.get("interventions", []) if i.get("name") != "none"]
+
+    @property
+    def is_baseline(self) -> bool:
+        return not self.interventions
+
+    @property
+    def label(self) -> str:
+        """Interventions with their parameters, e.g. ``ar(tau=1)``; ``baseline`` when none."""
+        return " + ".join(intervention_label(i) for i in self.interventions) or "baseline"
+
+    def intervention(self, name: str) -> dict | None:
+        return next((i for i in self.interventions if i.get("name") == name), None)
+
+    def same_setup(self, other: "RunInfo") -> bool:
+        """Same model configuration and benchmark (what makes one run the other's baseline)."""
+        return self.config.get("model") == other.config.get("model") and \
+            self.config.get("data") == other.config.get("data")
+
+
+def intervention_label(intervention: dict) -> str:
+    params = ", ".join(f"{k}={'all' if v is None else f'{v:g}' if isinstance(v, float) else v}"
+                       for k, v in intervention.items() if k != "name")
+    return f"{intervention['name']}({params})" if params else intervention["name"]
+
+
+def run_info(path: str | Path) -> RunInfo:
+    path = Path(path)
+    manifest = read_manifest(path)
+    if not manifest:
+        raise FileNotFoundError(f"no modbias run store at {path}")
+    created = manifest.get("created") or _dt.datetime.fromtimestamp(
+        (path / MANIFEST).stat().st_mtime).isoformat(timespec="seconds")
+    return RunInfo(path=str(path), kind=manifest.get("kind", "?"), config=manifest.get("config", {}),
+                   samples=int(manifest.get("done", 0)), created=created,
+                   has_rows=(path / "rows" / "zarr.json").exists(), summary=manifest.get("summary"))
+
+
+def scan(cache: str | Path) -> list[RunInfo]:
+    """Every run under ``cache``, oldest first."""
+    return sorted((run_info(p) for p in list_runs(cache)), key=lambda r: (r.created, r.path))
+
+
+def _stamp(path: str | Path) -> int:
+    return (Path(path) / MANIFEST).stat().st_mtime_ns
+
+
+def open_dataset(path: str | Path) -> xr.Dataset:
+    """The run's lazily opened Dataset, cached until its manifest changes."""
+    return _open(str(path), _stamp(path))
+
+
+@lru_cache(maxsize=32)
+def _open(path: str, stamp: int) -> xr.Dataset:
+    return open_run(path)
+
+
+def require(ds: xr.Dataset, *fields: str, view: str) -> None:
+    """Raise :class:`StoreFieldError` naming the run and the first missing field."""
+    for name in fields:
+        if name not in ds.variables:
+            hint = (" (traced without --save-rows; re-run `modbias trace ... --save-rows`)"
+                    if name in ("rows", "length") or name.endswith("_mask") else "")
+            raise StoreFieldError(f"run {ds.attrs.get('path')} has no '{name}' variable{hint}: "
+                                  f"the {view} needs it")
+
+
+def at_values(path: str | Path) -> list[str]:
+    return [str(a) for a in open_dataset(path)["at"].values]
+
+
+# ----------------------------------------------------------------------------- per-run arrays, cached
+
+
+@dataclass(frozen=True)
+class SampleTable:
+    """Per-sample coordinates of a run, as numpy arrays."""
+
+    id: np.ndarray
+    subset: np.ndarray
+    label: np.ndarray
+    visual_emotion: np.ndarray
+    audio_emotion: np.ndarray
+    prediction: np.ndarray
+    correct: np.ndarray
+    text: np.ndarray
+
+    def pick(self, subset: str = "all", outcome: str = "all") -> np.ndarray:
+        """Boolean mask of the samples in ``subset`` (or all) with ``outcome`` correct/incorrect (or all)."""
+        keep = np.ones(len(self.id), bool) if subset in ("all", None) else self.subset == subset
+        if outcome == "correct":
+            keep &= self.correct
+        elif outcome == "incorrect":
+            keep &= ~self.correct
+        return keep
+
+    def index(self, sample: str) -> int:
+        hits = np.flatnonzero(self.id == sample)
+        if not len(hits):
+            raise StoreFieldError(f"sample {sample!r} is not in this run")
+        return int(hits[0])
+
+
+def sample_table(path: str | Path) -> SampleTable:
+    return _sample_table(str(path), _stamp(path))
+
+
+@lru_cache(maxsize=32)
+def _sample_table(path: str, stamp: int) -> SampleTable:
+    ds = _open(path, stamp)
+    require(ds, "subset", "label", "prediction", "correct", view="sample table")
+    col = {name: np.asarray(ds[name].values).astype(str) for name in
+           ("sample", "subset", "label", "visual_emotion", "audio_emotion", "prediction", "text") if name in ds}
+    n = ds.sizes["sample"]
+    return SampleTable(id=col["sample"], subset=col["subset"], label=col["label"],
+                       visual_emotion=col.get("visual_emotion", np.full(n, "")),
+                       audio_emotion=col.get("audio_emotion", np.full(n, "")), prediction=col["prediction"],
+                       correct=np.asarray(ds["correct"].values).astype(bool), text=col.get("text", np.full(n, "")))
+
+
+@dataclass(frozen=True)
+class HeadSums:
+    """S_a, S_v ``[sample, layer, head]`` and UAP_a, UAP_v ``[sample, layer]`` at one probed token.
+
+    Samples where no emotion token was found (``found`` false) hold NaN.
+    """
+
+    S_a: np.ndarray
+    S_v: np.ndarray
+    UAP_a: np.ndarray
+    UAP_v: np.ndarray
+
+
+def head_sums(path: str | Path, at: str) -> HeadSums:
+    return _head_sums(str(path), _stamp(path), at)
+
+
+@lru_cache(maxsize=32)
+def _head_sums(path: str, stamp: int, at: str) -> HeadSums:
+    ds = _open(path, stamp)
+    require(ds, "S_a", "S_v", view="head and layer views")
+    view = ds.sel(at=at)
+    get = {name: np.asarray(view[name].transpose("sample", "layer", "head").values, np.float64)
+           for name in ("S_a", "S_v")}
+    uap = {name: np.asarray(view[name].transpose("sample", "layer").values, np.float64) if name in view
+           else get["S" + name[3:]].mean(-1) for name in ("UAP_a", "UAP_v")}
+    return HeadSums(get["S_a"], get["S_v"], uap["UAP_a"], uap["UAP_v"])
+
+
+@dataclass(frozen=True)
+class HeadMeanRows:
+    """Head-averaged attention rows ``[sample, layer, token]`` of the samples with rows, plus their
+    valid lengths and per-position modality (visual / audio / text / generated / padding)."""
+
+    index: np.ndarray  # positions in the run's sample axis
+    rows: np.ndarray
+    length: np.ndarray
+    modality: np.ndarray  # [sample, token] of str
+
+
+MODALITY_ORDER = ("visual", "audio", "text", "generated")
+
+
+def modality_labels(masks: dict[str, np.ndarray], length: np.ndarray) -> np.ndarray:
+    """Per-position modality ``[sample, token]``: the masks' kind, ``generated`` for positions
+    past the prompt but before ``length``, ``padding`` after it."""
+    shape = masks["visual"].shape
+    out = np.full(shape, "generated", dtype=object)
+    for kind in ("visual", "audio", "text"):
+        out[masks[kind]] = kind
+    out[np.arange(shape[-1])[None, :] >= length[:, None]] = "padding"
+    return out
+
+
+def head_mean_rows(path: str | Path, at: str, block: int = 32) -> HeadMeanRows:
+    """Rows averaged over heads (cached; read block-wise, only samples with ``length > 0``)."""
+    return _head_mean_rows(str(path), _stamp(path), at, block)
+
+
+@lru_cache(maxsize=8)
+def _head_mean_rows(path: str, stamp: int, at: str, block: int) -> HeadMeanRows:
+    ds = _open(path, stamp)
+    require(ds, "rows", "length", "visual_mask", "audio_mask", "text_mask", view="token view")
+    view = ds.sel(at=at)
+    length = np.asarray(view["length"].values, np.int64)
+    index = np.flatnonzero(length > 0)
+    rows = view["rows"].transpose("sample", "layer", "head", "token")
+    parts = [np.asarray(rows.isel(sample=index[i:i + block]).values, np.float64).mean(2)
+             for i in range(0, len(index), block)]
+    mean = np.concatenate(parts) if parts else np.zeros((0, ds.sizes["layer"], ds.sizes["token"]))
+    masks = {k: np.asarray(ds[f"{k}_mask"].isel(sample=index).values, bool) for k in ("visual", "audio", "text")}
+    return HeadMeanRows(index, mean, length[index], modality_labels(masks, length[index]))
+
+
+def head_row(path: str | Path, at: str, sample: str, layer: int, head: int) -> tuple[np.ndarray, np.ndarray]:
+    """One head's attention over the input positions of one sample, and each position's modality."""
+    ds = open_dataset(path)
+    require(ds, "rows", "length", "visual_mask", "audio_mask", "text_mask", view="head detail")
+    i = sample_table(path).index(sample)
+    n = int(ds["length"].sel(at=at).values[i])
+    if n == 0:
+        raise StoreFieldError(f"run {path}: sample {sample!r} has no stored rows (length 0 at {at!r})")
+    row = np.asarray(ds["rows"].sel(at=at).isel(sample=i, layer=layer, head=head).values[:n], np.float64)
+    masks = {k: np.asarray(ds[f"{k}_mask"].isel(sample=[i]).values, bool) for k in ("visual", "audio", "text")}
+    return row, modality_labels(masks, np.array([n]))[0, :n]
+
+
+# ----------------------------------------------------------------------------- metrics and baselines
+
+
+def metrics(info: RunInfo) -> dict:
+    """Per-subset acc / rec / avg / hit (``subset_metrics``): the manifest's summary or computed."""
+    if info.summary and "metrics" in info.summary:
+        return info.summary["metrics"]
+    return _computed_metrics(info.path, _stamp(info.path))
+
+
+@lru_cache(maxsize=64)
+def _computed_metrics(path: str, stamp: int) -> dict:
+    return subset_metrics(_open(path, stamp))
+
+
+def baseline_of(info: RunInfo, runs: list[RunInfo]) -> RunInfo | None:
+    """The run's baseline: the one its summary names, else the newest baseline of the same setup."""
+    named = (info.summary or {}).get("baseline")
+    if named:
+        match = [r for r in runs if Path(r.path).resolve() == Path(named).resolve()]
+        if match:
+            return match[0]
+        if Path(named, MANIFEST).exists():
+            return run_info(named)
+    if info.is_baseline:
+        return None
+    candidates = [r for r in runs if r.is_baseline and r.same_setup(info)]
+    return candidates[-1] if candidates else None
+
+
+def deltas_of(info: RunInfo, runs: list[RunInfo]) -> tuple[dict | None, RunInfo | None]:
+    """(run − baseline per subset and metric, the baseline); the summary's deltas when stored."""
+    base = baseline_of(info, runs)
+    if info.summary and "deltas" in info.summary:
+        return info.summary["deltas"], base
+    if base is None:
+        return None, None
+    return deltas(metrics(info), metrics(base)), base
+
+
+def subset_names(metric_table: dict) -> list[str]:
+    """The subsets of a metrics dict, in the paper's order (unknown ones after)."""
+    known = [s for s in SUBSET_ORDER if s in metric_table]
+    return known + sorted(s for s in metric_table if s not in SUBSET_ORDER)

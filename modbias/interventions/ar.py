@@ -1,0 +1,96 @@
+"""Attention Reallocation (AR), CA-MER paper Sec. 5.2, Algorithm 1, App. A.
+
+Per layer, with S_h(ω, X) the attention head h puts on token set X:
+  c(ω)  = Σ_h S_h(A) / Σ_h S_h(V)                       (Eq. 6)
+  c_h(ω) = S_h(A) / S_h(V)                              (Eq. 5)
+  H_bias = {h | c > τ and c_h > c}                      (Eq. 7)
+and for each biased head, with Δ_h = (S_h(A) − c·S_h(V)) / (1 + c)   (Eq. 14),
+  ω'(a) = ω(a)·(1 − Δ_h / S_h(A)),  ω'(v) = ω(v)·(1 + Δ_h / S_h(V))  (Eqs. 12-13)
+which satisfies c_h(ω') = c (Eq. 8), keeps S_h(A∪V) (Eq. 9) and the
+proportions inside each modality (Eqs. 10-11).  Other tokens are untouched.
+
+Zero attention: a head with S_h(V) = 0 has c_h = inf (see modbias.metrics)
+but cannot receive mass proportionally (Eq. 13 divides by S_h(V)), so it is
+left unchanged, as are heads with S_h(A) = 0 (c_h = 0, never biased), layers
+with c = nan (no A or V attention) and layers with c = inf.  No NaN or inf
+is ever produced.
+
+The same edit is a per-modality additive bias on the scores:
+``softmax(s + log f) = ω·f`` because Σ ω·f = 1 (Eq. 9); see :func:`log_factors`.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from modbias.interventions.base import Intervention, layer_set, register
+from modbias.metrics import biased_heads, modality_sums
+from modbias.probe import RowContext
+
+
+def reallocation_factors(weights: torch.Tensor, visual_mask: torch.Tensor, audio_mask: torch.Tensor,
+                         tau: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Multiplicative factors ``(f_a, f_v)`` per head ``[..., H]`` of Eqs. (12)-(14); 1 where not biased."""
+    weights = weights.double()
+    S_v = modality_sums(weights, visual_mask.to(weights))
+    S_a = modality_sums(weights, audio_mask.to(weights))
+    c = (S_a.sum(-1) / S_v.sum(-1))[..., None]
+    biased = biased_heads(S_a, S_v, tau) & (S_v > 0)
+    one = torch.ones_like(S_a)
+    safe_a, safe_v = torch.where(biased, S_a, one), torch.where(biased, S_v, one)
+    safe_c = torch.where(biased, c.expand_as(S_a), torch.zeros_like(S_a))
+    delta = (safe_a - safe_c * safe_v) / (1 + safe_c)  # Eq. (14)
+    f_a = torch.where(biased, 1 - delta / safe_a, one)   # Eq. (12)
+    f_v = torch.where(biased, 1 + delta / safe_v, one)   # Eq. (13)
+    return f_a, f_v
+
+
+def reallocate(weights: torch.Tensor, visual_mask: torch.Tensor, audio_mask: torch.Tensor,
+               tau: float = 1.0) -> torch.Tensor:
+    """AR on one layer's rows ``[..., heads, tokens]`` (Algorithm 1); masks ``[..., tokens]``.
+
+    >>> w = torch.tensor([[0.1, 0.1, 0.6, 0.2], [0.3, 0.3, 0.2, 0.2]])   # 2 heads; V = {0, 1}, A = {2}
+    >>> v, a = torch.tensor([1, 1, 0, 0.]), torch.tensor([0, 0, 1, 0.])
+    >>> reallocate(w, v.bool(), a.bool(), tau=0.5)  # c = 0.8/0.8 = 1; head 0 has c_h = 3 > c
+    tensor([[0.2000, 0.2000, 0.4000, 0.2000],
+            [0.3000, 0.3000, 0.2000, 0.2000]])
+    """
+    f_a, f_v = reallocation_factors(weights, visual_mask, audio_mask, tau)
+    factor = 1 + (f_a[..., None] - 1) * audio_mask[..., None, :].to(f_a) + (f_v[..., None] - 1) * visual_mask[..., None, :].to(f_a)
+    return (weights.double() * factor).to(weights.dtype)
+
+
+def log_factors(weights, visual_mask, audio_mask, tau: float = 1.0) -> torch.Tensor:
+    """The AR edit as an additive score bias ``[..., H, T]``: softmax(scores + bias) = reallocate(weights)."""
+    f_a, f_v = reallocation_factors(weights, visual_mask, audio_mask, tau)
+    return (f_a.log()[..., None] * audio_mask[..., None, :].to(f_a)
+            + f_v.log()[..., None] * visual_mask[..., None, :].to(f_a)).to(weights.dtype)
+
+
+@register("ar")
+class AttentionReallocation(Intervention):
+    """AR at every generated step on the selected layers (default all).
+
+    ``competitor`` names the token set playing A: ``audio`` (default) or ``text``
+    (image-only models, the hallucination setting of App. D.1).
+    """
+
+    def __init__(self, tau: float = 1.0, layers=None, competitor: str = "audio"):
+        if competitor not in ("audio", "text"):
+            raise ValueError(f"competitor must be 'audio' or 'text', got {competitor!r}")
+        self.tau, self.layers, self.competitor = float(tau), layers, competitor
+        self.active_layers: frozenset[int] | None = None  # resolved against the model in attach()
+
+    def params(self) -> dict:
+        return {"tau": self.tau, "layers": self.layers, "competitor": self.competitor}
+
+    def attach(self, model) -> None:
+        self.active_layers = layer_set(self.layers, model.n_layers)
+
+    def edit_rows(self, rows: torch.Tensor, context: RowContext) -> torch.Tensor:
+        if self.active_layers is not None and context.layer not in self.active_layers:
+            return rows
+        masks = context.masks
+        per_query = rows.transpose(1, 2)  # [B, Q, H, T]: heads next to tokens
+        edited = reallocate(per_query, masks["visual"][:, None, :], masks[self.competitor][:, None, :], self.tau)
+        return edited.transpose(1, 2)

@@ -1,0 +1,119 @@
+"""One protocol for every intervention, and a registry.
+
+An intervention may act at any of three levels; each hook defaults to a no-op:
+
+- **input** — :meth:`Intervention.transform_sample` rewrites a sample before the
+  adapter builds inputs and the TokenLayout (audio-token duplication);
+- **attention** — :meth:`Intervention.edit_rows` edits the probe's rows of the
+  query being decoded, at every generation step (AR, PAI);
+- **module** — :meth:`Intervention.attach` / :meth:`Intervention.detach` add and
+  remove modules, :meth:`Intervention.begin_batch` passes the batch's layout
+  (MoSE); :meth:`Intervention.logits_processors` adjusts decoding (PAI guidance).
+
+Any list of interventions can be active at once (:func:`applied`); leaving
+the block restores the model exactly.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Callable, Iterator
+
+import torch
+
+from modbias.data.sample import Sample
+from modbias.models.base import ModelAdapter, PreparedBatch
+from modbias.probe import RowContext
+
+
+class Intervention:
+    """Base class: override the hooks an intervention needs (see module doc)."""
+
+    name = "none"
+
+    def params(self) -> dict:
+        """JSON-able parameters, stored in run configs."""
+        return {}
+
+    def describe(self) -> dict:
+        return {"name": self.name, **self.params()}
+
+    def transform_sample(self, sample: Sample) -> Sample:
+        return sample
+
+    def attach(self, model: ModelAdapter) -> None:
+        pass
+
+    def detach(self, model: ModelAdapter) -> None:
+        pass
+
+    def begin_batch(self, model: ModelAdapter, batch: PreparedBatch, samples: list[Sample]) -> None:
+        pass
+
+    def logits_processors(self, model: ModelAdapter, batch: PreparedBatch, samples: list[Sample]) -> list:
+        return []
+
+    @property
+    def edits_rows(self) -> bool:
+        return type(self).edit_rows is not Intervention.edit_rows
+
+    def edit_rows(self, rows: torch.Tensor, context: RowContext) -> torch.Tensor:
+        return rows
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.params().items())
+        return f"{type(self).__name__}({args})"
+
+
+REGISTRY: dict[str, Callable[..., Intervention]] = {"none": Intervention}
+
+
+def register(name: str):
+    """Class decorator adding an intervention to the registry under ``name``."""
+    def add(cls):
+        cls.name = name
+        REGISTRY[name] = cls
+        return cls
+    return add
+
+
+def make(name: str, **params) -> Intervention:
+    """Instantiate a registered intervention by name."""
+    if name not in REGISTRY:
+        raise ValueError(f"unknown intervention {name!r}; available: {sorted(REGISTRY)}")
+    return REGISTRY[name](**params)
+
+
+def from_config(configs: list[dict]) -> list[Intervention]:
+    """Rebuild interventions from their stored ``describe()`` dicts."""
+    return [make(c["name"], **{k: v for k, v in c.items() if k != "name"}) for c in configs]
+
+
+@contextlib.contextmanager
+def applied(model: ModelAdapter, interventions: list[Intervention]) -> Iterator[list[Intervention]]:
+    """Attach the module-level parts of ``interventions`` for the block; detach in reverse order."""
+    attached = []
+    try:
+        for intervention in interventions:
+            intervention.attach(model)
+            attached.append(intervention)
+        yield interventions
+    finally:
+        for intervention in reversed(attached):
+            intervention.detach(model)
+
+
+def layer_set(spec, n_layers: int) -> frozenset[int]:
+    """Layers named by ``spec``: ``None``/``"all"``, a slice ``"start:end"`` (either side may be empty),
+    or indices (``"1,3"`` or a list).  Out-of-range layers are an error."""
+    if spec is None or spec == "all":
+        return frozenset(range(n_layers))
+    if isinstance(spec, str) and ":" in spec:
+        start, end = (int(x) if x.strip() else None for x in spec.split(":", 1))
+        layers = range(n_layers)[slice(start, end)]
+    else:
+        layers = [int(x) for x in (spec.split(",") if isinstance(spec, str) else spec)]
+    bad = [layer for layer in layers if not 0 <= layer < n_layers]
+    if bad:
+        raise ValueError(f"layers {bad} outside the model's {n_layers} layers (spec {spec!r})")
+    return frozenset(layers)
