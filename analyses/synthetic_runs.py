@@ -16,6 +16,7 @@ from __future__ import annotations
 import datetime as _dt
 import json
 from pathlib import Path
+from typing import Iterable
 
 import numpy as np
 import xarray as xr
@@ -52,17 +53,20 @@ def _layout(n_visual: int, n_audio: int) -> dict[str, np.ndarray]:
 
 
 def random_run(n_samples: int = 30, n_layers: int = 4, n_heads: int = 4, *, at=("first", "answer"),
-               n_visual: int = 16, n_audio: int = 1, rows_for: int = 0, audio_bias: float = 3.0,
-               accuracy: dict[str, float] | None = None, tau: float = 1.0, seed: int = 0) -> xr.Dataset:
-    """One run's Dataset with random valid values.
+               n_visual: int = 16, n_audio: int = 1, rows: int | None = None, audio_bias: float = 3.0,
+               accuracy: dict[str, float] | None = None, tau: float = 1.0, seed: int = 0,
+               start: int = 0) -> xr.Dataset:
+    """One run's (or one batch's) Dataset with random valid values.
 
-    ``rows_for``: the first samples that carry full attention rows (the others
-    have zero rows and ``length = 0``); 0 writes no ``rows`` variables at all.
-    ``audio_bias`` multiplies the Dirichlet weight of the audio tokens.
+    ``rows``: None stores no attention rows; k stores the rows variables with
+    the first k samples filled (the others zero, ``length = 0``).
+    ``audio_bias`` multiplies the Dirichlet weight of the audio tokens;
+    ``start`` numbers the samples of a later batch.
     """
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng([seed, start])
     accuracy = accuracy or {"video_aligned": 0.4, "audio_aligned": 0.7, "consistent": 0.9}
-    subsets = np.array([SUBSETS[i % len(SUBSETS)] for i in range(n_samples)])
+    index = np.arange(start, start + n_samples)
+    subsets = np.array([SUBSETS[i % len(SUBSETS)] for i in index])
     label, visual_emotion, audio_emotion, prediction = _labels(rng, subsets, accuracy)
     n_at = len(at)
     masks = _layout(n_visual, n_audio)
@@ -71,14 +75,15 @@ def random_run(n_samples: int = 30, n_layers: int = 4, n_heads: int = 4, *, at=(
     group_weight = np.array([1.0, audio_bias * n_audio, 1.0, 1.0])  # visual, audio, text, generated
     sums = rng.dirichlet(group_weight, size=shape).astype(np.float32)  # [..., 4]
     data = {}
-    if rows_for:
+    if rows is not None:
+        k = min(rows, n_samples)
         position_weight = np.where(masks["audio"], audio_bias, 0.2)
-        rows = np.zeros((*shape, n_tokens), np.float32)
-        rows[:rows_for] = rng.dirichlet(position_weight, size=(rows_for, n_at, n_layers, n_heads))
+        weights = np.zeros((*shape, n_tokens), np.float32)
+        weights[:k] = rng.dirichlet(position_weight, size=(k, n_at, n_layers, n_heads))
         for g, kind in enumerate(("visual", "audio", "text", "generated")):
-            sums[:rows_for, ..., g] = modality_sums(rows[:rows_for], masks[kind].astype(np.float32))
-        length = np.where(np.arange(n_samples)[:, None] < rows_for, n_tokens, 0).repeat(n_at, 1)
-        data["rows"] = (("sample", "at", "layer", "head", "token"), rows)
+            sums[:k, ..., g] = modality_sums(weights[:k], masks[kind].astype(np.float32))
+        length = np.where(np.arange(n_samples)[:, None] < k, n_tokens, 0).repeat(n_at, 1)
+        data["rows"] = (("sample", "at", "layer", "head", "token"), weights)
         data["length"] = (("sample", "at"), length.astype(np.int64))
         for kind in ("visual", "audio", "text"):
             data[f"{kind}_mask"] = (("sample", "token"), np.broadcast_to(masks[kind], (n_samples, n_tokens)).copy())
@@ -86,7 +91,7 @@ def random_run(n_samples: int = 30, n_layers: int = 4, n_heads: int = 4, *, at=(
     for g, name in enumerate(("S_v", "S_a", "S_t", "S_g")):
         data[name] = (dims, sums[..., g])
     coords = {
-        "sample": [f"{s}-{i:05d}" for i, s in enumerate(subsets)], "at": list(at),
+        "sample": [f"{s}-{i:05d}" for i, s in zip(index, subsets)], "at": list(at),
         "subset": ("sample", subsets), "label": ("sample", label),
         "visual_emotion": ("sample", visual_emotion), "audio_emotion": ("sample", audio_emotion),
         "prediction": ("sample", prediction), "correct": ("sample", prediction == label),
@@ -112,22 +117,22 @@ def run_config(kind: str = "intervene", interventions: list[dict] | None = None,
     return config
 
 
-def write_run(path: str | Path, ds: xr.Dataset, config: dict, *, batch: int = 64, created: str | None = None,
-              baseline: str | Path | None = None, summary: bool = True) -> Path:
-    """Write ``ds`` in batches through :class:`RunStore`; add ``created`` and, if asked, the summary.
-
-    The summary follows the intervene command: subset metrics, the baseline's
-    path and the deltas against the baseline's metrics.
-    """
+def write_run(path: str | Path, batches: xr.Dataset | Iterable[xr.Dataset], config: dict, *, batch: int = 64,
+              created: str | None = None, baseline: str | Path | None = None, summary: bool = True) -> Path:
+    """Append ``batches`` (or one Dataset, cut into ``batch``-sample pieces) through :class:`RunStore`,
+    then add ``created`` and, if asked, the summary the intervene command writes: subset metrics,
+    the baseline's path and the deltas against the baseline's metrics."""
     path = Path(path)
     store = RunStore(path)
     store.begin(config, kind=config["kind"])
-    for start in range(0, ds.sizes["sample"], batch):
-        store.append(ds.isel(sample=slice(start, start + batch)))
+    if isinstance(batches, xr.Dataset):
+        batches = (batches.isel(sample=slice(i, i + batch)) for i in range(0, batches.sizes["sample"], batch))
+    for part in batches:
+        store.append(part)
     manifest = read_manifest(path)
     manifest["created"] = created or _dt.datetime.now().isoformat(timespec="seconds")
     if summary:
-        metrics = subset_metrics(ds)
+        metrics = subset_metrics(open_run(path))
         manifest["summary"] = {"metrics": metrics}
         if baseline is not None:
             base = read_manifest(baseline).get("summary", {}).get("metrics") or subset_metrics(open_run(baseline))
@@ -137,12 +142,12 @@ def write_run(path: str | Path, ds: xr.Dataset, config: dict, *, batch: int = 64
 
 
 def write_demo_cache(cache: str | Path, *, n_samples: int = 60, n_layers: int = 8, n_heads: int = 8,
-                     rows_for: int = 12) -> list[Path]:
+                     rows: int = 12) -> list[Path]:
     """A small cache of random runs covering every view: a baseline with rows, PAI, an AR τ sweep,
     an audio-duplication sweep, and a baseline without summary (metrics computed by the reader)."""
     cache = Path(cache)
     shape = dict(n_layers=n_layers, n_heads=n_heads)
-    base = write_run(cache / "random-baseline", random_run(n_samples, **shape, rows_for=rows_for, seed=0),
+    base = write_run(cache / "random-baseline", random_run(n_samples, **shape, rows=rows, seed=0),
                      run_config(**shape), created="2025-01-01T00:00:00")
     paths = [base]
     specs = [("random-pai", [{"name": "pai", "alpha": 0.5, "layers": None}], {"video_aligned": 0.5,

@@ -14,7 +14,7 @@ import warnings
 
 import numpy as np
 
-from modbias.metrics import biased_heads, head_ratio, layer_ratio, token_attention
+from modbias.metrics import biased_heads, layer_ratio, token_attention
 
 from modbias_app.runs import HeadMeanRows, HeadSums
 
@@ -29,13 +29,6 @@ def _valid(S_a: np.ndarray, S_v: np.ndarray) -> np.ndarray:
     return ~np.isnan(S_a).all(axis=(1, 2)) & ~np.isnan(S_v).all(axis=(1, 2))
 
 
-def log10_head_ratio(S_a, S_v) -> np.ndarray:
-    """log10 c_h (Eq. 5) with modbias.metrics' conventions: +inf when S_v = 0 < S_a,
-    −inf when S_a = 0 < S_v, NaN when both are 0."""
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.log10(head_ratio(np.asarray(S_a), np.asarray(S_v)))
-
-
 def head_map(sums: HeadSums, keep: np.ndarray, quantity: str) -> np.ndarray:
     """``[layer, head]`` summary over the kept samples.
 
@@ -44,18 +37,19 @@ def head_map(sums: HeadSums, keep: np.ndarray, quantity: str) -> np.ndarray:
     and ignores undefined (NaN) samples; a cell is NaN only when no kept
     sample defines it.  ``diff``: the mean over samples of S_a − S_v.
     """
-    S_a, S_v = sums.S_a[keep], sums.S_v[keep]
-    valid = _valid(S_a, S_v)
-    S_a, S_v = S_a[valid], S_v[valid]
     if quantity not in HEAD_QUANTITIES:
         raise ValueError(f"quantity {quantity!r}; expected one of {sorted(HEAD_QUANTITIES)}")
-    if not len(S_a):
-        return np.full(sums.S_a.shape[1:], np.nan)
+    keep = keep & _valid(sums.S_a, sums.S_v)
+    n_layers, n_heads = sums.S_a.shape[1:]
+    if not keep.any():
+        return np.full((n_layers, n_heads), np.nan)
+    if quantity == "diff":
+        return (sums.S_a[keep] - sums.S_v[keep]).mean(0)
+    values = np.ascontiguousarray(sums.log10_c_h[keep].reshape(int(keep.sum()), -1).T)  # [L*H, n]: fast median
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN cells stay NaN
-        if quantity == "diff":
-            return np.nanmean(S_a - S_v, axis=0)
-        return np.nanmedian(log10_head_ratio(S_a, S_v), axis=0)
+        median = np.nanmedian(values, -1) if np.isnan(values).any() else np.median(values, -1)
+    return median.reshape(n_layers, n_heads)
 
 
 def biased_share(sums: HeadSums, keep: np.ndarray, tau: float) -> tuple[np.ndarray, np.ndarray, int]:

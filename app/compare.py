@@ -3,10 +3,9 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 
-from modbias_app.runs import RunInfo, deltas_of, metrics, subset_names
+from modbias_app.runs import RunInfo, baseline_of, deltas_of, metrics, subset_names
 
 METRICS = {"avg": "Avg (Eq. 24)", "acc": "Acc (Eq. 23)", "rec": "Rec (Eq. 23)", "hit": "conclusion = label"}
 
@@ -99,23 +98,32 @@ def tau_sweep(runs: list[RunInfo], metric: str = "avg") -> list[SweepPoint]:
     return _newest_per_x(points)
 
 
+def _model_name(info: RunInfo) -> str:
+    """The model family, with its checkpoint path and audio_repeat when they set it apart."""
+    model = info.config.get("model", {})
+    extra = [str(model["path"])] if model.get("path") else []
+    extra += [f"audio_repeat={info.audio_repeat}"] if info.audio_repeat != 1 else []
+    return info.model + (f" ({', '.join(extra)})" if extra else "")
+
+
 def duplication_sweep(runs: list[RunInfo], metric: str = "avg") -> list[SweepPoint]:
     """Fig. 3c: metrics against the number of copies of each audio token.
 
     Two kinds of line, drawn when they span at least two values:
-    ``duplicate_audio`` runs at x = k, with the baseline of the same model
-    at x = 1; and baselines of models trained with ``audio_repeat`` copies
-    (App. C.2) at x = audio_repeat.
+    ``duplicate_audio`` runs at x = k, with their baseline (as in
+    :func:`modbias_app.runs.baseline_of`) at x = 1; and baselines of models
+    trained with ``audio_repeat`` copies (App. C.2) at x = audio_repeat.
     """
     points = []
     for info in runs:
-        model_key = json.dumps(info.config.get("model"), sort_keys=True)
         dup = info.intervention("duplicate_audio")
-        inference_line = f"{info.model}/{info.data} duplicate_audio [{abs(hash(model_key)) % 10_000:04d}]"
         if dup is not None and len(info.interventions) == 1:
-            points += _points(inference_line, dup.get("k", 1), info, metric)
+            line = f"{_model_name(info)}/{info.data} duplicate_audio"
+            points += _points(line, dup.get("k", 1), info, metric)
+            base = baseline_of(info, runs)
+            if base is not None:
+                points += _points(line, 1, base, metric)
         elif info.is_baseline:
-            points += _points(inference_line, 1, info, metric)
             points += _points(f"{info.model}/{info.data} trained audio_repeat", info.audio_repeat, info, metric)
     return _lines_with_range(_newest_per_x(points))
 

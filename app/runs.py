@@ -17,6 +17,7 @@ import numpy as np
 import xarray as xr
 
 from modbias.evaluation import deltas, subset_metrics
+from modbias.metrics import head_ratio
 from modbias.store import MANIFEST, list_runs, open_run, read_manifest
 
 SUBSET_ORDER = ("video_aligned", "audio_aligned", "consistent", "overall")
@@ -188,6 +189,8 @@ class HeadSums:
     S_v: np.ndarray
     UAP_a: np.ndarray
     UAP_v: np.ndarray
+    log10_c_h: np.ndarray  # log10 of Eq. (5), float32: ±inf where one modality gets no attention
+
 
 
 def head_sums(path: str | Path, at: str) -> HeadSums:
@@ -203,7 +206,9 @@ def _head_sums(path: str, stamp: int, at: str) -> HeadSums:
            for name in ("S_a", "S_v")}
     uap = {name: np.asarray(view[name].transpose("sample", "layer").values, np.float64) if name in view
            else get["S" + name[3:]].mean(-1) for name in ("UAP_a", "UAP_v")}
-    return HeadSums(get["S_a"], get["S_v"], uap["UAP_a"], uap["UAP_v"])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        log10_c_h = np.log10(head_ratio(get["S_a"], get["S_v"])).astype(np.float32)
+    return HeadSums(get["S_a"], get["S_v"], uap["UAP_a"], uap["UAP_v"], log10_c_h)
 
 
 @dataclass(frozen=True)
@@ -236,12 +241,26 @@ def head_mean_rows(path: str | Path, at: str, block: int = 32) -> HeadMeanRows:
     return _head_mean_rows(str(path), _stamp(path), at, block)
 
 
+ROW_FIELDS = ("rows", "length", "visual_mask", "audio_mask", "text_mask")
+
+
+def row_lengths(path: str | Path, at: str, view: str) -> np.ndarray:
+    """Valid positions of each sample's stored row at ``at`` (0: no row); raises if the run has no rows."""
+    ds = open_dataset(path)
+    require(ds, *ROW_FIELDS, view=view)
+    return _row_lengths(str(path), _stamp(path), at)
+
+
+@lru_cache(maxsize=32)
+def _row_lengths(path: str, stamp: int, at: str) -> np.ndarray:
+    return np.asarray(_open(path, stamp)["length"].sel(at=at).values, np.int64)
+
+
 @lru_cache(maxsize=8)
 def _head_mean_rows(path: str, stamp: int, at: str, block: int) -> HeadMeanRows:
+    length = row_lengths(path, at, view="token view")
     ds = _open(path, stamp)
-    require(ds, "rows", "length", "visual_mask", "audio_mask", "text_mask", view="token view")
     view = ds.sel(at=at)
-    length = np.asarray(view["length"].values, np.int64)
     index = np.flatnonzero(length > 0)
     rows = view["rows"].transpose("sample", "layer", "head", "token")
     parts = [np.asarray(rows.isel(sample=index[i:i + block]).values, np.float64).mean(2)
@@ -253,10 +272,12 @@ def _head_mean_rows(path: str, stamp: int, at: str, block: int) -> HeadMeanRows:
 
 def head_row(path: str | Path, at: str, sample: str, layer: int, head: int) -> tuple[np.ndarray, np.ndarray]:
     """One head's attention over the input positions of one sample, and each position's modality."""
+    n_all = row_lengths(path, at, view="head detail")
     ds = open_dataset(path)
-    require(ds, "rows", "length", "visual_mask", "audio_mask", "text_mask", view="head detail")
+    if not (0 <= layer < ds.sizes["layer"] and 0 <= head < ds.sizes["head"]):
+        raise StoreFieldError(f"run {path} has no layer {layer}, head {head}")
     i = sample_table(path).index(sample)
-    n = int(ds["length"].sel(at=at).values[i])
+    n = int(n_all[i])
     if n == 0:
         raise StoreFieldError(f"run {path}: sample {sample!r} has no stored rows (length 0 at {at!r})")
     row = np.asarray(ds["rows"].sel(at=at).isel(sample=i, layer=layer, head=head).values[:n], np.float64)
@@ -308,3 +329,9 @@ def subset_names(metric_table: dict) -> list[str]:
     """The subsets of a metrics dict, in the paper's order (unknown ones after)."""
     known = [s for s in SUBSET_ORDER if s in metric_table]
     return known + sorted(s for s in metric_table if s not in SUBSET_ORDER)
+
+
+def clear_caches() -> None:
+    """Forget every cached dataset and aggregate (the next read goes to disk)."""
+    for cached in (_open, _sample_table, _head_sums, _row_lengths, _head_mean_rows, _computed_metrics):
+        cached.cache_clear()

@@ -9,8 +9,9 @@
 __version__ = "0.1.0"
 
 from modbias.data import load_benchmark  # noqa: E402
+from modbias.intervening import intervene  # noqa: E402
 from modbias.models import load_model  # noqa: E402
 from modbias.store import open_run  # noqa: E402
 from modbias.tracing import trace  # noqa: E402
 
-__all__ = ["load_model", "load_benchmark", "trace", "open_run", "__version__"]
+__all__ = ["load_model", "load_benchmark", "trace", "intervene", "open_run", "__version__"]

@@ -53,6 +53,54 @@ def trace(
                                     f"{out} — at the {position} emotion token (middle layers, tau={tau})"))
 
 
+def _values(text: Optional[str], cast) -> Optional[list]:
+    return None if text is None else [cast(v) for v in text.split(",") if v.strip()]
+
+
+@app.command()
+def intervene(
+    method: str = typer.Option("ar", help="ar | pai | duplicate_audio | mose | none, or a stack like mose+ar"),
+    tau: Optional[str] = typer.Option(None, help="AR threshold of Eq. 7; a list like 0,1,2,3 sweeps"),
+    layers: Optional[str] = typer.Option(None, help="layers to edit: all, start:end, or 1,3,5"),
+    alpha: Optional[str] = typer.Option(None, help="PAI amplification; a list sweeps"),
+    gamma: Optional[float] = typer.Option(None, help="PAI guidance scale (off by default)"),
+    repeat: Optional[str] = typer.Option(None, help="audio-token copies k for duplicate_audio; a list sweeps"),
+    competitor: Optional[str] = typer.Option(None, help="AR's competing token set: audio (default) or text"),
+    checkpoint: Optional[Path] = typer.Option(None, help="MoSE checkpoint directory"),
+    subset: str = typer.Option("all", help="video_aligned | audio_aligned | consistent | all"),
+    model: str = typer.Option("organism", help="family[:path]"),
+    data: str = typer.Option("synth", help="benchmark name"),
+    limit: Optional[int] = typer.Option(None, help="at most N samples per subset"),
+    batch_size: int = typer.Option(64),
+    device: str = typer.Option("cpu"),
+    out: Optional[Path] = typer.Option(None, help="store path (single runs only); default cache/intervene-..."),
+    cache: Path = typer.Option(Path("cache"), help="where runs and the shared baseline live"),
+    at: str = typer.Option("first", help="which emotion token's attention to store: first | answer | both"),
+    max_new_tokens: int = typer.Option(16),
+):
+    """Run the benchmark under an intervention; print per-subset Acc/Rec/Avg with deltas vs the baseline."""
+    import modbias
+    from modbias.intervening import sweep
+    from modbias.report import intervention_table
+
+    _threads(device)
+    grid = {k: v for k, v in {"tau": _values(tau, float), "alpha": _values(alpha, float), "k": _values(repeat, int),
+                              "layers": None if layers is None else [layers],
+                              "gamma": None if gamma is None else [gamma],
+                              "competitor": None if competitor is None else [competitor],
+                              "checkpoint": None if checkpoint is None else [str(checkpoint)]}.items() if v}
+    settings = sweep(grid)
+    if out is not None and len(settings) > 1:
+        raise typer.BadParameter("--out names one store; a sweep writes one run per value under --cache")
+    adapter = modbias.load_model(model, device=device)
+    bench = modbias.load_benchmark(data, subset=subset, limit=limit)
+    for params in settings:
+        console.print(f"{method} {params or ''} on {len(bench)} samples of {bench.name}/{subset}")
+        ds = modbias.intervene(adapter, bench, method=method, out=out, cache_dir=cache, batch_size=batch_size,
+                               max_new_tokens=max_new_tokens, at=at, show_progress=True, **params)
+        console.print(intervention_table(ds.attrs["summary"], title=f"{ds.attrs.get('path', '')}"))
+
+
 @organism_app.command("train")
 def organism_train(
     out: Path = typer.Option(None, help="weights directory; default: the package's shipped weights"),

@@ -39,3 +39,18 @@ def summary_table(rows: list[dict], title: str) -> Table:
     for row in rows:
         table.add_row(*[f"{v:.3f}" if isinstance(v, float) else str(v) for v in row.values()])
     return table
+
+
+def intervention_table(summary: dict, title: str) -> Table:
+    """Per-subset Acc / Rec / Avg (%, Eqs. 23-24) and conclusion hit rate, with deltas vs the baseline."""
+    table = Table(title=title)
+    for name in ("subset", "Acc", "Rec", "Avg", "hit"):
+        table.add_column(name, justify="left" if name == "subset" else "right")
+    changes = summary.get("deltas") or {}
+    for subset, values in summary["metrics"].items():
+        cells = []
+        for metric in ("acc", "rec", "avg", "hit"):
+            delta = changes.get(subset, {}).get(metric)
+            cells.append(f"{values[metric]:.1f}" + (f" ({delta:+.1f})" if delta is not None else ""))
+        table.add_row(subset, *cells)
+    return table

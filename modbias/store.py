@@ -9,6 +9,7 @@ run cuts it back, so every finished sample is stored exactly once.
 
 from __future__ import annotations
 
+import datetime as _dt
 import json
 import os
 import warnings
@@ -54,6 +55,12 @@ def _write_manifest(path: Path, manifest: dict) -> None:
     tmp = path / (MANIFEST + ".tmp")
     tmp.write_text(json.dumps(manifest))
     os.replace(tmp, path / MANIFEST)  # atomic: a kill leaves the old or the new record
+
+
+def update_manifest(path: str | Path, **fields) -> None:
+    """Add JSON-able fields (e.g. a run summary) to a store's manifest."""
+    path = Path(path)
+    _write_manifest(path, {**read_manifest(path), **_jsonable(fields)})
 
 
 def _jsonable(config: dict) -> dict:
@@ -105,7 +112,9 @@ class RunStore:
         else:
             done = 0
             batch.to_zarr(self.path, mode="w", zarr_format=3, consolidated=False)
-        _write_manifest(self.path, {"kind": self._kind, "config": self._config, "done": done + batch.sizes["sample"]})
+        manifest = read_manifest(self.path) if done else {"created": _dt.datetime.now().isoformat(timespec="seconds")}
+        _write_manifest(self.path, {**manifest, "kind": self._kind, "config": self._config,
+                                    "done": done + batch.sizes["sample"]})
 
     def open(self) -> xr.Dataset:
         return open_run(self.path)
@@ -119,7 +128,8 @@ def open_run(path: str | Path) -> xr.Dataset:
         raise FileNotFoundError(f"no modbias run store at {path}")
     ds = xr.open_zarr(path, consolidated=False).isel(sample=slice(0, int(manifest["done"])))
     ds = _plain_strings(ds)
-    ds.attrs = {"config": manifest["config"], "kind": manifest["kind"], "path": str(path)}
+    ds.attrs = {"config": manifest["config"], "kind": manifest["kind"], "path": str(path),
+                "created": manifest.get("created"), "summary": manifest.get("summary")}
     return ds
 
 

@@ -1,0 +1,55 @@
+"""Pieces shared by the views: the global controls' ids, error display, control builders."""
+
+from __future__ import annotations
+
+import functools
+
+from dash import dcc, html
+
+from modbias_app.figures import message_figure
+from modbias_app.runs import StoreFieldError, sample_table
+
+# ids of the controls in the page header, read by several views
+FOCUS_RUN = "focus-run"  # the run the single-run views show
+AT = "at"  # which probed emotion token: first / answer
+SAMPLE = "sample"  # one sample, or None for the selected subset
+SELECTED_RUNS = "selected-runs"  # dcc.Store: paths chosen in the Runs table
+
+NO_RUN = "Choose a run in the Runs tab."
+
+
+def shows_errors(function):
+    """Turn a :class:`StoreFieldError` (a run lacks what the view needs) into (message figure, message)."""
+
+    @functools.wraps(function)
+    def wrapper(*args, **kwargs):
+        try:
+            return function(*args, **kwargs)
+        except StoreFieldError as error:
+            return message_figure(str(error)), str(error)
+
+    return wrapper
+
+
+def subset_controls(prefix: str) -> html.Div:
+    """Subset and outcome selectors (ids ``{prefix}-subset``, ``{prefix}-outcome``)."""
+    return html.Div([
+        html.Label("subset"),
+        dcc.Dropdown(id=f"{prefix}-subset", value="all", clearable=False, style={"width": "200px"},
+                     options=["all", "video_aligned", "audio_aligned", "consistent"]),
+        html.Label("outcome"),
+        dcc.RadioItems(id=f"{prefix}-outcome", value="all", inline=True, options=["all", "correct", "incorrect"]),
+    ], className="controls")
+
+
+def selection_words(path: str, subset: str, outcome: str, sample: str | None, n: int) -> str:
+    """How a figure's title names the samples it summarises."""
+    if sample:
+        row = sample_table(path)
+        i = row.index(sample)
+        return f"sample {sample} ({row.subset[i]}, label {row.label[i]}, predicted {row.prediction[i]})"
+    return f"{subset} samples" + ("" if outcome == "all" else f", {outcome} only") + f" (n={n})"
+
+
+def graph(id_: str, height: str = "auto") -> dcc.Loading:
+    return dcc.Loading(dcc.Graph(id=id_, style={"height": height}, config={"displaylogo": False}))

@@ -1,0 +1,62 @@
+"""Interventions: per-subset metrics of the chosen runs with deltas vs. their baselines (Table 7),
+the AR threshold sweep (Table 8) and the audio-duplication sweep (Fig. 3c)."""
+
+from __future__ import annotations
+
+from dash import Input, Output, dcc, html
+
+from modbias_app.compare import METRICS, duplication_sweep, metric_rows, metrics_markdown, tau_sweep
+from modbias_app.figures import intervention_bars, message_figure, run_names, sweep_figure
+from modbias_app.runs import scan
+from modbias_app.views.common import SELECTED_RUNS, graph
+
+TAB, ID = "Interventions", "interventions"
+METRIC = "interventions-metric"
+BARS, TABLE, TAU, DUPLICATION = "interventions-bars", "interventions-table", "tau-sweep", "duplication-sweep"
+
+
+def layout() -> html.Div:
+    return html.Div([
+        html.Div([html.Label("metric"), dcc.RadioItems(id=METRIC, value="avg", options=METRICS, inline=True)],
+                 className="controls"),
+        graph(BARS),
+        dcc.Markdown(id=TABLE, className="table"),
+        graph(TAU),
+        graph(DUPLICATION),
+    ])
+
+
+def interventions_view(cache: str, selected: list[str] | None, metric: str):
+    """(bars of the chosen runs, their Table 7 as markdown, τ sweep, duplication sweep).
+
+    The sweeps use every run in the cache: a sweep is defined by its runs'
+    parameters, not by the selection.
+    """
+    runs = scan(cache)
+    chosen = [r for r in runs if r.path in set(selected or [])]
+    rows = metric_rows(chosen, runs)
+    if rows:
+        names = ", ".join(sorted({r.baseline.name for r in rows if r.baseline})) or "none found"
+        bars = intervention_bars(rows, metric, f"{METRICS[metric]} per subset; bar labels: Δ vs. baseline ({names})"
+                                               f"<br>runs {run_names(r.run.name for r in rows)}")
+        table = f"**Table 7 layout** ({METRICS[metric]}, Δ vs. each run's baseline)\n\n" + metrics_markdown(rows, metric)
+    else:
+        bars, table = message_figure("Tick runs in the Runs tab to compare them."), ""
+    tau_points = tau_sweep(runs, metric)
+    tau = sweep_figure(tau_points, "τ of AR (Eq. 7)", metric,
+                       f"AR τ sweep (Table 8): runs {run_names(p.run for p in tau_points)}") if tau_points else \
+        message_figure(f"No run in {cache} applies AR (interventions containing 'ar'): no τ sweep.")
+    dup_points = duplication_sweep(runs, metric)
+    dup = sweep_figure(dup_points, "copies of each audio token", metric,
+                       f"Audio duplication sweep (Fig. 3c): runs {run_names(p.run for p in dup_points)}",
+                       log_x=True) if dup_points else \
+        message_figure(f"No duplicate_audio runs or models with different audio_repeat in {cache}: "
+                       "no duplication sweep.")
+    return bars, table, tau, dup
+
+
+def register(app, cache: str) -> None:
+    @app.callback(Output(BARS, "figure"), Output(TABLE, "children"), Output(TAU, "figure"),
+                  Output(DUPLICATION, "figure"), Input(SELECTED_RUNS, "data"), Input(METRIC, "value"))
+    def update(selected, metric):
+        return interventions_view(cache, selected, metric)

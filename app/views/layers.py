@@ -1,0 +1,54 @@
+"""Layers: UAP_v and UAP_a (Eq. 1) per layer for each subset, correct vs. incorrect (Fig. 3a)."""
+
+from __future__ import annotations
+
+from dash import Input, Output, dcc, html
+
+from modbias.metrics import middle_layers
+from modbias_app.aggregates import layer_profile
+from modbias_app.figures import layers_figure, message_figure
+from modbias_app.runs import head_sums, sample_table
+from modbias_app.views.common import AT, FOCUS_RUN, NO_RUN, graph, shows_errors
+
+TAB, ID = "Layers", "layers"
+GRAPH, LOG_Y = "layers-graph", "layers-log-y"
+
+
+def layout() -> html.Div:
+    return html.Div([
+        html.Div([dcc.Checklist(id=LOG_Y, options={"log": "log y axis"}, value=[], inline=True)],
+                 className="controls"),
+        html.P(id="layers-note", className="note"),
+        graph(GRAPH),
+    ])
+
+
+def layer_profiles(path: str, at: str) -> tuple[dict, dict]:
+    """``profiles[subset][outcome]`` (mean UAP per layer, Eq. 1) and the sample counts behind them."""
+    sums, table = head_sums(path, at), sample_table(path)
+    profiles, counts = {}, {}
+    for subset in dict.fromkeys(table.subset.tolist()):
+        profiles[subset], counts[subset] = {}, {}
+        for outcome in ("correct", "incorrect"):
+            keep = table.pick(subset, outcome)
+            if keep.any():
+                profiles[subset][outcome] = layer_profile(sums, keep)
+                counts[subset][outcome] = int(keep.sum())
+    return profiles, counts
+
+
+@shows_errors
+def layers_view(path: str | None, at: str, log_y: list[str]):
+    if not path:
+        return message_figure(NO_RUN), NO_RUN
+    profiles, counts = layer_profiles(path, at)
+    middle = middle_layers(head_sums(path, at).UAP_v.shape[1])
+    title = f"{path}: UAP per layer at the {at} emotion token (Eq. 1; solid correct, dashed incorrect)"
+    note = "Samples: " + "; ".join(f"{s}: " + ", ".join(f"{n} {o}" for o, n in c.items()) for s, c in counts.items()) \
+        + f". Shaded: middle layers {middle.start}–{middle.stop - 1} (modbias.metrics.middle_layers)."
+    return layers_figure(profiles, middle, title, log_y="log" in (log_y or [])), note
+
+
+def register(app, cache: str) -> None:
+    app.callback(Output(GRAPH, "figure"), Output("layers-note", "children"),
+                 Input(FOCUS_RUN, "value"), Input(AT, "value"), Input(LOG_Y, "value"))(layers_view)

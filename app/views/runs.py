@@ -1,0 +1,47 @@
+"""Runs: every run in the cache; the rows chosen here drive the other views."""
+
+from __future__ import annotations
+
+import dash_ag_grid as dag
+from dash import Input, Output, html
+
+from modbias_app.runs import RunInfo
+from modbias_app.views.common import SELECTED_RUNS
+
+TAB, ID = "Runs", "runs"
+TABLE = "runs-table"
+COLUMNS = ("run", "kind", "model", "audio_repeat", "data", "interventions", "samples", "rows", "created")
+
+
+def run_rows(runs: list[RunInfo]) -> list[dict]:
+    """One table row per run (``path`` is the row id)."""
+    return [{"path": r.path, "run": r.name, "kind": r.kind, "model": r.model, "audio_repeat": r.audio_repeat,
+             "data": r.data, "interventions": r.label, "samples": r.samples, "rows": "yes" if r.has_rows else "no",
+             "created": r.created} for r in runs]
+
+
+def layout(runs: list[RunInfo], cache: str) -> html.Div:
+    intro = (f"{len(runs)} runs in {cache}. Tick runs to compare them in Interventions; "
+             "the run menu above shows one of the ticked runs in the other views.") if runs else \
+        f"No runs in {cache}. Trace one with `modbias trace --out {cache}/<name>`, then reload."
+    return html.Div([
+        html.P(intro, className="note" if runs else "message", role=None if runs else "alert"),
+        dag.AgGrid(id=TABLE, rowData=run_rows(runs), columnDefs=[{"field": c} for c in COLUMNS],
+                   getRowId="params.data.path", selectedRows={"ids": [runs[-1].path] if runs else []},
+                   dashGridOptions={"rowSelection": {"mode": "multiRow"}, "animateRows": False,
+                                    "domLayout": "autoHeight"},
+                   defaultColDef={"sortable": True, "filter": True, "resizable": True}, columnSize="autoSize"),
+    ])
+
+
+def register(app, cache: str) -> None:
+    @app.callback(Output(SELECTED_RUNS, "data"), Input(TABLE, "selectedRows"))
+    def chosen(selected):
+        return selected_paths(selected)
+
+
+def selected_paths(selected) -> list[str]:
+    """Paths of the ticked rows (the grid reports row dicts, or ``{"ids": [...]}`` before it renders)."""
+    if isinstance(selected, dict):
+        return list(selected.get("ids", []))
+    return [row["path"] for row in selected or []]
