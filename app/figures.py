@@ -6,7 +6,6 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from modbias_app.aggregates import HEAD_QUANTITIES
 from modbias_app.compare import METRICS, MetricRow, SweepPoint
 from modbias_app.runs import MODALITY_ORDER, subset_names
 

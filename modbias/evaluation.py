@@ -60,8 +60,8 @@ def subset_metrics(ds: xr.Dataset, grouper: Grouper = lexicon_grouper) -> dict[s
     out = {}
     for name in list(dict.fromkeys(subsets.tolist())) + ["overall"]:
         pick = np.ones(len(subsets), bool) if name == "overall" else subsets == name
-        acc, rec = scores[pick].mean(0) * 100
-        out[name] = {"acc": acc, "rec": rec, "avg": (acc + rec) / 2, "hit": correct[pick].mean() * 100,
+        acc, rec = (float(x) for x in scores[pick].mean(0) * 100)
+        out[name] = {"acc": acc, "rec": rec, "avg": (acc + rec) / 2, "hit": float(correct[pick].mean() * 100),
                      "n": int(pick.sum())}
     if "video_aligned" in out and "audio_aligned" in out:
         out["overall"]["gap"] = out["audio_aligned"]["avg"] - out["video_aligned"]["avg"]
