@@ -80,8 +80,9 @@ def fig3a(path: str, at: str = "first") -> go.Figure:
                   row=1, col=2)
     fig.update_xaxes(title_text="layer", row=1, col=2)
     fig.update_yaxes(title_text="UAP (Eq. 1)", row=1, col=1)
-    fig.update_layout(barmode="group", height=460, width=1100)
-    return set_title(fig, f"Fig. 3a — UAP at the {at} emotion token<br>{describe(info)}")
+    fig.update_layout(barmode="group", height=480, width=1100)
+    set_title(fig, f"Fig. 3a — UAP at the {at} emotion token<br>{describe(info)}")
+    return fig.update_layout(margin=dict(t=110))  # room for the subplot titles below the title
 
 
 def fig3a_layers(path: str, at: str = "first") -> go.Figure:

@@ -34,7 +34,7 @@ LEXICON: dict[str, tuple[str, ...]] = {
 }
 
 WORD_TO_CLASS: dict[str, str] = {w: c for c, words in LEXICON.items() for w in words}
-_PATTERN = re.compile(r"\b(" + "|".join(sorted(WORD_TO_CLASS, key=len, reverse=True)) + r")\b", re.I)
+_PATTERN = re.compile(r"\b(" + "|".join(sorted(WORD_TO_CLASS, key=len, reverse=True)) + r")\b", re.I | re.A)
 
 
 @dataclass(frozen=True)

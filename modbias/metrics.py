@@ -33,7 +33,7 @@ def _mean(x, axis):
 
 
 def _ratio(num, den):
-    if isinstance(num, np.ndarray) or isinstance(den, np.ndarray):
+    if not (torch is not None and isinstance(num, torch.Tensor)):
         with np.errstate(divide="ignore", invalid="ignore"):
             return np.asarray(num, dtype=np.float64) / np.asarray(den, dtype=np.float64)
     return num / den

@@ -274,10 +274,6 @@ def test_valid_sample_accepts_unknown_unimodal_emotions():
     assert s.visual_emotion is None and s.audio_emotion is None
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "data/sample.py:45-47 validates label in the same loop as visual_emotion/audio_emotion and "
-    "skips None, so Sample(label=None) is accepted although label is a required str (only the "
-    "unimodal emotions may be None per the docstring)"))
 def test_missing_label_is_an_error():
     with pytest.raises(SampleError) as err:
         _sample(label=None)

@@ -44,7 +44,7 @@ class Sample:
             raise SampleError(self.id, "subset", f"{self.subset!r} is not one of {SUBSETS + ('train',)}")
         for name in ("label", "visual_emotion", "audio_emotion"):
             value = getattr(self, name)
-            if value is not None and value not in CLASSES:
+            if (value is not None or name == "label") and value not in CLASSES:
                 raise SampleError(self.id, name, f"unknown emotion {value!r}; expected one of {CLASSES}")
         for name in ("visual", "audio"):
             value = getattr(self, name)
@@ -78,8 +78,8 @@ class Benchmark(Sequence[Sample]):
     def subset(self, name: str) -> "Benchmark":
         if name == "all":
             return self
-        if name not in SUBSETS:
-            raise ValueError(f"unknown subset {name!r}; expected one of {SUBSETS + ('all',)}")
+        if name not in SUBSETS + ("train",):
+            raise ValueError(f"unknown subset {name!r}; expected one of {SUBSETS + ('train', 'all')}")
         return Benchmark(self.name, [s for s in self.samples if s.subset == name], self.config)
 
     def __repr__(self) -> str:

@@ -110,6 +110,8 @@ def layer_set(spec, n_layers: int) -> frozenset[int]:
         return frozenset(range(n_layers))
     if isinstance(spec, str) and ":" in spec:
         start, end = (int(x) if x.strip() else None for x in spec.split(":", 1))
+        if not 0 <= (start or 0) < n_layers or (end is not None and not 0 < end <= n_layers):
+            raise ValueError(f"layers {spec!r} outside the model's {n_layers} layers")
         layers = range(n_layers)[slice(start, end)]
     else:
         layers = [int(x) for x in (spec.split(",") if isinstance(spec, str) else spec)]

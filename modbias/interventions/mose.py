@@ -255,7 +255,7 @@ class MoSE(nn.Module):
             return part.to(device)
 
         vis, aud, txt, gen, valid = (take(k, f) for k, f in
-                                     (("visual", False), ("audio", False), ("text", False), ("generated", False),
+                                     (("visual", False), ("audio", False), ("text", False), ("generated", True),
                                       ("valid", True)))
         if self.nonvisual_set == "audio_text":
             nonvis, router_nonvis = (aud | txt | gen) & valid, aud | txt

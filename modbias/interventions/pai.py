@@ -21,8 +21,8 @@ from modbias.probe import RowContext, probing
 
 
 def amplify_visual_scores(scores: torch.Tensor, visual_mask: torch.Tensor, alpha: float) -> torch.Tensor:
-    """PAI's edit on pre-softmax scores ``[..., T]``: a → a + α|a| on visual positions."""
-    return torch.where(visual_mask, scores + alpha * scores.abs(), scores)
+    """PAI's edit on pre-softmax scores ``[..., T]``: a → a + α|a| on visual positions (masked ones stay masked)."""
+    return torch.where(visual_mask & torch.isfinite(scores), scores + alpha * scores.abs(), scores)
 
 
 class VisualFreeGuidance(LogitsProcessor):

@@ -182,7 +182,7 @@ def pai_scores_hook(visual_mask, alpha: float = 0.5, query_index: QueryIndex = N
         rows = _rows(scores, query)
         masked = masked_scores(rows)
         amplified = amplify_visual_scores(rows.masked_fill(masked, 0.0), visual & ~masked, alpha)
-        return _put_rows(scores, query, amplify_visual_scores(rows, visual, alpha))
+        return _put_rows(scores, query, torch.where(masked, rows, amplified))
 
     return hook
 
