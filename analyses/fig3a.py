@@ -17,8 +17,7 @@ from analyses.figures import fig3a, fig3a_layers, newest, save, single_run_parse
 def main(argv=None) -> None:
     args = single_run_parser(__doc__).parse_args(argv)
     path = str(args.run or newest(args.cache, lambda r: r.is_baseline, "no interventions (a baseline)").path)
-    for name, fig in (("fig3a", fig3a(path, args.at)), ("fig3a_layers", fig3a_layers(path, args.at))):
-        print("wrote", *save(fig, name, args.out))
+    print("wrote", *save({"fig3a": fig3a(path, args.at), "fig3a_layers": fig3a_layers(path, args.at)}, args.out))
 
 
 if __name__ == "__main__":

@@ -25,7 +25,7 @@ def main(argv=None) -> None:
     path = str(args.run or newest(args.cache, lambda r: r.is_baseline and r.has_rows,
                                   "rows (trace --save-rows) and no interventions").path)
     layers = range(args.layers[0], args.layers[1] + 1) if args.layers else None
-    print("wrote", *save(fig3b(path, args.at, args.sample, args.subset, args.outcome, layers), "fig3b", args.out))
+    print("wrote", *save({"fig3b": fig3b(path, args.at, args.sample, args.subset, args.outcome, layers)}, args.out))
 
 
 if __name__ == "__main__":

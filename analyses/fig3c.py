@@ -19,7 +19,7 @@ def main(argv=None) -> None:
     args = many_runs_parser(__doc__).parse_args(argv)
     runs, known = chosen_runs(args)
     baselines = [r for r in known if r.is_baseline and r not in runs]
-    print("wrote", *save(fig3c(runs + baselines, args.metric), "fig3c", args.out))
+    print("wrote", *save({"fig3c": fig3c(runs + baselines, args.metric)}, args.out))
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ from typing import Callable
 
 import numpy as np
 import plotly.graph_objects as go
+import plotly.io as pio
 from plotly.subplots import make_subplots
 
 from modbias.metrics import middle_layers
@@ -167,13 +168,20 @@ def table8(runs: list[RunInfo], metric: str = "avg") -> tuple[str, go.Figure]:
 # ----------------------------------------------------------------------------- output and command lines
 
 
-def save(fig: go.Figure, name: str, out: Path = OUT) -> list[Path]:
-    """Write ``name.html`` (plotly.js from its CDN) and ``name.png`` (kaleido) into ``out``."""
+def save(figures: dict[str, go.Figure], out: Path = OUT) -> list[Path]:
+    """Write ``name.html`` (plotly.js from its CDN) and ``name.png`` for each figure into ``out``.
+
+    The PNGs are rendered by kaleido in one browser session; kaleido finds
+    the system Chromium (``/usr/bin/chromium``) by itself.
+    """
     out.mkdir(parents=True, exist_ok=True)
-    html, png = out / f"{name}.html", out / f"{name}.png"
-    fig.write_html(html, include_plotlyjs="cdn")
-    fig.write_image(png, scale=1)
-    return [html, png]
+    written = []
+    for name, fig in figures.items():
+        fig.write_html(out / f"{name}.html", include_plotlyjs="cdn")
+        written.append(out / f"{name}.html")
+    pngs = [out / f"{name}.png" for name in figures]
+    pio.write_images(list(figures.values()), pngs)
+    return written + pngs
 
 
 def save_markdown(text: str, title: str, name: str, out: Path = OUT) -> Path:

@@ -126,7 +126,8 @@ def write_run(path: str | Path, batches: xr.Dataset | Iterable[xr.Dataset], conf
     store = RunStore(path)
     store.begin(config, kind=config["kind"])
     if isinstance(batches, xr.Dataset):
-        batches = (batches.isel(sample=slice(i, i + batch)) for i in range(0, batches.sizes["sample"], batch))
+        whole = batches
+        batches = [whole.isel(sample=slice(i, i + batch)) for i in range(0, whole.sizes["sample"], batch)]
     for part in batches:
         store.append(part)
     manifest = read_manifest(path)

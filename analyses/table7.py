@@ -26,7 +26,7 @@ def main(argv=None) -> None:
     title = f"Table 7 layout: {METRICS[args.metric]} per subset, Δ vs. each run's baseline " \
             f"(`python analyses/table7.py {' '.join(sys.argv[1:])}`)"
     print(title, text, sep="\n\n")
-    print("wrote", save_markdown(text, title, "table7", args.out), *save(fig, "table7", args.out))
+    print("wrote", save_markdown(text, title, "table7", args.out), *save({"table7": fig}, args.out))
 
 
 if __name__ == "__main__":

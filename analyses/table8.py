@@ -21,7 +21,7 @@ def main(argv=None) -> None:
     title = f"Table 8 layout: {METRICS[args.metric]} per subset against τ of AR " \
             f"(`python analyses/table8.py {' '.join(sys.argv[1:])}`)"
     print(title, text, sep="\n\n")
-    print("wrote", save_markdown(text, title, "table8", args.out), *save(fig, "table8", args.out))
+    print("wrote", save_markdown(text, title, "table8", args.out), *save({"table8": fig}, args.out))
 
 
 if __name__ == "__main__":

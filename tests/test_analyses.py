@@ -1,0 +1,148 @@
+"""The figure scripts: the numbers in each figure and table equal those computed here from the stores."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from analyses import figures
+from analyses.synthetic_runs import random_run, run_config, write_run
+from modbias.evaluation import deltas, subset_metrics
+from modbias.store import open_run
+from modbias_app.runs import StoreFieldError, clear_caches, scan
+
+pytestmark = pytest.mark.filterwarnings("ignore:Object at modbias.json is not recognized")
+ROOT = Path(__file__).resolve().parents[1]
+L, H = 8, 4
+needs_chromium = pytest.mark.skipif(shutil.which("chromium") is None,
+                                    reason="kaleido renders PNGs with Chromium (apt-get install -y chromium)")
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory):
+    """A baseline with rows, an AR τ sweep, a duplicate_audio sweep, and a trace without rows or summary."""
+    root = tmp_path_factory.mktemp("cache")
+    shape = dict(n_layers=L, n_heads=H)
+    base = write_run(root / "baseline", random_run(30, **shape, rows=15, accuracy={"video_aligned": 0.2}, seed=1),
+                     run_config(**shape), created="2025-01-01T00:00:00")
+    for i, tau in enumerate((0.0, 1.0, 3.0)):
+        write_run(root / f"ar-{tau:g}", random_run(30, **shape, seed=10 + i),
+                  run_config(interventions=[{"name": "ar", "tau": tau, "layers": None}], **shape),
+                  created=f"2025-01-0{2 + i}T00:00:00", baseline=base)
+    for i, k in enumerate((4, 16)):
+        write_run(root / f"dup-{k}", random_run(30, **shape, n_audio=k, seed=20 + i),
+                  run_config(interventions=[{"name": "duplicate_audio", "k": k}], **shape),
+                  created=f"2025-01-1{i}T00:00:00", baseline=base)
+    write_run(root / "trace", random_run(12, **shape, seed=5), run_config("trace", **shape),
+              created="2024-12-01T00:00:00", summary=False)
+    clear_caches()
+    return root
+
+
+def test_fig3a_middle_layer_uap_of_failures(cache):
+    path = str(cache / "baseline")
+    data = figures.fig3a_data(path)
+    ds = open_run(path).sel(at="first")
+    middle = list(range(2, 6))  # the middle half of 8 layers
+    assert list(data["middle"]) == middle
+    pick = (ds.subset.values == "video_aligned") & ~ds.correct.values
+    group = data["groups"][("video_aligned", "incorrect")]
+    assert group["n"] == pick.sum() > 0
+    assert group["UAP_v"] == pytest.approx(ds.UAP_v.values[pick][:, middle].mean())
+    assert group["UAP_a"] == pytest.approx(ds.UAP_a.values[pick][:, middle].mean())
+    np.testing.assert_allclose(data["failures"]["UAP_a"], ds.UAP_a.values[pick].mean(0), rtol=1e-6)
+
+    fig = figures.fig3a(path)
+    bars = {t.name: t for t in fig.data if t.type == "bar"}
+    assert bars["UAP_v"].y[0] == pytest.approx(group["UAP_v"]) and bars["UAP_v"].x[0].startswith("video_aligned incorrect")
+    assert path in fig.layout.title.text and "model random" in fig.layout.title.text
+
+
+def test_fig3b_token_attention_of_failures(cache):
+    path = str(cache / "baseline")
+    data = figures.fig3b_data(path)
+    ds = open_run(path).sel(at="first")
+    pick = (ds.subset.values == "video_aligned") & ~ds.correct.values & (ds.length.values > 0)
+    assert data["n"] == pick.sum() > 0
+    expected = ds.rows.values[pick][:, 2:6].mean(axis=(1, 2))[:, : int(ds.length.values[pick].max())].mean(0)
+    np.testing.assert_allclose(data["profile"], expected, rtol=1e-6)
+
+    fig = figures.fig3b(path)
+    visual = next(t for t in fig.data if t.name == "visual")
+    first = np.flatnonzero(pick)[0]
+    assert list(visual.x) == np.flatnonzero(ds.visual_mask.values[first]).tolist()
+    assert fig.layout.yaxis.type == "log" and path in fig.layout.title.text
+
+
+def test_fig3b_names_a_run_without_rows(cache):
+    with pytest.raises(StoreFieldError, match=r"trace has no 'rows' variable.*--save-rows"):
+        figures.fig3b(str(cache / "trace"))
+
+
+def _avg(path):
+    return subset_metrics(open_run(path))
+
+
+def test_fig3c_duplication_sweep(cache):
+    fig = figures.fig3c(scan(cache))
+    video = next(t for t in fig.data if t.name.startswith("video_aligned"))
+    assert list(video.x) == [1, 4, 16]
+    expected = [_avg(cache / name)["video_aligned"]["avg"] for name in ("baseline", "dup-4", "dup-16")]
+    np.testing.assert_allclose(video.y, expected)
+    assert "dup-4" in fig.layout.title.text and "baseline" in fig.layout.title.text
+
+
+def test_table7_values_and_deltas(cache):
+    runs = scan(cache)
+    chosen = [r for r in runs if r.name in ("baseline", "ar-1")]
+    text, fig = figures.table7(chosen, runs)
+    lines = text.splitlines()
+    assert len(lines) == 2 + 2 and lines[2].startswith("| baseline |") and lines[3].startswith("| ar-1 |")
+    run, base = _avg(cache / "ar-1"), _avg(cache / "baseline")
+    delta = deltas(run, base)
+    for subset in ("video_aligned", "audio_aligned", "consistent", "overall"):
+        assert f"{run[subset]['avg']:.2f} ({delta[subset]['avg']:+.2f}" in lines[3]
+        assert f"{base[subset]['avg']:.2f}" in lines[2]
+    ar_bars = next(t for t in fig.data if t.name.startswith("ar-1"))
+    np.testing.assert_allclose(ar_bars.y, [run[s]["avg"] for s in ar_bars.x])
+
+
+def test_table8_tau_sweep(cache):
+    text, fig = figures.table8(scan(cache))
+    rows = [line for line in text.splitlines()[2:]]
+    assert [row.split("|")[2].strip() for row in rows] == ["0", "1", "3"]
+    for row, name in zip(rows, ("ar-0", "ar-1", "ar-3")):
+        cells = [c.strip() for c in row.split("|")[3:7]]
+        metrics = _avg(cache / name)
+        assert cells == [f"{metrics[s]['avg']:.2f}" for s in ("video_aligned", "audio_aligned", "consistent", "overall")]
+        assert row.rstrip(" |").endswith(name)
+    assert "ar-0" in fig.layout.title.text
+
+
+def test_table8_without_ar_runs_says_so(cache):
+    with pytest.raises(StoreFieldError, match="no run applies AR"):
+        figures.table8([r for r in scan(cache) if r.name == "baseline"])
+
+
+@needs_chromium
+def test_scripts_write_html_and_png(cache, tmp_path):
+    """The command lines, as documented: default run = newest suitable one; outputs name their runs."""
+    from analyses import fig3a, table7
+
+    fig3a.main(["--cache", str(cache), "--out", str(tmp_path)])
+    png = (tmp_path / "fig3a.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
+    html = (tmp_path / "fig3a.html").read_text()
+    assert "baseline (model random, data random" in html and "trace (model" not in html  # newest baseline
+    table7.main(["--cache", str(cache), "--out", str(tmp_path)])
+    markdown = (tmp_path / "table7.md").read_text()
+    assert markdown.count("\n| ") == 1 + 6  # header + the five intervene runs and their baseline
+    result = subprocess.run([sys.executable, str(ROOT / "analyses" / "table8.py"), "--cache", str(cache),
+                             "--out", str(tmp_path)], capture_output=True, text=True, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "| random/random + ar | 3 |" in result.stdout and (tmp_path / "table8.png").exists()

@@ -1,0 +1,348 @@
+"""The dashboard: its data functions on small random stores, then every view in headless Chromium.
+
+The browser tests serve the app from a werkzeug thread and read each
+figure back from plotly.js (``gd._fullData``), comparing it with numbers
+computed here directly from the stores.  They skip only when Chromium or
+its driver is missing (``apt-get install -y chromium chromium-driver``).
+"""
+
+from __future__ import annotations
+
+import shutil
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from analyses.synthetic_runs import random_run, run_config, write_run
+from modbias.store import open_run
+from modbias_app import create_app
+from modbias_app.aggregates import biased_share, head_map
+from modbias_app.figures import heads_figure
+from modbias_app.runs import HeadSums, StoreFieldError, baseline_of, clear_caches, sample_table, scan
+from modbias_app.views import heads, tokens
+
+L, H = 4, 6  # distinct, so a transposed map cannot pass
+pytestmark = pytest.mark.filterwarnings("ignore:Object at modbias.json is not recognized")
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory):
+    """A trace without rows, two AR runs and (newest, so shown first) a baseline with rows."""
+    root = tmp_path_factory.mktemp("cache")
+    shape = dict(n_layers=L, n_heads=H)
+    base = write_run(root / "e-baseline", random_run(24, **shape, rows=9, seed=1), run_config(**shape),
+                     created="2025-01-09T00:00:00")
+    for name, tau, seed in (("b-ar-tau0", 0.0, 2), ("c-ar-tau2", 2.0, 3)):
+        write_run(root / name, random_run(24, **shape, seed=seed), run_config(interventions=[{"name": "ar", "tau": tau, "layers": None}], **shape),
+                  created=f"2025-01-0{seed}T00:00:00", baseline=base)
+    write_run(root / "a-trace", random_run(12, **shape, seed=4), run_config("trace", **shape),
+              created="2025-01-01T00:00:00", summary=False)
+    clear_caches()
+    return root
+
+
+def expected_log10_median(path, at="first", pick=None):
+    ds = open_run(path).sel(at=at)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        values = np.log10(ds.S_a.values.astype(np.float64) / ds.S_v.values)
+    return np.median(values if pick is None else values[pick], axis=0)
+
+
+def expected_layer_marks(path, tau, at="first", pick=None):
+    ds = open_run(path).sel(at=at)
+    c = ds.c.values if pick is None else ds.c.values[pick]
+    return np.flatnonzero((c > tau).mean(0) > 0.5)
+
+
+# ----------------------------------------------------------------------------- data functions (no browser)
+
+
+def test_scan_describes_runs(cache):
+    runs = scan(cache)
+    assert [r.name for r in runs] == ["a-trace", "b-ar-tau0", "c-ar-tau2", "e-baseline"]
+    assert [r.label for r in runs] == ["baseline", "ar(tau=0, layers=all)", "ar(tau=2, layers=all)", "baseline"]
+    assert [r.has_rows for r in runs] == [False, False, False, True]
+    assert baseline_of(runs[1], runs).name == "e-baseline"  # named in the summary, not the newest-by-setup guess
+
+
+def test_infinite_and_undefined_ratios():
+    """S_v = 0 < S_a gives +inf (drawn at the colour scale's end, named in the hover); 0/0 stays blank."""
+    S_a = np.array([[[0.5, 0.0, 0.2]]] * 3)
+    S_v = np.array([[[0.0, 0.0, 0.4]]] * 3)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        log10 = np.log10(S_a / S_v).astype(np.float32)
+    sums = HeadSums(S_a, S_v, S_a.mean(-1), S_v.mean(-1), log10)
+    keep = np.ones(3, bool)
+    values = head_map(sums, keep, "log10_c_h")
+    assert values[0, 0] == np.inf and np.isnan(values[0, 1]) and values[0, 2] == pytest.approx(np.log10(0.5))
+    share, layers, n = biased_share(sums, keep, tau=0.5)
+    assert n == 3 and layers.tolist() == [1.0]  # c = 0.7 / 0.4 > 0.5
+    assert share.tolist() == [[1.0, 0.0, 0.0]]  # c_h = inf > c; NaN never biased
+    fig = heads_figure(values, "log10_c_h", share, layers, 0.5, "t")
+    assert "+inf" in fig.data[0].text[0][0] and np.isfinite(fig.data[0].z[0][0])
+    assert fig.layout.shapes[0].path.count("M") == 1
+
+
+def test_views_name_missing_rows(cache):
+    trace = str(cache / "a-trace")
+    fig, note = tokens.tokens_view(trace, "first", "all", "all", None, [0, 3])
+    assert "a-trace" in note and "'rows'" in note and "--save-rows" in note
+    fig, note = heads.head_detail(trace, "first", "all", "all", None, {"points": [{"curveNumber": 0, "x": 1, "y": 1}]})
+    assert "a-trace" in note and "'rows'" in note
+    with pytest.raises(StoreFieldError, match="sample 'nope'"):
+        sample_table(trace).index("nope")
+
+
+# ----------------------------------------------------------------------------- browser
+
+CHROMIUM, DRIVER = shutil.which("chromium"), shutil.which("chromedriver")
+browser = pytest.mark.skipif(not (CHROMIUM and DRIVER),
+                             reason="headless Chromium not installed (apt-get install -y chromium chromium-driver)")
+
+TO_JSON = """
+const conv = x => ArrayBuffer.isView(x) ? Array.from(x) : Array.isArray(x) ? x.map(conv) : x;
+const gd = document.querySelector('#' + arguments[0] + ' .js-plotly-plot');
+if (!gd || !gd._fullData) return null;
+return {data: gd._fullData.map(t => ({type: t.type, name: t.name, x: conv(t.x), y: conv(t.y), z: conv(t.z),
+                                      visible: t.visible})),
+        title: (gd.layout.title || {}).text || '', annotations: (gd.layout.annotations || []).map(a => a.text),
+        shapes: (gd.layout.shapes || []).map(s => s.path || ''), yaxis: gd._fullLayout.yaxis.type};
+"""
+
+
+@pytest.fixture(scope="module")
+def driver(cache):
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+    from werkzeug.serving import make_server
+
+    server = make_server("127.0.0.1", 0, create_app(cache).server, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1400,1100"):
+        options.add_argument(arg)
+    chrome = webdriver.Chrome(service=Service(DRIVER), options=options)
+    chrome.url_root = f"http://127.0.0.1:{server.socket.getsockname()[1]}/"
+    yield chrome
+    chrome.quit()
+    server.shutdown()
+
+
+def wait_for(condition, timeout=15.0, what="condition"):
+    end = time.time() + timeout
+    while time.time() < end:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+@pytest.fixture
+def page(driver):
+    """A freshly loaded dashboard (state from earlier tests is gone)."""
+    from selenium.webdriver.common.by import By
+
+    driver.get(driver.url_root)
+    wait_for(lambda: driver.find_elements(By.CSS_SELECTOR, "#runs-table .ag-row"), what="the runs table")
+    return driver
+
+
+def open_tab(driver, label):
+    from selenium.webdriver.common.by import By
+
+    driver.find_element(By.XPATH, f"//div[contains(@class,'tab') and normalize-space()='{label}']").click()
+
+
+def figure(driver, graph_id, check=lambda f: True):
+    """The rendered figure of ``graph_id`` once it has data and passes ``check``; fails on an empty page."""
+    def ready():
+        fig = driver.execute_script(TO_JSON, graph_id)
+        return fig if fig and fig["data"] and check(fig) else None
+
+    return wait_for(ready, what=f"a non-empty figure in #{graph_id}")
+
+
+def click_option(driver, dropdown_id, text):
+    from selenium.webdriver.common.by import By
+
+    driver.find_element(By.ID, dropdown_id).click()
+    option = wait_for(lambda: [o for o in driver.find_elements(By.CSS_SELECTOR, "[role=option]") if o.text == text],
+                      what=f"option {text!r}")
+    option[0].click()
+
+
+def tick_run(driver, path):
+    from selenium.webdriver.common.by import By
+
+    driver.find_element(By.CSS_SELECTOR, f'#runs-table .ag-row[row-id="{path}"] input[type=checkbox]').click()
+
+
+def layer_marks(fig):
+    return sorted(int(y) for t in fig["data"] if t["type"] == "scatter" for y in t["y"])
+
+
+@browser
+def test_runs_table_lists_every_run(page, cache):
+    from selenium.webdriver.common.by import By
+
+    rows = page.find_elements(By.CSS_SELECTOR, "#runs-table .ag-center-cols-container .ag-row")
+    assert len(rows) == len(scan(cache)) == 4
+    selected = page.find_elements(By.CSS_SELECTOR, "#runs-table .ag-center-cols-container .ag-row-selected")
+    assert len(selected) == 1 and "e-baseline" in selected[0].text and "intervene" in selected[0].text
+
+
+@browser
+def test_heads_heatmap_matches_the_store(page, cache):
+    base = str(cache / "e-baseline")
+    open_tab(page, "Heads")
+    fig = figure(page, "heads-graph")
+    z = np.array(fig["data"][0]["z"], dtype=float)
+    assert fig["data"][0]["type"] == "heatmap" and z.shape == (L, H)
+    np.testing.assert_allclose(z, expected_log10_median(base), rtol=1e-5)
+    assert base in fig["title"] and "n=24" in fig["title"]
+    assert layer_marks(fig) == expected_layer_marks(base, 1.0).tolist()
+
+
+@browser
+def test_tau_and_subset_change_the_heatmap(page, cache):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+
+    base = str(cache / "e-baseline")
+    open_tab(page, "Heads")
+    before = figure(page, "heads-graph")
+    tau = 4.9
+    assert expected_layer_marks(base, tau).tolist() != expected_layer_marks(base, 1.0).tolist()  # the data allow it
+    box = page.find_element(By.CSS_SELECTOR, "#heads-tau input")
+    box.send_keys(Keys.CONTROL, "a")
+    box.send_keys(str(tau), Keys.TAB)
+    after = figure(page, "heads-graph", lambda f: layer_marks(f) != layer_marks(before))
+    assert layer_marks(after) == expected_layer_marks(base, tau).tolist()
+    assert f"τ={tau:g}" in page.find_element(By.ID, "heads-note").text
+
+    click_option(page, "heads-subset", "video_aligned")
+    sub = figure(page, "heads-graph", lambda f: "video_aligned samples" in f["title"])
+    pick = open_run(base).subset.values == "video_aligned"
+    np.testing.assert_allclose(np.array(sub["data"][0]["z"], float), expected_log10_median(base, pick=pick), rtol=1e-5)
+    assert not np.allclose(np.array(sub["data"][0]["z"], float), np.array(before["data"][0]["z"], float))
+
+
+@browser
+def test_clicking_a_cell_shows_the_heads_attention_row(page, cache):
+    from selenium.webdriver.common.actions.action_builder import ActionBuilder
+
+    base = str(cache / "e-baseline")
+    open_tab(page, "Heads")
+    figure(page, "heads-graph")
+    layer, head = 2, 3
+    x, y = page.execute_script("""
+        const gd = document.querySelector('#heads-graph .js-plotly-plot'), box = gd.getBoundingClientRect();
+        const xa = gd._fullLayout.xaxis, ya = gd._fullLayout.yaxis;
+        return [box.left + xa._offset + xa.l2p(arguments[0]), box.top + ya._offset + ya.l2p(arguments[1])];""",
+                               head, layer)
+    action = ActionBuilder(page)
+    action.pointer_action.move_to_location(int(x), int(y)).click()
+    action.perform()
+    detail = figure(page, "head-detail", lambda f: f"layer {layer}, head {head}" in f["title"])
+    ds = open_run(base).sel(at="first")
+    n = int(ds.length.values[0])
+    bars = np.zeros(n)
+    for trace in detail["data"]:
+        bars[np.array(trace["x"], int)] = trace["y"]
+    np.testing.assert_allclose(bars, ds.rows.values[0, layer, head, :n], rtol=1e-6)
+    visual = [t for t in detail["data"] if t["name"] == "visual"][0]
+    assert np.array(visual["x"]).tolist() == np.flatnonzero(ds.visual_mask.values[0][:n]).tolist()
+    assert detail["yaxis"] == "log"
+
+
+@browser
+def test_layers_view_shows_uap_per_subset_and_outcome(page, cache):
+    base = str(cache / "e-baseline")
+    open_tab(page, "Layers")
+    fig = figure(page, "layers-graph")
+    ds = open_run(base).sel(at="first")
+    groups = {(s, c) for s, c in zip(ds.subset.values.tolist(), ds.correct.values.tolist())}
+    assert len(fig["data"]) == 2 * len(groups)
+    trace = next(t for t in fig["data"] if t["name"] == "UAP_a incorrect" and t["visible"] is True)
+    first_incorrect_subset = next(s for s in ("video_aligned", "audio_aligned", "consistent") if (s, False) in groups)
+    pick = (ds.subset.values == first_incorrect_subset) & ~ds.correct.values
+    np.testing.assert_allclose(trace["y"], ds.UAP_a.values[pick].mean(0), rtol=1e-5)
+
+
+@browser
+def test_tokens_view_shows_attention_per_position(page, cache):
+    base = str(cache / "e-baseline")
+    open_tab(page, "Tokens")
+    fig = figure(page, "tokens-graph")
+    ds = open_run(base).sel(at="first")
+    with_rows = ds.length.values > 0
+    rows = ds.rows.values[with_rows][:, 1:3]  # default layers: the middle layers 1-2 of 4
+    expected = rows.mean(axis=(1, 2))[:, : int(ds.length.values.max())].mean(0)
+    bars = np.zeros_like(expected)
+    for trace in fig["data"]:
+        bars[np.array(trace["x"], int)] = trace["y"]
+    np.testing.assert_allclose(bars, expected, rtol=1e-5)
+    assert fig["yaxis"] == "log" and {t["name"] for t in fig["data"]} >= {"visual", "audio"}
+
+
+@browser
+def test_interventions_compare_ticked_runs(page, cache):
+    from selenium.webdriver.common.by import By
+
+    open_tab(page, "Interventions")
+    one = figure(page, "interventions-bars")
+    assert len(one["data"]) == 1
+    open_tab(page, "Runs")
+    for name in ("b-ar-tau0", "c-ar-tau2"):
+        tick_run(page, str(cache / name))
+    open_tab(page, "Interventions")
+    bars = figure(page, "interventions-bars", lambda f: len(f["data"]) == 3)
+    runs = {r.name: r for r in scan(cache)}
+    tau0 = next(t for t in bars["data"] if t["name"].startswith("b-ar-tau0"))
+    summary = runs["b-ar-tau0"].summary
+    assert list(tau0["x"]) == ["video_aligned", "audio_aligned", "consistent", "overall"]
+    np.testing.assert_allclose(tau0["y"], [summary["metrics"][s]["avg"] for s in tau0["x"]])
+    table = page.find_element(By.ID, "interventions-table").text
+    assert f"{summary['deltas']['video_aligned']['avg']:+.2f}" in table
+    sweep = figure(page, "tau-sweep")
+    video = next(t for t in sweep["data"] if t["name"].startswith("video_aligned"))
+    assert list(video["x"]) == [0, 2]
+
+
+@browser
+def test_choosing_a_sample_drives_the_heads_view(page, cache):
+    from selenium.webdriver.common.by import By
+
+    base = str(cache / "e-baseline")
+    open_tab(page, "Samples")
+    rows = wait_for(lambda: page.find_elements(By.CSS_SELECTOR, "#samples-table .ag-center-cols-container .ag-row"),
+                    what="sample rows")
+    assert len(rows) == 20  # first page of 24 samples
+    ds = open_run(base)
+    sample = str(ds.sample.values[5])
+    page.find_element(By.CSS_SELECTOR, f'#samples-table .ag-row[row-id="{sample}"] input[type=checkbox]').click()
+    open_tab(page, "Heads")
+    fig = figure(page, "heads-graph", lambda f: f"sample {sample}" in f["title"])
+    with np.errstate(divide="ignore"):
+        expected = np.log10(ds.S_a.sel(at="first").values[5].astype(float) / ds.S_v.sel(at="first").values[5])
+    np.testing.assert_allclose(np.array(fig["data"][0]["z"], float), expected, rtol=1e-5)
+
+
+@browser
+def test_run_menu_switches_the_run(page, cache):
+    trace = str(cache / "a-trace")
+    tick_run(page, trace)
+    open_tab(page, "Heads")
+    figure(page, "heads-graph")
+    click_option(page, "focus-run", "a-trace — baseline")
+    fig = figure(page, "heads-graph", lambda f: trace in f["title"])
+    np.testing.assert_allclose(np.array(fig["data"][0]["z"], float), expected_log10_median(trace), rtol=1e-5)
+    open_tab(page, "Tokens")
+    message = wait_for(lambda: (page.execute_script(TO_JSON, "tokens-graph") or {}).get("annotations"),
+                       what="the no-rows message")
+    assert "a-trace" in message[0] and "'rows'" in message[0]
