@@ -82,8 +82,7 @@ def fig3a(path: str, at: str = "first") -> go.Figure:
     fig.update_xaxes(title_text="layer", row=1, col=2)
     fig.update_yaxes(title_text="UAP (Eq. 1)", row=1, col=1)
     fig.update_layout(barmode="group", height=480, width=1100)
-    set_title(fig, f"Fig. 3a — UAP at the {at} emotion token<br>{describe(info)}")
-    return fig.update_layout(margin=dict(t=110))  # room for the subplot titles below the title
+    return set_title(fig, f"Fig. 3a — UAP at the {at} emotion token<br>{describe(info)}", subplot_titles=True)
 
 
 def fig3a_layers(path: str, at: str = "first") -> go.Figure:
@@ -106,12 +105,7 @@ def fig3b_data(path: str, at: str = "first", sample: str | None = None, subset: 
     chosen samples with rows (:func:`modbias.metrics.token_attention`)."""
     hm, table = head_mean_rows(path, at), sample_table(path)
     layers = layers if layers is not None else middle_layers(hm.rows.shape[1])
-    if sample:
-        keep = np.zeros(len(table.id), bool)
-        keep[table.index(sample)] = True
-    else:
-        keep = table.pick(subset, outcome)
-    profile, modality, n = token_profile(hm, keep, layers)
+    profile, modality, n = token_profile(hm, table.select(subset, outcome, sample), layers)
     if n == 0:
         who = f"sample {sample}" if sample else f"{subset} sample ({outcome})"
         raise StoreFieldError(f"run {path}: no {who} has stored rows at {at!r} (field 'length' > 0)")
@@ -126,7 +120,7 @@ def fig3b(path: str, at: str = "first", sample: str | None = None, subset: str =
     layers = data["layers"]
     fig = token_figure(data["profile"], data["modality"],
                        f"Fig. 3b — attention per input token, layers {layers[0]}–{layers[-1]}, heads averaged, "
-                       f"at the {at} emotion token, {who}<br>{describe(run_info(path))}")
+                       f"at the {at} emotion token<br>{who}; {describe(run_info(path))}")
     return fig.update_layout(width=1100)
 
 
@@ -180,7 +174,8 @@ def save(figures: dict[str, go.Figure], out: Path = OUT) -> list[Path]:
         fig.write_html(out / f"{name}.html", include_plotlyjs="cdn")
         written.append(out / f"{name}.html")
     pngs = [out / f"{name}.png" for name in figures]
-    pio.write_images(list(figures.values()), pngs)
+    sizes = [fig.layout.width or 1000 for fig in figures.values()], [fig.layout.height or 500 for fig in figures.values()]
+    pio.write_images(list(figures.values()), pngs, width=sizes[0], height=sizes[1])  # batches ignore layout sizes
     return written + pngs
 
 
@@ -218,8 +213,9 @@ def many_runs_parser(doc: str) -> argparse.ArgumentParser:
 
 
 def chosen_runs(args) -> tuple[list[RunInfo], list[RunInfo]]:
-    """(the runs named by --runs or all of --cache, every run known: the cache plus the named ones)."""
-    cached = scan(args.cache)
+    """(the runs named by --runs or the trace / intervene runs of --cache, every run known: those of the
+    cache plus the named ones)."""
+    cached = [r for r in scan(args.cache) if r.traces_attention]
     if not args.runs:
         return cached, cached
     named = [run_info(p) for p in args.runs]

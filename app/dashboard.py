@@ -51,8 +51,9 @@ def _layout(cache: str) -> html.Div:
 
 
 def focus_choices(cache: str, selected: list[str] | None, current: str | None):
-    """Options of the run menu (the ticked runs) and its value (kept if still ticked, else the newest)."""
-    runs = [r for r in scan(cache) if r.path in set(selected or [])]
+    """Options of the run menu (the ticked trace / intervene runs) and its value (kept if still ticked,
+    else the newest)."""
+    runs = [r for r in scan(cache) if r.path in set(selected or []) and r.traces_attention]
     options = [{"label": f"{r.name} — {r.label}", "value": r.path} for r in runs]
     paths = [r.path for r in runs]
     return options, current if current in paths else (paths[-1] if paths else None)

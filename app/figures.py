@@ -28,10 +28,10 @@ def run_names(names) -> str:
     return "<br>".join(lines + [line])
 
 
-def set_title(fig: go.Figure, title: str) -> go.Figure:
-    """Title the figure, with room above the plot for every line of the title."""
+def set_title(fig: go.Figure, title: str, subplot_titles: bool = False) -> go.Figure:
+    """Title the figure, with room above the plot for every line of the title (and subplot titles)."""
     lines = title.count("<br>") + 1
-    fig.update_layout(title=dict(text=title, font=dict(size=14)), margin=dict(t=40 + 20 * lines))
+    fig.update_layout(title=dict(text=title, font=dict(size=14)), margin=dict(t=40 + 20 * lines + 30 * subplot_titles))
     return fig
 
 
@@ -82,8 +82,8 @@ def heads_figure(values: np.ndarray, quantity: str, head_share: np.ndarray, laye
     fig.add_trace(go.Scatter(x=np.full(len(layers), -0.9), y=layers, mode="markers",
                              marker=dict(symbol="triangle-right", size=10, color="black"),
                              name=f"layer c > τ={tau:g} (Eq. 6)", hovertemplate="layer %{y}: c > τ<extra></extra>"))
-    fig.update_layout(xaxis=dict(title="head", range=[-1.2, n_heads - 0.5]),
-                      yaxis=dict(title="layer", range=[-0.5, n_layers - 0.5]),
+    fig.update_layout(xaxis=dict(title="head", range=[-1.2, n_heads - 0.5], tickvals=list(range(n_heads))),
+                      yaxis=dict(title="layer", range=[-0.5, n_layers - 0.5], tickvals=list(range(n_layers))),
                       legend=dict(orientation="h", y=-0.15), height=max(420, 14 * n_layers + 200))
     return set_title(fig, title)
 
@@ -121,8 +121,8 @@ def layers_figure(profiles: dict[str, dict[str, dict[str, np.ndarray]]], middle:
                       row=1, col=col)
     fig.update_xaxes(title_text="layer (shaded: middle layers)")
     fig.update_yaxes(title_text="UAP", type="log" if log_y else "linear", row=1, col=1)
-    fig.update_layout(height=420, legend=dict(orientation="h", y=-0.25))
-    return set_title(fig, title)
+    fig.update_layout(height=440, legend=dict(orientation="h", y=-0.25))
+    return set_title(fig, title, subplot_titles=True)
 
 
 def intervention_bars(rows: list[MetricRow], metric: str, title: str) -> go.Figure:

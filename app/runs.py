@@ -21,6 +21,7 @@ from modbias.metrics import head_ratio
 from modbias.store import MANIFEST, list_runs, open_run, read_manifest
 
 SUBSET_ORDER = ("video_aligned", "audio_aligned", "consistent", "overall")
+ATTENTION_KINDS = ("trace", "intervene")  # runs in the schema of modbias.tracing, which these views read
 
 
 class StoreFieldError(LookupError):
@@ -61,8 +62,14 @@ class RunInfo:
         return [i for i in self.config.get("interventions", []) if i.get("name") != "none"]
 
     @property
+    def traces_attention(self) -> bool:
+        """A trace or intervene run (other kinds, e.g. MI or drift runs, have other schemas)."""
+        return self.kind in ATTENTION_KINDS
+
+    @property
     def is_baseline(self) -> bool:
-        return not self.interventions
+        """A trace or intervene run without interventions."""
+        return self.traces_attention and not self.interventions
 
     @property
     def label(self) -> str:
@@ -136,6 +143,7 @@ def at_values(path: str | Path) -> list[str]:
 class SampleTable:
     """Per-sample coordinates of a run, as numpy arrays."""
 
+    path: str
     id: np.ndarray
     subset: np.ndarray
     label: np.ndarray
@@ -154,10 +162,18 @@ class SampleTable:
             keep &= ~self.correct
         return keep
 
+    def select(self, subset: str = "all", outcome: str = "all", sample: str | None = None) -> np.ndarray:
+        """Boolean mask: just ``sample`` when given, else :meth:`pick` of subset and outcome."""
+        if not sample:
+            return self.pick(subset, outcome)
+        keep = np.zeros(len(self.id), bool)
+        keep[self.index(sample)] = True
+        return keep
+
     def index(self, sample: str) -> int:
         hits = np.flatnonzero(self.id == sample)
         if not len(hits):
-            raise StoreFieldError(f"sample {sample!r} is not in this run")
+            raise StoreFieldError(f"sample {sample!r} is not in run {self.path}")
         return int(hits[0])
 
 
@@ -172,7 +188,7 @@ def _sample_table(path: str, stamp: int) -> SampleTable:
     col = {name: np.asarray(ds[name].values).astype(str) for name in
            ("sample", "subset", "label", "visual_emotion", "audio_emotion", "prediction", "text") if name in ds}
     n = ds.sizes["sample"]
-    return SampleTable(id=col["sample"], subset=col["subset"], label=col["label"],
+    return SampleTable(path=path, id=col["sample"], subset=col["subset"], label=col["label"],
                        visual_emotion=col.get("visual_emotion", np.full(n, "")),
                        audio_emotion=col.get("audio_emotion", np.full(n, "")), prediction=col["prediction"],
                        correct=np.asarray(ds["correct"].values).astype(bool), text=col.get("text", np.full(n, "")))
@@ -192,7 +208,6 @@ class HeadSums:
     log10_c_h: np.ndarray  # log10 of Eq. (5), float32: ±inf where one modality gets no attention
 
 
-
 def head_sums(path: str | Path, at: str) -> HeadSums:
     return _head_sums(str(path), _stamp(path), at)
 
@@ -200,15 +215,13 @@ def head_sums(path: str | Path, at: str) -> HeadSums:
 @lru_cache(maxsize=32)
 def _head_sums(path: str, stamp: int, at: str) -> HeadSums:
     ds = _open(path, stamp)
-    require(ds, "S_a", "S_v", view="head and layer views")
+    require(ds, "S_a", "S_v", "UAP_a", "UAP_v", view="head and layer views")
     view = ds.sel(at=at)
-    get = {name: np.asarray(view[name].transpose("sample", "layer", "head").values, np.float64)
-           for name in ("S_a", "S_v")}
-    uap = {name: np.asarray(view[name].transpose("sample", "layer").values, np.float64) if name in view
-           else get["S" + name[3:]].mean(-1) for name in ("UAP_a", "UAP_v")}
+    S_a, S_v = (np.asarray(view[n].transpose("sample", "layer", "head").values, np.float64) for n in ("S_a", "S_v"))
+    UAP_a, UAP_v = (np.asarray(view[n].transpose("sample", "layer").values, np.float64) for n in ("UAP_a", "UAP_v"))
     with np.errstate(divide="ignore", invalid="ignore"):
-        log10_c_h = np.log10(head_ratio(get["S_a"], get["S_v"])).astype(np.float32)
-    return HeadSums(get["S_a"], get["S_v"], uap["UAP_a"], uap["UAP_v"], log10_c_h)
+        log10_c_h = np.log10(head_ratio(S_a, S_v)).astype(np.float32)
+    return HeadSums(S_a, S_v, UAP_a, UAP_v, log10_c_h)
 
 
 @dataclass(frozen=True)
@@ -318,7 +331,7 @@ def baseline_of(info: RunInfo, runs: list[RunInfo]) -> RunInfo | None:
 def deltas_of(info: RunInfo, runs: list[RunInfo]) -> tuple[dict | None, RunInfo | None]:
     """(run − baseline per subset and metric, the baseline); the summary's deltas when stored."""
     base = baseline_of(info, runs)
-    if info.summary and "deltas" in info.summary:
+    if (info.summary or {}).get("deltas") is not None:
         return info.summary["deltas"], base
     if base is None:
         return None, None

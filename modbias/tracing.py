@@ -1,9 +1,10 @@
 """``modbias.trace``: attention at the first emotion token, per layer and head.
 
-For each batch: generate greedily, find the decoding step k of the first
-generated emotion word y_k (and/or of the conclusion's emotion word), then
-run one forward over prompt + generated tokens with the probe capturing the
-rows of the queries that produce those tokens.  (The row "of y_k" is the
+For each batch: generate greedily (under any interventions), find the
+decoding step k of the first generated emotion word y_k (and/or of the
+conclusion's emotion word), then re-run the generated tokens against the
+generation's KV cache with the probe capturing the rows of the queries that
+produce those tokens.  (The row "of y_k" is the
 attention of the query at the position just before y_k: the one whose
 output is decoded into y_k, paper Sec. 4.)  Metrics of Eqs. (1), (5)-(7)
 are computed from the rows and written per batch to a :class:`RunStore`.

@@ -132,17 +132,17 @@ def test_table8_without_ar_runs_says_so(cache):
 @needs_chromium
 def test_scripts_write_html_and_png(cache, tmp_path):
     """The command lines, as documented: default run = newest suitable one; outputs name their runs."""
-    from analyses import fig3a, table7
+    from analyses import fig3a
 
     fig3a.main(["--cache", str(cache), "--out", str(tmp_path)])
     png = (tmp_path / "fig3a.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
     html = (tmp_path / "fig3a.html").read_text()
     assert "baseline (model random, data random" in html and "trace (model" not in html  # newest baseline
-    table7.main(["--cache", str(cache), "--out", str(tmp_path)])
-    markdown = (tmp_path / "table7.md").read_text()
-    assert markdown.count("\n| ") == 1 + 6  # header + the five intervene runs and their baseline
-    result = subprocess.run([sys.executable, str(ROOT / "analyses" / "table8.py"), "--cache", str(cache),
+    result = subprocess.run([sys.executable, str(ROOT / "analyses" / "table7.py"), "--cache", str(cache),
                              "--out", str(tmp_path)], capture_output=True, text=True, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    assert "| random/random + ar | 3 |" in result.stdout and (tmp_path / "table8.png").exists()
+    markdown = (tmp_path / "table7.md").read_text()
+    assert markdown.count("\n| ") == 1 + 6  # header + the five intervene runs and their baseline
+    assert "| dup-16 | random | duplicate_audio(k=16) | baseline |" in result.stdout
+    assert (tmp_path / "table7.png").exists() and (tmp_path / "table7.html").exists()

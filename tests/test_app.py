@@ -1,30 +1,29 @@
 """The dashboard: its data functions on small random stores, then every view in headless Chromium.
 
 The browser tests serve the app from a werkzeug thread and read each
-figure back from plotly.js (``gd._fullData``), comparing it with numbers
-computed here directly from the stores.  They skip only when Chromium or
+figure back from plotly.js (``gd._fullData``, see :mod:`analyses.browser`),
+comparing it with numbers computed here directly from the stores.  They skip only when Chromium or
 its driver is missing (``apt-get install -y chromium chromium-driver``).
 """
 
 from __future__ import annotations
 
-import shutil
-import threading
-import time
-
 import numpy as np
 import pytest
 
+from analyses.browser import (CHROMIUM, DRIVER, FIGURE_JS, click_cell, click_option, console_errors, dashboard,
+                              figure, load, open_tab, tick_row, wait_for)
 from analyses.synthetic_runs import random_run, run_config, write_run
 from modbias.store import open_run
-from modbias_app import create_app
 from modbias_app.aggregates import biased_share, head_map
+from modbias_app.dashboard import focus_choices
 from modbias_app.figures import heads_figure
 from modbias_app.runs import HeadSums, StoreFieldError, baseline_of, clear_caches, sample_table, scan
 from modbias_app.views import heads, tokens
 
 L, H = 4, 6  # distinct, so a transposed map cannot pass
-pytestmark = pytest.mark.filterwarnings("ignore:Object at modbias.json is not recognized")
+pytestmark = [pytest.mark.filterwarnings("ignore:Object at modbias.json is not recognized"),
+              pytest.mark.filterwarnings("ignore:HTTPResponse.getheader:DeprecationWarning")]  # selenium 4.2
 
 
 @pytest.fixture(scope="module")
@@ -67,6 +66,18 @@ def test_scan_describes_runs(cache):
     assert baseline_of(runs[1], runs).name == "e-baseline"  # named in the summary, not the newest-by-setup guess
 
 
+def test_other_kinds_of_run_are_listed_but_not_analysed(tmp_path):
+    """Runs of other schemas (e.g. MI, drift) appear in the Runs table only."""
+    shape = dict(n_layers=2, n_heads=2)
+    write_run(tmp_path / "trace", random_run(6, **shape), run_config("trace", **shape), summary=False)
+    write_run(tmp_path / "mi", random_run(6, **shape), {**run_config("trace", **shape), "kind": "mi"}, summary=False)
+    runs = scan(tmp_path)
+    assert sorted(r.kind for r in runs) == ["mi", "trace"]
+    options, value = focus_choices(str(tmp_path), [r.path for r in runs], None)
+    assert [o["value"] for o in options] == [value] == [str(tmp_path / "trace")]
+    assert [r.name for r in runs if r.is_baseline] == ["trace"]
+
+
 def test_infinite_and_undefined_ratios():
     """S_v = 0 < S_a gives +inf (drawn at the colour scale's end, named in the hover); 0/0 stays blank."""
     S_a = np.array([[[0.5, 0.0, 0.2]]] * 3)
@@ -97,89 +108,23 @@ def test_views_name_missing_rows(cache):
 
 # ----------------------------------------------------------------------------- browser
 
-CHROMIUM, DRIVER = shutil.which("chromium"), shutil.which("chromedriver")
 browser = pytest.mark.skipif(not (CHROMIUM and DRIVER),
                              reason="headless Chromium not installed (apt-get install -y chromium chromium-driver)")
-
-TO_JSON = """
-const conv = x => ArrayBuffer.isView(x) ? Array.from(x) : Array.isArray(x) ? x.map(conv) : x;
-const gd = document.querySelector('#' + arguments[0] + ' .js-plotly-plot');
-if (!gd || !gd._fullData) return null;
-return {data: gd._fullData.map(t => ({type: t.type, name: t.name, x: conv(t.x), y: conv(t.y), z: conv(t.z),
-                                      visible: t.visible})),
-        title: (gd.layout.title || {}).text || '', annotations: (gd.layout.annotations || []).map(a => a.text),
-        shapes: (gd.layout.shapes || []).map(s => s.path || ''), yaxis: gd._fullLayout.yaxis.type};
-"""
 
 
 @pytest.fixture(scope="module")
 def driver(cache):
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-    from werkzeug.serving import make_server
-
-    server = make_server("127.0.0.1", 0, create_app(cache).server, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1400,1100"):
-        options.add_argument(arg)
-    chrome = webdriver.Chrome(service=Service(DRIVER), options=options)
-    chrome.url_root = f"http://127.0.0.1:{server.socket.getsockname()[1]}/"
-    yield chrome
-    chrome.quit()
-    server.shutdown()
-
-
-def wait_for(condition, timeout=15.0, what="condition"):
-    end = time.time() + timeout
-    while time.time() < end:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
+    with dashboard(cache) as chrome:
+        yield chrome
 
 
 @pytest.fixture
 def page(driver):
-    """A freshly loaded dashboard (state from earlier tests is gone)."""
-    from selenium.webdriver.common.by import By
-
-    driver.get(driver.url_root)
-    wait_for(lambda: driver.find_elements(By.CSS_SELECTOR, "#runs-table .ag-row"), what="the runs table")
-    return driver
-
-
-def open_tab(driver, label):
-    from selenium.webdriver.common.by import By
-
-    driver.find_element(By.XPATH, f"//div[contains(@class,'tab') and normalize-space()='{label}']").click()
-
-
-def figure(driver, graph_id, check=lambda f: True):
-    """The rendered figure of ``graph_id`` once it has data and passes ``check``; fails on an empty page."""
-    def ready():
-        fig = driver.execute_script(TO_JSON, graph_id)
-        return fig if fig and fig["data"] and check(fig) else None
-
-    return wait_for(ready, what=f"a non-empty figure in #{graph_id}")
-
-
-def click_option(driver, dropdown_id, text):
-    from selenium.webdriver.common.by import By
-
-    driver.find_element(By.ID, dropdown_id).click()
-    option = wait_for(lambda: [o for o in driver.find_elements(By.CSS_SELECTOR, "[role=option]") if o.text == text],
-                      what=f"option {text!r}")
-    option[0].click()
-
-
-def tick_run(driver, path):
-    from selenium.webdriver.common.by import By
-
-    driver.find_element(By.CSS_SELECTOR, f'#runs-table .ag-row[row-id="{path}"] input[type=checkbox]').click()
+    """A freshly loaded dashboard (state from earlier tests is gone); afterwards, no errors in the console."""
+    console_errors(driver)
+    load(driver)
+    yield driver
+    assert console_errors(driver) == []
 
 
 def layer_marks(fig):
@@ -234,20 +179,11 @@ def test_tau_and_subset_change_the_heatmap(page, cache):
 
 @browser
 def test_clicking_a_cell_shows_the_heads_attention_row(page, cache):
-    from selenium.webdriver.common.actions.action_builder import ActionBuilder
-
     base = str(cache / "e-baseline")
     open_tab(page, "Heads")
     figure(page, "heads-graph")
     layer, head = 2, 3
-    x, y = page.execute_script("""
-        const gd = document.querySelector('#heads-graph .js-plotly-plot'), box = gd.getBoundingClientRect();
-        const xa = gd._fullLayout.xaxis, ya = gd._fullLayout.yaxis;
-        return [box.left + xa._offset + xa.l2p(arguments[0]), box.top + ya._offset + ya.l2p(arguments[1])];""",
-                               head, layer)
-    action = ActionBuilder(page)
-    action.pointer_action.move_to_location(int(x), int(y)).click()
-    action.perform()
+    click_cell(page, "heads-graph", head, layer)
     detail = figure(page, "head-detail", lambda f: f"layer {layer}, head {head}" in f["title"])
     ds = open_run(base).sel(at="first")
     n = int(ds.length.values[0])
@@ -299,7 +235,7 @@ def test_interventions_compare_ticked_runs(page, cache):
     assert len(one["data"]) == 1
     open_tab(page, "Runs")
     for name in ("b-ar-tau0", "c-ar-tau2"):
-        tick_run(page, str(cache / name))
+        tick_row(page, "runs-table", str(cache / name))
     open_tab(page, "Interventions")
     bars = figure(page, "interventions-bars", lambda f: len(f["data"]) == 3)
     runs = {r.name: r for r in scan(cache)}
@@ -325,7 +261,7 @@ def test_choosing_a_sample_drives_the_heads_view(page, cache):
     assert len(rows) == 20  # first page of 24 samples
     ds = open_run(base)
     sample = str(ds.sample.values[5])
-    page.find_element(By.CSS_SELECTOR, f'#samples-table .ag-row[row-id="{sample}"] input[type=checkbox]').click()
+    tick_row(page, "samples-table", sample)
     open_tab(page, "Heads")
     fig = figure(page, "heads-graph", lambda f: f"sample {sample}" in f["title"])
     with np.errstate(divide="ignore"):
@@ -336,13 +272,13 @@ def test_choosing_a_sample_drives_the_heads_view(page, cache):
 @browser
 def test_run_menu_switches_the_run(page, cache):
     trace = str(cache / "a-trace")
-    tick_run(page, trace)
+    tick_row(page, "runs-table", trace)
     open_tab(page, "Heads")
     figure(page, "heads-graph")
     click_option(page, "focus-run", "a-trace — baseline")
     fig = figure(page, "heads-graph", lambda f: trace in f["title"])
     np.testing.assert_allclose(np.array(fig["data"][0]["z"], float), expected_log10_median(trace), rtol=1e-5)
     open_tab(page, "Tokens")
-    message = wait_for(lambda: (page.execute_script(TO_JSON, "tokens-graph") or {}).get("annotations"),
+    message = wait_for(lambda: (page.execute_script(FIGURE_JS, "tokens-graph") or {}).get("annotations"),
                        what="the no-rows message")
     assert "a-trace" in message[0] and "'rows'" in message[0]

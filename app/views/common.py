@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 
 from dash import dcc, html
+from dash.exceptions import PreventUpdate
 
 from modbias_app.figures import message_figure
 from modbias_app.runs import StoreFieldError, sample_table
@@ -16,6 +17,18 @@ SAMPLE = "sample"  # one sample, or None for the selected subset
 SELECTED_RUNS = "selected-runs"  # dcc.Store: paths chosen in the Runs table
 
 NO_RUN = "Choose a run in the Runs tab."
+
+
+class NoRun(StoreFieldError):
+    """No run is chosen."""
+
+
+def check_run(path: str | None, at: str | None) -> None:
+    """Raise :class:`NoRun` without a run; stop the update while the run's token menu is still empty."""
+    if not path:
+        raise NoRun(NO_RUN)
+    if not at:
+        raise PreventUpdate
 
 
 def shows_errors(function):
@@ -51,5 +64,11 @@ def selection_words(path: str, subset: str, outcome: str, sample: str | None, n:
     return f"{subset} samples" + ("" if outcome == "all" else f", {outcome} only") + f" (n={n})"
 
 
-def graph(id_: str, height: str = "auto") -> dcc.Loading:
-    return dcc.Loading(dcc.Graph(id=id_, style={"height": height}, config={"displaylogo": False}))
+def column_defs(fields, wrap: tuple[str, ...] = ("text", "interventions")) -> list[dict]:
+    """AG Grid columns with readable headers; long text columns wrap."""
+    return [{"field": f, "headerName": f.replace("_", " "),
+             **({"wrapText": True, "autoHeight": True, "minWidth": 300} if f in wrap else {})} for f in fields]
+
+
+def graph(id_: str) -> dcc.Loading:
+    return dcc.Loading(dcc.Graph(id=id_, config={"displaylogo": False}))

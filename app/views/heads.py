@@ -15,7 +15,7 @@ from dash import Input, Output, dcc, html
 from modbias_app.aggregates import HEAD_QUANTITIES, biased_share, head_map
 from modbias_app.figures import heads_figure, message_figure, token_figure
 from modbias_app.runs import StoreFieldError, head_row, head_sums, row_lengths, sample_table
-from modbias_app.views.common import AT, FOCUS_RUN, NO_RUN, SAMPLE, graph, selection_words, shows_errors, \
+from modbias_app.views.common import AT, FOCUS_RUN, SAMPLE, check_run, graph, selection_words, shows_errors, \
     subset_controls
 
 TAB, ID = "Heads", "heads"
@@ -40,30 +40,19 @@ def layout() -> html.Div:
     ])
 
 
-def _keep(path: str, subset: str, outcome: str, sample: str | None) -> np.ndarray:
-    table = sample_table(path)
-    if sample:
-        keep = np.zeros(len(table.id), bool)
-        keep[table.index(sample)] = True
-        return keep
-    return table.pick(subset, outcome)
-
-
 @shows_errors
 def heads_view(path: str | None, at: str, subset: str, outcome: str, sample: str | None, quantity: str,
                tau: float):
     """The heatmap figure and a note on what it shows."""
-    if not path:
-        return message_figure(NO_RUN), NO_RUN
+    check_run(path, at)
     sums = head_sums(path, at)
-    keep = _keep(path, subset, outcome, sample)
+    keep = sample_table(path).select(subset, outcome, sample)
     values = head_map(sums, keep, quantity)
     heads, layers, n = biased_share(sums, keep, tau)
     who = selection_words(path, subset, outcome, sample, n)
     if n == 0:
         raise StoreFieldError(f"run {path}: no {who} with an emotion token at {at!r}")
-    summary = "median over samples of " if quantity == "log10_c_h" and not sample else \
-        "mean over samples of " if not sample else ""
+    summary = "" if sample else ("median" if quantity == "log10_c_h" else "mean") + " over samples of "
     title = f"{path}: {summary}{HEAD_QUANTITIES[quantity]}, at the {at} emotion token, {who}"
     note = (f"Outlined: heads in H_bias (Eq. 7, τ={tau:g}) "
             + ("for this sample" if sample else "in more than half of the samples")
@@ -75,8 +64,7 @@ def heads_view(path: str | None, at: str, subset: str, outcome: str, sample: str
 @shows_errors
 def head_detail(path: str | None, at: str, subset: str, outcome: str, sample: str | None, click: dict | None):
     """Attention of the clicked head over one sample's input positions (needs stored rows)."""
-    if not path:
-        return message_figure(NO_RUN), NO_RUN
+    check_run(path, at)
     point = (click or {}).get("points", [{}])[0]
     if point.get("curveNumber", 0) != 0 or "x" not in point:
         return message_figure("Click a cell of the map above to see that head's attention over the input tokens."), ""
@@ -88,7 +76,8 @@ def head_detail(path: str | None, at: str, subset: str, outcome: str, sample: st
         candidates = np.flatnonzero(sample_table(path).pick(subset, outcome) & with_rows)
         if not len(candidates):
             raise StoreFieldError(f"run {path}: no {subset} sample ({outcome}) has stored rows at {at!r}")
-        chosen, how = str(sample_table(path).id[candidates[0]]), f"the first {subset} sample with rows"
+        chosen = str(sample_table(path).id[candidates[0]])
+        how = "the first " + ("" if subset == "all" else f"{subset} ") + "sample with rows"
     row, modality = head_row(path, at, chosen, layer, head)
     title = f"{path}: layer {layer}, head {head}, at the {at} emotion token, sample {chosen}"
     return token_figure(row, modality, title), f"Attention row of {how} ({chosen}); pick a sample above to change it."

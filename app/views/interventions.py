@@ -29,10 +29,10 @@ def layout() -> html.Div:
 def interventions_view(cache: str, selected: list[str] | None, metric: str):
     """(bars of the chosen runs, their Table 7 as markdown, τ sweep, duplication sweep).
 
-    The sweeps use every run in the cache: a sweep is defined by its runs'
-    parameters, not by the selection.
+    Only trace and intervene runs take part.  The sweeps use every such run
+    in the cache: a sweep is defined by its runs' parameters, not by the selection.
     """
-    runs = scan(cache)
+    runs = [r for r in scan(cache) if r.traces_attention]
     chosen = [r for r in runs if r.path in set(selected or [])]
     rows = metric_rows(chosen, runs)
     if rows:
@@ -41,7 +41,7 @@ def interventions_view(cache: str, selected: list[str] | None, metric: str):
                                                f"<br>runs {run_names(r.run.name for r in rows)}")
         table = f"**Table 7 layout** ({METRICS[metric]}, Δ vs. each run's baseline)\n\n" + metrics_markdown(rows, metric)
     else:
-        bars, table = message_figure("Tick runs in the Runs tab to compare them."), ""
+        bars, table = message_figure("Tick trace or intervene runs in the Runs tab to compare them."), ""
     tau_points = tau_sweep(runs, metric)
     tau = sweep_figure(tau_points, "τ of AR (Eq. 7)", metric,
                        f"AR τ sweep (Table 8): runs {run_names(p.run for p in tau_points)}") if tau_points else \

@@ -6,9 +6,9 @@ from dash import Input, Output, dcc, html
 
 from modbias.metrics import middle_layers
 from modbias_app.aggregates import layer_profile
-from modbias_app.figures import layers_figure, message_figure
+from modbias_app.figures import layers_figure
 from modbias_app.runs import head_sums, sample_table
-from modbias_app.views.common import AT, FOCUS_RUN, NO_RUN, graph, shows_errors
+from modbias_app.views.common import AT, FOCUS_RUN, check_run, graph, shows_errors
 
 TAB, ID = "Layers", "layers"
 GRAPH, LOG_Y = "layers-graph", "layers-log-y"
@@ -39,8 +39,7 @@ def layer_profiles(path: str, at: str) -> tuple[dict, dict]:
 
 @shows_errors
 def layers_view(path: str | None, at: str, log_y: list[str]):
-    if not path:
-        return message_figure(NO_RUN), NO_RUN
+    check_run(path, at)
     profiles, counts = layer_profiles(path, at)
     middle = middle_layers(head_sums(path, at).UAP_v.shape[1])
     title = f"{path}: UAP per layer at the {at} emotion token (Eq. 1; solid correct, dashed incorrect)"

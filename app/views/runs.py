@@ -6,7 +6,7 @@ import dash_ag_grid as dag
 from dash import Input, Output, html
 
 from modbias_app.runs import RunInfo
-from modbias_app.views.common import SELECTED_RUNS
+from modbias_app.views.common import SELECTED_RUNS, column_defs
 
 TAB, ID = "Runs", "runs"
 TABLE = "runs-table"
@@ -22,11 +22,11 @@ def run_rows(runs: list[RunInfo]) -> list[dict]:
 
 def layout(runs: list[RunInfo], cache: str) -> html.Div:
     intro = (f"{len(runs)} runs in {cache}. Tick runs to compare them in Interventions; "
-             "the run menu above shows one of the ticked runs in the other views.") if runs else \
+             "the run menu above shows one of the ticked trace / intervene runs in the other views.") if runs else \
         f"No runs in {cache}. Trace one with `modbias trace --out {cache}/<name>`, then reload."
     return html.Div([
         html.P(intro, className="note" if runs else "message", role=None if runs else "alert"),
-        dag.AgGrid(id=TABLE, rowData=run_rows(runs), columnDefs=[{"field": c} for c in COLUMNS],
+        dag.AgGrid(id=TABLE, rowData=run_rows(runs), columnDefs=column_defs(COLUMNS),
                    getRowId="params.data.path", selectedRows={"ids": [runs[-1].path] if runs else []},
                    dashGridOptions={"rowSelection": {"mode": "multiRow"}, "animateRows": False,
                                     "domLayout": "autoHeight"},

@@ -6,7 +6,7 @@ import dash_ag_grid as dag
 from dash import Input, Output, html
 
 from modbias_app.runs import sample_table
-from modbias_app.views.common import FOCUS_RUN
+from modbias_app.views.common import FOCUS_RUN, column_defs
 
 TAB, ID = "Samples", "samples"
 TABLE = "samples-table"
@@ -29,7 +29,7 @@ def layout() -> html.Div:
     return html.Div([
         html.P("Tick a sample to show it in Heads and Tokens (the sample menu above clears it). "
                "Subtitles are not stored in runs."),
-        dag.AgGrid(id=TABLE, rowData=[], columnDefs=[{"field": c} for c in COLUMNS], getRowId="params.data.sample",
+        dag.AgGrid(id=TABLE, rowData=[], columnDefs=column_defs(COLUMNS), getRowId="params.data.sample",
                    dashGridOptions={"rowSelection": {"mode": "singleRow"}, "animateRows": False, "pagination": True,
                                     "paginationPageSize": 20},
                    defaultColDef={"sortable": True, "filter": True, "resizable": True}, columnSize="autoSize",

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import numpy as np
 from dash import Input, Output, dcc, html
 
 from modbias.metrics import middle_layers
 from modbias_app.aggregates import token_profile
 from modbias_app.figures import message_figure, token_figure
 from modbias_app.runs import head_mean_rows, sample_table
-from modbias_app.views.common import AT, FOCUS_RUN, NO_RUN, SAMPLE, graph, selection_words, shows_errors, \
+from modbias_app.views.common import AT, FOCUS_RUN, SAMPLE, check_run, graph, selection_words, shows_errors, \
     subset_controls
 
 TAB, ID = "Tokens", "tokens"
@@ -38,15 +37,9 @@ def layer_range(n_layers: int) -> tuple[int, dict, list[int]]:
 
 @shows_errors
 def tokens_view(path: str | None, at: str, subset: str, outcome: str, sample: str | None, layers: list[int]):
-    if not path:
-        return message_figure(NO_RUN), NO_RUN
+    check_run(path, at)
     hm = head_mean_rows(path, at)
-    table = sample_table(path)
-    if sample:
-        keep = np.zeros(len(table.id), bool)
-        keep[table.index(sample)] = True
-    else:
-        keep = table.pick(subset, outcome)
+    keep = sample_table(path).select(subset, outcome, sample)
     first, last = int(layers[0]), min(int(layers[1]), hm.rows.shape[1] - 1)
     profile, modality, n = token_profile(hm, keep, range(first, last + 1))
     who = selection_words(path, subset, outcome, sample, n)

@@ -11,7 +11,17 @@ def load_benchmark(name: str = "synth", subset: str = "all", limit: int | None =
     ``limit`` caps the samples *per subset*."""
     if name == "synth":
         return synth_benchmark(subset, SynthConfig(**params), limit=limit)
-    raise ValueError(f"unknown benchmark {name!r}; available: 'synth'")
+    from pathlib import Path
+
+    from modbias.data.readers import READERS, load
+
+    reader, sep, path = name.partition(":")
+    if sep and reader in READERS:
+        return load(path, reader=reader, subset=subset, limit=limit, **params)
+    if Path(name).exists():
+        return load(name, subset=subset, limit=limit, **params)
+    raise ValueError(f"unknown benchmark {name!r}; available: 'synth', a dataset path, or reader:path "
+                     f"with reader in {sorted(READERS)}")
 
 
 __all__ = ["Benchmark", "Sample", "SampleError", "SUBSETS", "SynthConfig", "load_benchmark", "synth_benchmark"]

@@ -438,7 +438,7 @@ class MoSEIntervention(Intervention):
 
     def attach(self, model) -> None:
         mose = self.build(model)
-        self._saved_toggles = (dict(mose.enabled), mose.fixed_lambda, mose.eps, mose.nonvisual_set)
+        self._saved_toggles = (dict(mose.enabled), mose.fixed_lambda, mose.eps, mose.nonvisual_set, mose.training)
         mose.enabled = {name: name not in self.off for name in EXPERTS}
         mose.fixed_lambda = self.lam
         if self.eps is not None:
@@ -454,7 +454,8 @@ class MoSEIntervention(Intervention):
             self._attachment = None
         if self._saved_toggles is not None:
             mose = self.module
-            mose.enabled, mose.fixed_lambda, mose.eps, mose.nonvisual_set = self._saved_toggles
+            mose.enabled, mose.fixed_lambda, mose.eps, mose.nonvisual_set, training = self._saved_toggles
+            mose.train(training)
             self._saved_toggles = None
 
     def begin_batch(self, model, batch, samples) -> None:

@@ -11,9 +11,34 @@ def load_model(spec: str = "organism", device: str = "cpu") -> ModelAdapter:
     family, _, path = spec.partition(":")
     if family == "organism":
         model = Organism.load(path or WEIGHTS_DIR)
+    elif family in FAMILIES:
+        if not path:
+            raise ValueError(f"model family {family!r} needs a checkpoint path: '{family}:/path/to/checkpoint'")
+        model = FAMILIES[family](path)
     else:
-        raise ValueError(f"unknown model family {family!r} in {spec!r}; available: 'organism'")
+        raise ValueError(f"unknown model family {family!r} in {spec!r}; available: {['organism', *FAMILIES]}")
     return model.to(device)
+
+
+def _load_features(path):
+    from modbias.models.features import FeatureModel
+
+    return FeatureModel.load(path)
+
+
+def _load_qwen2_5_omni(path):
+    from modbias.models.qwen_omni import QwenOmniModel
+
+    return QwenOmniModel.load(path)
+
+
+def _load_llava(path):
+    from modbias.models.llava import LlavaModel
+
+    return LlavaModel.load(path)
+
+
+FAMILIES = {"features": _load_features, "qwen2_5_omni": _load_qwen2_5_omni, "llava": _load_llava}
 
 
 __all__ = ["ModelAdapter", "PreparedBatch", "Organism", "load_model"]

@@ -1,0 +1,247 @@
+"""Cost of trace and AR at real model sizes and token counts, against plain generation (issue 4, item 5).
+
+Builds randomly initialised models with the dimensions of
+
+- ``features``: LLaMA-2-7B (32 layers, 32 heads, d=4096) + Emotion-LLaMA's projectors, fed its
+  260 feature tokens (256 EVA patches, FaceMAE, VideoMAE, HuBERT, EVA cls) inside its prompt;
+- ``qwen2_5_omni``: the Qwen2.5-Omni-7B thinker (28 layers, 28 heads, 4 KV heads, d=3584, with its
+  32-layer audio and vision towers), fed a 20-frame 280x560 video (about 2,000 video tokens) with
+  4 s of audio interleaved (100 audio tokens) through the real processor code,
+
+and times, for one batch: input preparation, plain greedy generation (SDPA, no probe), ``modbias.trace``
+(generation + the probe's rows pass) and ``modbias.trace`` under AR.  Peak memory is CUDA's
+``max_memory_allocated`` per phase on a GPU; on a CPU only the process's peak RSS is known, so
+the CPU numbers are a smoke test, not a measurement.  Nothing is downloaded: tokenizer and
+processor files come from :func:`modbias.testing.make_tiny_checkpoint`.
+
+    python analyses/bench_real_size.py --device cuda                    # both families, real size
+    python analyses/bench_real_size.py --device cpu --scale 0.03        # smoke test (about a minute)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+import modbias
+from modbias.data import media
+from modbias.data.readers import pack_streams
+from modbias.data.sample import Sample
+from modbias.interventions import make
+from modbias.testing import make_tiny_checkpoint
+
+LLAMA2_7B = dict(hidden_size=4096, intermediate_size=11008, num_hidden_layers=32, num_attention_heads=32,
+                 num_key_value_heads=32, vocab_size=32000, max_position_embeddings=4096)
+QWEN_OMNI_7B_TEXT = dict(hidden_size=3584, intermediate_size=18944, num_hidden_layers=28, num_attention_heads=28,
+                         num_key_value_heads=4, vocab_size=152064, max_position_embeddings=32768)
+QWEN_OMNI_7B_AUDIO = dict(d_model=1280, encoder_layers=32, encoder_attention_heads=20, encoder_ffn_dim=5120)
+QWEN_OMNI_7B_VISION = dict(hidden_size=1280, depth=32, num_heads=16, intermediate_size=3420)
+EMOTION_LLAMA_STREAMS = {"eva": ("visual", 256, 5632, "linear"), "face_mae": ("visual", 1, 1024, "linear"),
+                         "video_mae": ("visual", 1, 1024, "linear"), "hubert": ("audio", 1, 1024, "linear"),
+                         "eva_cls": ("visual", 1, 1408, "linear")}
+
+
+def scaled(n: int, scale: float, minimum: int = 1, multiple: int = 1) -> int:
+    return max(minimum, int(round(n * scale / multiple)) * multiple)
+
+
+def attention_dims(heads: int, kv_heads: int, head_dim: int, scale: float) -> tuple[int, int, int]:
+    """Heads, KV heads and head size at ``scale`` (head size 128 kept down to scale 0.5, else 32)."""
+    if scale >= 0.5:
+        return scaled(heads, scale, 2), max(1, scaled(heads, scale, 2) * kv_heads // heads), head_dim
+    n = max(2, int(round(heads * scale)))
+    ratio = max(1, heads // kv_heads)
+    n = max(ratio, n // ratio * ratio)
+    return n, n // ratio, 32
+
+
+# -- models ---------------------------------------------------------------------------------------
+def features_model(scale: float, device: str, dtype: torch.dtype, tmp: Path):
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    from modbias.models.features import FeatureConfig, FeatureModel
+    from modbias.testing import tiny_features_config
+
+    heads, kv, head_dim = attention_dims(32, 32, 128, scale)
+    text = dict(LLAMA2_7B, hidden_size=heads * head_dim, num_attention_heads=heads, num_key_value_heads=kv,
+                num_hidden_layers=scaled(32, scale, 2), intermediate_size=scaled(11008, scale, 64, 64))
+    tiny = make_tiny_checkpoint("features", tmp / "features")
+    tokenizer = AutoTokenizer.from_pretrained(tiny)
+    spec = tiny_features_config()
+    spec["streams"] = {name: {"modality": m, "tokens": scaled(t, scale, 1) if t > 1 else 1,
+                              "dim": scaled(d, scale, 8, 8), "projector": p}
+                       for name, (m, t, d, p) in EMOTION_LLAMA_STREAMS.items()}
+    with torch.device(device), default_dtype(dtype):
+        backbone = LlamaForCausalLM(LlamaConfig(**text, pad_token_id=0, bos_token_id=1, eos_token_id=2,
+                                                attn_implementation="sdpa")).to(dtype).eval()
+        model = FeatureModel(backbone, tokenizer, FeatureConfig.from_dict(spec)).to(dtype).eval()
+    return model, text
+
+
+def features_samples(model, n: int) -> list[Sample]:
+    rng = np.random.default_rng(0)
+    out = []
+    for i in range(n):
+        extra = {"streams": {}}
+        arrays = {}
+        for modality in ("visual", "audio"):
+            streams = {name: rng.standard_normal((spec.tokens, spec.dim)).astype(np.float32)
+                       for name, spec in model.config.streams.items() if spec.modality == modality}
+            arrays[modality], extra["streams"][modality] = pack_streams(f"s{i}", modality, streams)
+        out.append(Sample(f"s{i}", "consistent", "happy", arrays["visual"], arrays["audio"],
+                          subtitle="i did not think it would be like this today", extra=extra))
+    return out
+
+
+def qwen_model(scale: float, device: str, dtype: torch.dtype, tmp: Path):
+    from transformers import Qwen2_5OmniThinkerConfig, Qwen2_5OmniThinkerForConditionalGeneration
+
+    from modbias.models.qwen_omni import OmniPrompt, QwenOmniModel, load_processor
+
+    tiny = make_tiny_checkpoint("qwen2_5_omni", tmp / "qwen")
+    for name in ("preprocessor_config.json", "video_preprocessor_config.json"):  # the released pixel limits
+        cfg = json.loads((tiny / name).read_text())
+        cfg.update(min_pixels=128 * 28 * 28, max_pixels=768 * 28 * 28,
+                   size={"shortest_edge": 128 * 28 * 28, "longest_edge": 768 * 28 * 28})
+        (tiny / name).write_text(json.dumps(cfg))
+    processor = load_processor(tiny)
+    tok = processor.tokenizer
+    heads, kv, head_dim = attention_dims(28, 4, 128, scale)
+    section = [head_dim // 8, 3 * head_dim // 16, 3 * head_dim // 16]  # [16, 24, 24] at head size 128
+    text = dict(QWEN_OMNI_7B_TEXT, hidden_size=heads * head_dim, num_attention_heads=heads, num_key_value_heads=kv,
+                num_hidden_layers=scaled(28, scale, 2), intermediate_size=scaled(18944, scale, 64, 64),
+                rope_parameters={"rope_type": "default", "rope_theta": 1e6, "mrope_section": section},
+                pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id, tie_word_embeddings=False)
+    a_heads = max(2, scaled(20, scale, 2))
+    audio = dict(QWEN_OMNI_7B_AUDIO, encoder_layers=scaled(32, scale, 1), encoder_attention_heads=a_heads,
+                 d_model=a_heads * 64, encoder_ffn_dim=scaled(5120, scale, 64, 64), output_dim=text["hidden_size"])
+    v_heads = max(2, scaled(16, scale, 2))
+    vision = dict(QWEN_OMNI_7B_VISION, depth=scaled(32, scale, 1), num_heads=v_heads, hidden_size=v_heads * 80,
+                  intermediate_size=scaled(3420, scale, 64, 64), out_hidden_size=text["hidden_size"],
+                  fullatt_block_indexes=[scaled(32, scale, 1) - 1])
+    ids = {k: tok.convert_tokens_to_ids(t) for k, t in (("audio", "<|AUDIO|>"), ("image", "<|IMAGE|>"),
+                                                        ("video", "<|VIDEO|>"), ("abos", "<|audio_bos|>"),
+                                                        ("aeos", "<|audio_eos|>"), ("vbos", "<|vision_bos|>"),
+                                                        ("veos", "<|vision_eos|>"))}
+    config = Qwen2_5OmniThinkerConfig(
+        text_config=text, audio_config=audio, vision_config=vision, audio_token_index=ids["audio"],
+        image_token_index=ids["image"], video_token_index=ids["video"], audio_start_token_id=ids["abos"],
+        audio_end_token_id=ids["aeos"], vision_start_token_id=ids["vbos"], vision_end_token_id=ids["veos"])
+    config._attn_implementation = "sdpa"
+    with torch.device(device), default_dtype(dtype):
+        thinker = Qwen2_5OmniThinkerForConditionalGeneration(config).to(dtype).eval()
+    return QwenOmniModel(thinker, processor, OmniPrompt(use_audio_in_video=True)), text
+
+
+def qwen_samples(n: int, scale: float) -> list[Sample]:
+    rng = np.random.default_rng(0)
+    frames = max(4, scaled(20, scale ** 0.5, 4, 2))
+    height, width = (280, 560) if scale >= 0.5 else (scaled(280, scale ** 0.5, 56, 28), scaled(560, scale ** 0.5, 56, 28))
+    seconds = max(1.0, 4.0 * scale)
+    out = []
+    for i in range(n):
+        video = media.Video((rng.random((frames, height, width, 3)) * 255).astype(np.uint8), fps=2.0)
+        wave = (0.1 * rng.standard_normal(int(seconds * media.AUDIO_RATE))).astype(np.float32)
+        out.append(Sample(f"s{i}", "consistent", "happy", np.zeros((1, 0), np.float32), np.zeros((1, 0), np.float32),
+                          subtitle="i did not think it would be like this today",
+                          extra={"video": video, "audio": wave}))
+    return out
+
+
+# -- measurement ------------------------------------------------------------------------------------
+class default_dtype:
+    """Build weights directly in ``dtype`` (a 7B model in float32 first would need twice the memory)."""
+
+    def __init__(self, dtype: torch.dtype):
+        self.dtype, self.previous = dtype, torch.get_default_dtype()
+
+    def __enter__(self):
+        torch.set_default_dtype(self.dtype)
+
+    def __exit__(self, *exc):
+        torch.set_default_dtype(self.previous)
+
+
+def measure(device: str, fn):
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        before = torch.cuda.memory_allocated()
+    start = time.perf_counter()
+    out = fn()
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+        peak = (torch.cuda.max_memory_allocated() - before) / 2 ** 30
+    else:
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20  # process peak (GiB, Linux KiB)
+    return out, time.perf_counter() - start, peak
+
+
+def run_family(family: str, args, tmp: Path) -> list[dict]:
+    dtype = torch.bfloat16 if args.device.startswith("cuda") else torch.float32
+    torch.manual_seed(0)
+    if family == "features":
+        model, dims = features_model(args.scale, args.device, dtype, tmp)
+        samples = features_samples(model, args.batch)
+    else:
+        model, dims = qwen_model(args.scale, args.device, dtype, tmp)
+        samples = qwen_samples(args.batch, args.scale)
+    batch, t_prep, m_prep = measure(args.device, lambda: model.prepare(samples))
+    layout = batch.layouts[0]
+    print(f"\n{family}: {dims['num_hidden_layers']} layers, {dims['num_attention_heads']} heads, "
+          f"d={dims['hidden_size']}; prompt {layout.prompt_len} tokens ({layout.n_visual} visual, "
+          f"{layout.n_audio} audio), batch {args.batch}, {args.new_tokens} new tokens, {dtype}, {args.device}")
+    rows = [{"phase": "prepare inputs", "seconds": t_prep, "peak_gib": m_prep}]
+    _, t_gen, m_gen = measure(args.device, lambda: model.generate(batch, args.new_tokens))  # SDPA, no probe
+    rows.append({"phase": "plain generate", "seconds": t_gen, "peak_gib": m_gen})
+    common = dict(max_new_tokens=args.new_tokens, batch_size=args.batch)
+    ds, t_trace, m_trace = measure(args.device, lambda: modbias.trace(model, samples, **common))
+    rows.append({"phase": "trace", "seconds": t_trace, "peak_gib": m_trace})
+    _, t_ar, m_ar = measure(args.device, lambda: modbias.trace(model, samples, interventions=[make("ar")], **common))
+    rows.append({"phase": "trace + AR", "seconds": t_ar, "peak_gib": m_ar})
+    plain = t_prep + t_gen  # trace prepares its inputs itself
+    for row in rows:
+        ratio = f"   x{row['seconds'] / plain:.2f} of prepare + plain generate" if row["phase"].startswith("trace") else ""
+        print(f"  {row['phase']:<16} {row['seconds']:8.2f} s   peak {row['peak_gib']:7.2f} GiB{ratio}")
+    found = int(ds.found.values[:, 0].sum())
+    print(f"  emotion word found in {found}/{len(samples)} generations (random weights; rows are computed either way)")
+    rows_bytes = dims["num_hidden_layers"] * dims["num_attention_heads"] * (layout.prompt_len + args.new_tokens) * 4
+    full_bytes = rows_bytes * (layout.prompt_len + args.new_tokens)
+    print(f"  one query row per head: {rows_bytes / 2 ** 20:.1f} MiB per sample; full attention matrices "
+          f"would be {full_bytes / 2 ** 30:.1f} GiB per sample (float32)")
+    del model, batch
+    if args.device.startswith("cuda"):
+        torch.cuda.empty_cache()
+    return [{"family": family, **row} for row in rows]
+
+
+def main(argv=None) -> list[dict]:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--scale", type=float, default=1.0, help="shrink widths, depths and token counts (CPU smoke)")
+    parser.add_argument("--family", default="both", choices=("both", "features", "qwen2_5_omni"))
+    parser.add_argument("--batch", type=int, default=1)
+    parser.add_argument("--new-tokens", type=int, default=32)
+    parser.add_argument("--json", type=Path, default=None, help="also write the rows as JSON")
+    args = parser.parse_args(argv)
+    if args.device == "cpu":
+        torch.set_num_threads(min(torch.get_num_threads(), 2) or 1)
+    families = ("features", "qwen2_5_omni") if args.family == "both" else (args.family,)
+    results = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for family in families:
+            results += run_family(family, args, Path(tmp))
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=1))
+    return results
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,109 @@
+"""``modbias mi``, ``modbias drift`` and ``modbias consistency``: the MIGR diagnostics on the command line.
+
+Plain functions with typer options; :mod:`modbias.cli` registers them, e.g.
+``app.command("mi")(mi)``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+from rich.console import Console
+
+console = Console()
+
+
+def _threads(device: str) -> None:
+    import torch
+
+    if device == "cpu":
+        torch.set_num_threads(min(torch.get_num_threads(), 2) or 1)
+
+
+def mi(
+    subset: str = typer.Option("all", help="video_aligned | audio_aligned | consistent | all"),
+    model: str = typer.Option("organism", help="family[:path]; 'organism' is the shipped default"),
+    data: str = typer.Option("synth", help="benchmark name"),
+    limit: Optional[int] = typer.Option(None, help="at most N samples per subset"),
+    batch_size: int = typer.Option(64, help="samples per batch (the unit of resume)"),
+    device: str = typer.Option("cpu", help="torch device, e.g. cpu or cuda"),
+    out: Optional[Path] = typer.Option(None, help="store path; default cache/mi-<model>-<subset>-<time>"),
+    ablation: str = typer.Option("remove", help="how a modality is taken out: remove | zeros | mean | noise "
+                                                "(mean/noise use the benchmark's feature statistics)"),
+    max_new_tokens: int = typer.Option(16, help="generation length"),
+    seed: int = typer.Option(0, help="seed of the noise ablation"),
+):
+    """Modality Importance: audio-only / visual-only / audio-visual predictions → emotion-dominant modality."""
+    import modbias
+    from modbias.modality_importance import ABLATIONS, NeutralFeatures, mi as run_mi, mi_crosstab, mi_tables
+    from modbias.tracing import run_name
+
+    if ablation not in ABLATIONS:
+        raise typer.BadParameter(f"--ablation {ablation!r}; expected one of {', '.join(ABLATIONS)}")
+    _threads(device)
+    adapter = modbias.load_model(model, device=device)
+    bench = modbias.load_benchmark(data, subset=subset, limit=limit)
+    neutral = None
+    if ablation in ("mean", "noise"):  # statistics of the whole benchmark, so subset runs agree
+        neutral = NeutralFeatures.from_samples(modbias.load_benchmark(data, subset="all", limit=limit))
+    out = out or Path("cache") / run_name(adapter, subset, kind="mi")
+    console.print(f"MI ({ablation}) of {len(bench)} samples of {bench.name}/{subset} with {model} → {out}")
+    ds = run_mi(adapter, bench, out=out, ablation=ablation, neutral=neutral, max_new_tokens=max_new_tokens,
+                batch_size=batch_size, seed=seed, show_progress=True)
+    for table in mi_tables(ds.attrs["summary"], title=f"{out} — MI ({ablation})"):
+        console.print(table)
+    console.print("MI share per subset:")
+    console.print(mi_crosstab(ds, normalize=True).to_pandas().round(3).to_string())
+
+
+def drift(
+    subset: str = typer.Option("all", help="video_aligned | audio_aligned | consistent | all"),
+    model: str = typer.Option("organism", help="family[:path]"),
+    data: str = typer.Option("synth", help="benchmark name"),
+    limit: Optional[int] = typer.Option(None, help="at most N samples per subset"),
+    batch_size: int = typer.Option(32, help="samples per batch (the unit of resume)"),
+    device: str = typer.Option("cpu"),
+    out: Optional[Path] = typer.Option(None, help="store path; default cache/drift-<model>-<subset>-<time>"),
+    mi: Optional[Path] = typer.Option(None, help="an MI run store: split the curves by its MI labels"),
+    max_new_tokens: int = typer.Option(16, help="generation length"),
+    step_chunk: Optional[int] = typer.Option(None, help="decoding steps per probe forward (bounds memory)"),
+    layer: str = typer.Option("paper", help="layer of the printed table: paper (3/4 depth) | mean | an index"),
+    exclude_prompt: bool = typer.Option(False, "--exclude-prompt",
+                                        help="renormalise over visual/audio/generated (the paper's Fig. 5)"),
+):
+    """Attention drift: per decoding step, attention shares on visual / audio / prompt / generated tokens."""
+    import modbias
+    from modbias.drift import drift_curves, drift_summary, paper_layer, trace_drift
+    from modbias.report import summary_table
+    from modbias.tracing import run_name
+
+    _threads(device)
+    adapter = modbias.load_model(model, device=device)
+    bench = modbias.load_benchmark(data, subset=subset, limit=limit)
+    out = out or Path("cache") / run_name(adapter, subset, kind="drift")
+    console.print(f"drift of {len(bench)} samples of {bench.name}/{subset} with {model} → {out}")
+    ds = trace_drift(adapter, bench, out=out, max_new_tokens=max_new_tokens, batch_size=batch_size,
+                     step_chunk=step_chunk, mi=mi, show_progress=True)
+    chosen = int(layer) if layer.lstrip("-").isdigit() else layer
+    shown = paper_layer(ds.sizes["layer"]) if chosen == "paper" else chosen
+    for by in ["subset"] + (["mi"] if "mi" in ds.coords else []):
+        curves = drift_curves(ds, by=by, layer=chosen, exclude_prompt=exclude_prompt)
+        console.print(summary_table(drift_summary(curves), f"{out} — attention shares by {by}, layer {shown}, "
+                                                         f"normalised steps 0/50/100"))
+
+
+def consistency(
+    runs: List[Path] = typer.Argument(..., help="run stores (trace, intervene, drift) to score"),
+    by: str = typer.Option("subset", help="per-sample coordinate to group by (subset, mi, ...)"),
+    tie: str = typer.Option("none", help="lexicon classifier's tie rule: none | first | last"),
+):
+    """Explanation consistency of stored runs: EEA, EPC, FCR and R✗/A✓ (%), per group and overall."""
+    from modbias.consistency import LexiconClassifier, consistency as score, consistency_table, run_name_of
+    from modbias.store import open_run
+
+    classifier = LexiconClassifier(tie=tie)
+    for path in runs:
+        ds = open_run(path)
+        console.print(consistency_table(score(ds, classifier, by=by), title=f"{path} — {run_name_of(ds)}"))

@@ -1,0 +1,304 @@
+"""Raw media for processor-based families: decode, then sample the way each family expects.
+
+Decoding uses the optional ``media`` extra: PyAV (FFmpeg) for video and
+audio containers, Pillow for images and frame folders.  What each family
+is fed:
+
+- **Qwen2.5-Omni** — video frames sampled at 2 fps (an even number of frames,
+  at least 4, as qwen-omni-utils does), audio as 16 kHz mono float32; with
+  ``use_audio_in_video`` the audio is the clip's own track.
+- **LLaVA** — one image: the image file, or the middle frame of the video.
+
+Samples read from annotation files keep their media paths in
+``sample.extra`` (``video_path``, ``audio_path``, ``image_path``); their
+``visual`` / ``audio`` arrays count *copies*: one row means "the clip's media
+once", zero rows "left out" (PAI's visual-free branch), k rows "k copies"
+(audio duplication), see :func:`media_copies`.
+
+Without torchvision, transformers cannot build Qwen2-VL's video processor;
+:class:`QwenVideoProcessor` is a small numpy stand-in with the same output
+layout (resize by ``smart_resize``, normalise, 2x2x2 patchify).
+"""
+
+from __future__ import annotations
+
+import math
+import wave
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+AUDIO_RATE = 16000
+VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".mov", ".webm", ".flv", ".mpg", ".mpeg")
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+
+
+class MediaError(ValueError):
+    """A media file that is missing or cannot be decoded."""
+
+
+@dataclass
+class Video:
+    """Decoded RGB frames ``[T, H, W, 3]`` (uint8) and their frame rate."""
+
+    frames: np.ndarray
+    fps: float
+
+    @property
+    def duration(self) -> float:
+        return len(self.frames) / self.fps if self.fps else 0.0
+
+
+def _av():
+    try:
+        import av
+    except ImportError as err:  # pragma: no cover - depends on the environment
+        raise ImportError("decoding video/audio needs PyAV: pip install 'modbias[media]' (or pip install av)") from err
+    return av
+
+
+def _pil():
+    try:
+        from PIL import Image
+    except ImportError as err:  # pragma: no cover
+        raise ImportError("reading images needs Pillow: pip install 'modbias[media]' (or pip install pillow)") from err
+    return Image
+
+
+def _existing(path) -> Path:
+    path = Path(path)
+    if not path.exists():
+        raise MediaError(f"media file {path} does not exist")
+    return path
+
+
+def load_image(path) -> np.ndarray:
+    """An image as RGB ``[H, W, 3]`` uint8."""
+    path = _existing(path)
+    with _pil().open(path) as image:
+        return np.asarray(image.convert("RGB"))
+
+
+def load_video(path, fps: float = 25.0) -> Video:
+    """All frames of a video file, or of a folder of images (DFEW-style; ``fps`` gives their rate)."""
+    path = _existing(path)
+    if path.is_dir():
+        files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        if not files:
+            raise MediaError(f"frame folder {path} holds no images")
+        return Video(np.stack([load_image(f) for f in files]), float(fps))
+    if path.suffix.lower() in IMAGE_SUFFIXES:
+        return Video(load_image(path)[None], float(fps))
+    av = _av()
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.video:
+                raise MediaError(f"{path} has no video stream")
+            stream = container.streams.video[0]
+            frames = [f.to_ndarray(format="rgb24") for f in container.decode(stream)]
+            rate = float(stream.average_rate or stream.guessed_rate or fps)
+    except av.error.FFmpegError as err:
+        raise MediaError(f"cannot decode video {path}: {err}") from err
+    if not frames:
+        raise MediaError(f"{path} has no decodable frames")
+    return Video(np.stack(frames), rate)
+
+
+def load_audio(path, sampling_rate: int = AUDIO_RATE) -> np.ndarray:
+    """Mono float32 audio at ``sampling_rate`` from an audio file or a video's audio track."""
+    path = _existing(path)
+    av = _av()
+    resampler = av.AudioResampler(format="flt", layout="mono", rate=sampling_rate)
+    chunks = []
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.audio:
+                raise MediaError(f"{path} has no audio stream")
+            for frame in container.decode(container.streams.audio[0]):
+                chunks.extend(r.to_ndarray().reshape(-1) for r in resampler.resample(frame))
+            chunks.extend(r.to_ndarray().reshape(-1) for r in resampler.resample(None))
+    except av.error.FFmpegError as err:
+        raise MediaError(f"cannot decode audio {path}: {err}") from err
+    if not chunks:
+        raise MediaError(f"{path} has an empty audio stream")
+    return np.concatenate(chunks).astype(np.float32)
+
+
+def fps_frame_indices(n_frames: int, video_fps: float, fps: float = 2.0, factor: int = 2,
+                      min_frames: int = 4, max_frames: int = 768) -> np.ndarray:
+    """Frame indices sampled at ``fps`` (qwen-omni-utils' ``smart_nframes``): a multiple of
+    ``factor`` frames, at least ``min_frames`` when the clip has them, evenly spaced."""
+    if n_frames < 1:
+        raise MediaError("video has no frames")
+    lo = math.ceil(min_frames / factor) * factor
+    hi = max(factor, math.floor(min(max_frames, n_frames) / factor) * factor)
+    wanted = n_frames / max(video_fps, 1e-6) * fps
+    count = min(max(wanted, lo), hi)
+    count = max(factor, round(count / factor) * factor)
+    return np.linspace(0, n_frames - 1, count).round().astype(np.int64)
+
+
+def sample_video(video: Video, fps: float = 2.0, factor: int = 2, min_frames: int = 4,
+                 max_frames: int = 768) -> Video:
+    """The frames a Qwen-style model sees, with the effective frame rate (which sets seconds per grid)."""
+    index = fps_frame_indices(len(video.frames), video.fps, fps, factor, min_frames, max_frames)
+    effective = len(index) / max(len(video.frames), 1) * video.fps
+    return Video(video.frames[index], effective)
+
+
+def middle_frame(video: Video) -> np.ndarray:
+    """The frame a single-image model (LLaVA) sees."""
+    return video.frames[len(video.frames) // 2]
+
+
+def media_copies(sample, modality: str) -> int:
+    """How many copies of the clip's ``modality`` media the (possibly intervened) sample asks for.
+
+    ``extra["rows"][modality]`` records the rows the reader gave the modality (default 1);
+    ``np.repeat`` (audio duplication) multiplies them, PAI's visual-free branch empties them.
+    """
+    rows = getattr(sample, modality).shape[0]
+    base = int(sample.extra.get("rows", {}).get(modality, 1)) or 1
+    return rows // base
+
+
+CACHE_SIZE = 16
+
+
+def cache_key(sample) -> tuple | None:
+    """What determines a processor-based family's inputs for ``sample`` (media files, copies, subtitle);
+    ``None`` (do not cache) when the media are in-memory arrays."""
+    if any(k in sample.extra for k in ("video", "audio", "image")):
+        return None
+    paths = tuple(sample.extra.get(k) for k in ("video_path", "audio_path", "image_path"))
+    return (sample.id, sample.subtitle, media_copies(sample, "visual"), media_copies(sample, "audio"), paths)
+
+
+# -- writing small media (tests, examples) ------------------------------------------------------
+def write_wav(path, audio: np.ndarray, sampling_rate: int = AUDIO_RATE) -> Path:
+    """16-bit PCM mono WAV (standard library only)."""
+    path = Path(path)
+    pcm = (np.clip(audio, -1, 1) * 32767).astype("<i2")
+    with wave.open(str(path), "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(sampling_rate)
+        out.writeframes(pcm.tobytes())
+    return path
+
+
+def write_image(path, frame: np.ndarray) -> Path:
+    path = Path(path)
+    _pil().fromarray(np.asarray(frame, dtype=np.uint8)).save(path)
+    return path
+
+
+def write_video(path, frames: np.ndarray, fps: int = 10, audio: np.ndarray | None = None,
+                sampling_rate: int = AUDIO_RATE) -> Path:
+    """An MPEG-4 video of ``frames`` ``[T, H, W, 3]`` (even H, W), with an AAC track if ``audio`` is given."""
+    av = _av()
+    path = Path(path)
+    with av.open(str(path), "w") as container:
+        vstream = container.add_stream("mpeg4", rate=fps)
+        vstream.height, vstream.width = frames.shape[1], frames.shape[2]
+        vstream.pix_fmt = "yuv420p"
+        astream = None
+        if audio is not None:
+            astream = container.add_stream("aac", rate=sampling_rate, layout="mono")
+        for frame in frames:
+            for packet in vstream.encode(av.VideoFrame.from_ndarray(np.asarray(frame, np.uint8), format="rgb24")):
+                container.mux(packet)
+        for packet in vstream.encode():
+            container.mux(packet)
+        if astream is not None:
+            samples = np.asarray(audio, np.float32)[None]
+            chunk = 1024
+            for start in range(0, samples.shape[1], chunk):
+                piece = av.AudioFrame.from_ndarray(np.ascontiguousarray(samples[:, start:start + chunk]),
+                                                   format="fltp", layout="mono")
+                piece.sample_rate = sampling_rate
+                piece.pts = start
+                for packet in astream.encode(piece):
+                    container.mux(packet)
+            for packet in astream.encode():
+                container.mux(packet)
+    return path
+
+
+# -- Qwen2-VL video patches without torchvision ------------------------------------------------
+def smart_resize(height: int, width: int, factor: int, min_pixels: int, max_pixels: int) -> tuple[int, int]:
+    """Qwen2-VL's resize rule: sides divisible by ``factor``, area within [min_pixels, max_pixels]."""
+    h_bar, w_bar = round(height / factor) * factor, round(width / factor) * factor
+    if h_bar * w_bar > max_pixels:
+        beta = math.sqrt(height * width / max_pixels)
+        h_bar = max(factor, math.floor(height / beta / factor) * factor)
+        w_bar = max(factor, math.floor(width / beta / factor) * factor)
+    elif h_bar * w_bar < min_pixels:
+        beta = math.sqrt(min_pixels / (height * width))
+        h_bar, w_bar = math.ceil(height * beta / factor) * factor, math.ceil(width * beta / factor) * factor
+    return max(h_bar, factor), max(w_bar, factor)
+
+
+def _video_processor_base():
+    from transformers.video_processing_utils import VideoProcessorMixin
+
+    return VideoProcessorMixin
+
+
+class QwenVideoProcessor(_video_processor_base()):
+    """numpy stand-in for ``Qwen2VLVideoProcessor`` (used only when torchvision is missing).
+
+    Same output layout: ``pixel_values_videos`` ``[t·h·w, 3·T·p·p]`` and ``video_grid_thw``.
+    Resizing uses Pillow's bicubic filter, so values differ slightly from torchvision's.
+    """
+
+    model_input_names = ["pixel_values_videos", "video_grid_thw"]
+
+    def __init__(self, min_pixels: int = 128 * 28 * 28, max_pixels: int = 768 * 28 * 28, patch_size: int = 14,
+                 temporal_patch_size: int = 2, merge_size: int = 2, image_mean=(0.48145466, 0.4578275, 0.40821073),
+                 image_std=(0.26862954, 0.26130258, 0.27577711), **_):
+        self.min_pixels, self.max_pixels = int(min_pixels), int(max_pixels)
+        self.patch_size, self.temporal_patch_size, self.merge_size = patch_size, temporal_patch_size, merge_size
+        self.image_mean, self.image_std = np.asarray(image_mean, np.float32), np.asarray(image_std, np.float32)
+
+    @classmethod
+    def from_config_dict(cls, config: dict) -> "QwenVideoProcessor":
+        size = config.get("size") or {}
+        return cls(min_pixels=config.get("min_pixels", size.get("shortest_edge", 128 * 28 * 28)),
+                   max_pixels=config.get("max_pixels", size.get("longest_edge", 768 * 28 * 28)),
+                   **{k: config[k] for k in ("patch_size", "temporal_patch_size", "merge_size", "image_mean",
+                                             "image_std") if k in config})
+
+    def __call__(self, videos, return_tensors=None, **_):
+        from transformers.feature_extraction_utils import BatchFeature
+
+        videos = [videos] if isinstance(videos, np.ndarray) and videos.ndim == 4 else list(videos)
+        patches, grids = [], []
+        for video in videos:
+            flat, grid = self.patchify(self.resize_normalise(np.asarray(video)))
+            patches.append(flat)
+            grids.append(grid)
+        return BatchFeature({"pixel_values_videos": np.concatenate(patches), "video_grid_thw": np.array(grids)},
+                            tensor_type=return_tensors)
+
+    def resize_normalise(self, frames: np.ndarray) -> np.ndarray:
+        """``[T, H, W, 3]`` uint8 → ``[T, 3, H', W']`` float32, normalised."""
+        Image = _pil()
+        height, width = frames.shape[1:3]
+        factor = self.patch_size * self.merge_size
+        new_h, new_w = smart_resize(height, width, factor, self.min_pixels, self.max_pixels)
+        resized = np.stack([np.asarray(Image.fromarray(f).resize((new_w, new_h), Image.BICUBIC)) for f in frames])
+        out = (resized.astype(np.float32) / 255.0 - self.image_mean) / self.image_std
+        return out.transpose(0, 3, 1, 2)
+
+    def patchify(self, video: np.ndarray) -> tuple[np.ndarray, list[int]]:
+        frames, channel, height, width = video.shape
+        tps, ps, ms = self.temporal_patch_size, self.patch_size, self.merge_size
+        if pad := -frames % tps:
+            video = np.concatenate([video, np.repeat(video[-1:], pad, axis=0)])
+            frames += pad
+        gt, gh, gw = frames // tps, height // ps, width // ps
+        patches = video.reshape(gt, tps, channel, gh // ms, ms, ps, gw // ms, ms, ps)
+        patches = patches.transpose(0, 3, 6, 4, 7, 2, 1, 5, 8)
+        return patches.reshape(gt * gh * gw, channel * tps * ps * ps), [gt, gh, gw]
