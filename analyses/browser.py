@@ -101,6 +101,7 @@ def click_option(driver, dropdown_id: str, text: str) -> None:
     driver.find_element(By.ID, dropdown_id).click()
     option = wait_for(lambda: [o for o in driver.find_elements(By.CSS_SELECTOR, "[role=option]") if o.text == text],
                       what=f"option {text!r} of #{dropdown_id}")
+    driver.execute_script("arguments[0].scrollIntoView({block: 'center'})", option[0])  # long lists scroll
     option[0].click()
     if driver.find_element(By.ID, dropdown_id).get_attribute("aria-expanded") == "true":
         driver.find_element(By.TAG_NAME, "body").send_keys(Keys.ESCAPE)  # choosing the current value keeps it open

@@ -1,13 +1,13 @@
 """Screenshots of every dashboard view, for docs/screenshots/.
 
     python analyses/screenshots.py --demo            # build /tmp/modbias-demo first, then shoot it
-    python analyses/screenshots.py --cache cache     # shoot an existing cache (runs ticked: all)
+    python analyses/screenshots.py --cache cache     # shoot an existing cache
 
-The demo cache holds a real trace of the shipped organism on the synthetic
-benchmark (20 samples per subset, both emotion tokens, rows saved) and, for
-the Interventions view until ``modbias intervene`` runs exist, runs of
-*random* values named ``random-*`` (model and data "random" in the Runs
-table).  The views show the organism trace; Interventions shows the random runs.
+The demo cache holds real runs of the shipped organism on the synthetic
+benchmark, 20 samples per subset: a trace with rows (both emotion tokens)
+and intervene runs for an AR τ sweep, PAI and audio duplication.  Every run
+is ticked; the single-run views show the newest trace with rows, at the
+conclusion's emotion token (``answer``).
 """
 
 from __future__ import annotations
@@ -20,23 +20,25 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from analyses.browser import click_cell, click_option, dashboard, figure, load, open_tab  # noqa: E402
-from analyses.synthetic_runs import write_demo_cache  # noqa: E402
-from modbias_app.runs import scan  # noqa: E402
+from modbias_app.runs import at_values, scan  # noqa: E402
 
 OUT = Path(__file__).resolve().parents[1] / "docs" / "screenshots"
-TRACE = "organism-trace"
 
 
-def build_demo(cache: Path) -> None:
+def build_demo(cache: Path, limit: int = 20) -> None:
     import modbias
 
-    modbias.trace(modbias.load_model("organism"), modbias.load_benchmark("synth", subset="all", limit=20),
-                  out=cache / TRACE, at="both", save_rows=True, batch_size=60)
-    write_demo_cache(cache)
+    model, bench = modbias.load_model("organism"), modbias.load_benchmark("synth", subset="all", limit=limit)
+    modbias.trace(model, bench, out=cache / "organism-trace", at="both", save_rows=True)
+    for tau in (0.0, 1.0, 2.0, 3.0):
+        modbias.intervene(model, bench, method="ar", tau=tau, cache_dir=cache)
+    modbias.intervene(model, bench, method="pai", alpha=0.5, cache_dir=cache)
+    for k in (4, 16, 64):
+        modbias.intervene(model, bench, method="duplicate_audio", k=k, cache_dir=cache)
 
 
 def shoot(cache: Path, out: Path) -> list[Path]:
-    """Tick every run, show the newest traced run with rows, and save one PNG per view."""
+    """Tick every run, show the newest traced run with rows (at ``answer`` when stored), save one PNG per view."""
     from selenium.webdriver.common.by import By
 
     runs = scan(cache)
@@ -47,6 +49,8 @@ def shoot(cache: Path, out: Path) -> list[Path]:
         load(driver)
         driver.find_element(By.CSS_SELECTOR, "#runs-table .ag-header-select-all input[type=checkbox]").click()
         click_option(driver, "focus-run", f"{focus.name} — {focus.label}")
+        if "answer" in at_values(focus.path):
+            driver.find_element(By.XPATH, "//*[@id='at']//label[normalize-space()='answer']").click()
         time.sleep(1)
 
         def save(name: str) -> None:

@@ -1,4 +1,4 @@
-"""Random but schema-valid run stores, for tests, the app benchmark and the demo cache.
+"""Random but schema-valid run stores, for the tests and the app benchmark.
 
 The values are random: nothing written here is a measurement.  Each store
 follows the layout of :mod:`modbias.tracing` (dims sample, at, layer, head
@@ -140,29 +140,3 @@ def write_run(path: str | Path, batches: xr.Dataset | Iterable[xr.Dataset], conf
             manifest["summary"].update(baseline=str(baseline), deltas=deltas(metrics, base))
     (path / MANIFEST).write_text(json.dumps(manifest))
     return path
-
-
-def write_demo_cache(cache: str | Path, *, n_samples: int = 60, n_layers: int = 8, n_heads: int = 8,
-                     rows: int = 12) -> list[Path]:
-    """A small cache of random runs covering every view: a baseline with rows, PAI, an AR τ sweep,
-    an audio-duplication sweep, and a baseline without summary (metrics computed by the reader)."""
-    cache = Path(cache)
-    shape = dict(n_layers=n_layers, n_heads=n_heads)
-    base = write_run(cache / "random-baseline", random_run(n_samples, **shape, rows=rows, seed=0),
-                     run_config(**shape), created="2025-01-01T00:00:00")
-    paths = [base]
-    specs = [("random-pai", [{"name": "pai", "alpha": 0.5, "layers": None}], {"video_aligned": 0.5,
-                                                                               "audio_aligned": 0.6}, 1)]
-    for tau, acc in ((0.0, 0.45), (1.0, 0.55), (2.0, 0.5), (3.0, 0.47)):
-        specs.append((f"random-ar-tau{tau:g}", [{"name": "ar", "tau": tau, "layers": None}],
-                      {"video_aligned": acc, "audio_aligned": 0.7 + acc / 10}, 1))
-    for k, acc in ((4, 0.5), (16, 0.6), (64, 0.7)):
-        specs.append((f"random-dup-k{k}", [{"name": "duplicate_audio", "k": k}],
-                      {"video_aligned": acc, "audio_aligned": 0.8 - acc / 2}, k))
-    for i, (name, interventions, accuracy, n_audio) in enumerate(specs, start=1):
-        ds = random_run(n_samples, **shape, n_audio=n_audio, accuracy={"consistent": 0.9, **accuracy}, seed=i)
-        paths.append(write_run(cache / name, ds, run_config(interventions=interventions, **shape),
-                               created=f"2025-01-{i + 1:02d}T00:00:00", baseline=base))
-    paths.append(write_run(cache / "random-trace", random_run(n_samples, **shape, seed=99),
-                           run_config("trace", **shape), created="2025-02-01T00:00:00", summary=False))
-    return paths

@@ -24,7 +24,7 @@ def main(argv=None) -> None:
     runs += [b for b in bases if b.path not in {r.path for r in runs}]
     text, fig = table7(runs, known, args.metric)
     title = f"Table 7 layout: {METRICS[args.metric]} per subset, Δ vs. each run's baseline " \
-            f"(`python analyses/table7.py {' '.join(sys.argv[1:])}`)"
+            f"(`{' '.join(['python', 'analyses/table7.py', *sys.argv[1:]])}`)"
     print(title, text, sep="\n\n")
     print("wrote", save_markdown(text, title, "table7", args.out), *save({"table7": fig}, args.out))
 

@@ -19,7 +19,7 @@ def main(argv=None) -> None:
     runs, _ = chosen_runs(args)
     text, fig = table8(runs, args.metric)
     title = f"Table 8 layout: {METRICS[args.metric]} per subset against τ of AR " \
-            f"(`python analyses/table8.py {' '.join(sys.argv[1:])}`)"
+            f"(`{' '.join(['python', 'analyses/table8.py', *sys.argv[1:]])}`)"
     print(title, text, sep="\n\n")
     print("wrote", save_markdown(text, title, "table8", args.out), *save({"table8": fig}, args.out))
 

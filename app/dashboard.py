@@ -17,7 +17,6 @@ from modbias_app.views import VIEWS
 from modbias_app.views import samples as samples_view
 from modbias_app.views import tokens as tokens_view
 from modbias_app.views.common import AT, FOCUS_RUN, SAMPLE, SELECTED_RUNS
-from modbias_app.views.runs import layout as runs_layout
 
 STYLE = """
 body { font-family: system-ui, sans-serif; margin: 0 1.5em; }
@@ -44,9 +43,7 @@ def _header(cache: str) -> html.Div:
 
 def _layout(cache: str) -> html.Div:
     runs = scan(cache)
-    tabs = [dcc.Tab(label=v.TAB, value=v.ID,
-                    children=html.Div(runs_layout(runs, cache) if v.ID == "runs" else v.layout()))
-            for v in VIEWS]
+    tabs = [dcc.Tab(label=v.TAB, value=v.ID, children=html.Div(v.layout(runs, cache))) for v in VIEWS]
     return html.Div([_header(cache), dcc.Tabs(id="tabs", value="runs", children=tabs)])
 
 

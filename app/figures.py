@@ -30,8 +30,9 @@ def run_names(names) -> str:
 
 def set_title(fig: go.Figure, title: str, subplot_titles: bool = False) -> go.Figure:
     """Title the figure, with room above the plot for every line of the title (and subplot titles)."""
-    lines = title.count("<br>") + 1
-    fig.update_layout(title=dict(text=title, font=dict(size=14)), margin=dict(t=40 + 20 * lines + 30 * subplot_titles))
+    extra = 20 * (title.count("<br>") + 1) + 30 * subplot_titles
+    fig.update_layout(title=dict(text=title, font=dict(size=14)), margin=dict(t=40 + extra),
+                      height=(fig.layout.height or 450) + extra)  # the plot keeps its height
     return fig
 
 
@@ -136,8 +137,8 @@ def intervention_bars(rows: list[MetricRow], metric: str, title: str) -> go.Figu
         fig.add_trace(go.Bar(x=subsets, y=values, text=labels, textposition="outside",
                              name=f"{row.run.name}: {row.run.label}",
                              hovertemplate="%{x}: %{y:.2f} (Δ %{text})<extra>" + row.run.name + "</extra>"))
-    fig.update_layout(barmode="group", yaxis_title=METRICS[metric] + " (%)", height=420,
-                      legend=dict(orientation="h", y=-0.2))
+    fig.update_layout(barmode="group", yaxis_title=METRICS[metric] + " (%)", height=340 + 22 * len(rows),
+                      legend=dict(orientation="h", y=-0.15))  # room for one legend line per run
     return set_title(fig, title)
 
 

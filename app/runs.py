@@ -73,7 +73,10 @@ class RunInfo:
 
     @property
     def label(self) -> str:
-        """Interventions with their parameters, e.g. ``ar(tau=1)``; ``baseline`` when none."""
+        """Interventions with their parameters, e.g. ``ar(tau=1)``; ``baseline`` when none; ``–`` for
+        runs of other kinds."""
+        if not self.traces_attention:
+            return "–"
         return " + ".join(intervention_label(i) for i in self.interventions) or "baseline"
 
     def intervention(self, name: str) -> dict | None:
@@ -86,8 +89,9 @@ class RunInfo:
 
 
 def intervention_label(intervention: dict) -> str:
+    """``name(param=value, ...)``; unset (None) parameters are left out, except ``layers=all``."""
     params = ", ".join(f"{k}={'all' if v is None else f'{v:g}' if isinstance(v, float) else v}"
-                       for k, v in intervention.items() if k != "name")
+                       for k, v in intervention.items() if k != "name" and (v is not None or k == "layers"))
     return f"{intervention['name']}({params})" if params else intervention["name"]
 
 

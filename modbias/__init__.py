@@ -13,5 +13,7 @@ from modbias.intervening import intervene  # noqa: E402
 from modbias.models import load_model  # noqa: E402
 from modbias.store import open_run  # noqa: E402
 from modbias.tracing import trace  # noqa: E402
+from modbias.modality_importance import mi  # noqa: E402
+from modbias.drift import drift_curves, trace_drift  # noqa: E402
 
-__all__ = ["load_model", "load_benchmark", "trace", "intervene", "open_run", "__version__"]
+__all__ = ["load_model", "load_benchmark", "trace", "intervene", "open_run", "mi", "trace_drift", "drift_curves", "__version__"]

@@ -101,6 +101,19 @@ def intervene(
         console.print(intervention_table(ds.attrs["summary"], title=f"{ds.attrs.get('path', '')}"))
 
 
+@app.command("app")
+def dashboard(
+    cache: Path = typer.Option(Path("cache"), help="directory holding run stores"),
+    port: int = typer.Option(8050),
+    debug: bool = typer.Option(False, "--debug"),
+):
+    """Serve the Dash dashboard over every run in the cache (it never runs a model)."""
+    from modbias_app import serve
+
+    console.print(f"modbias dashboard over {cache} on http://127.0.0.1:{port}")
+    serve(cache, port, debug=debug)
+
+
 @organism_app.command("train")
 def organism_train(
     out: Path = typer.Option(None, help="weights directory; default: the package's shipped weights"),
@@ -119,6 +132,12 @@ def organism_train(
     model.save(out or WEIGHTS_DIR)
     console.print(f"saved organism to {out or WEIGHTS_DIR} after {time.time() - start:.0f} s")
 
+
+from modbias.cli_migr import consistency as _consistency, drift as _drift, mi as _mi  # noqa: E402
+
+app.command("mi")(_mi)
+app.command("drift")(_drift)
+app.command("consistency")(_consistency)
 
 if __name__ == "__main__":  # pragma: no cover
     app()

@@ -155,7 +155,8 @@ def trace_drift(model: ModelAdapter, data: Iterable[Sample], *, out: str | Path 
     samples = list(data)
     labels = mi_labels_of(mi) if mi is not None else None
     run_config = {"kind": "drift", "model": model.describe(), "data": data_config or getattr(data, "config", {}),
-                  "drift": asdict(config), "groups": list(GROUPS), "mi": _mi_source(mi, labels) if mi is not None else None,
+                  "drift": asdict(config), "groups": list(GROUPS),
+                  "mi": _mi_source(mi, labels) if mi is not None else None,
                   "interventions": [iv.describe() for iv in interventions], "modbias_version": __version__}
     store = RunStore(out) if out is not None else None
     done = store.begin(run_config, kind="drift") if store else set()

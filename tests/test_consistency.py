@@ -62,7 +62,8 @@ def test_lexicon_classifier_and_ties():
     assert LexiconClassifier(tie="first")(tie) == "happy"
     assert LexiconClassifier(tie="last")(tie) == "sad"
     assert LexiconClassifier()("nothing to see") is None
-    texts = ["face looks fear , voice sounds fear , so feels happy .", "face looks happy , voice sounds sad , so feels sad ."]
+    texts = ["face looks fear , voice sounds fear , so feels happy .",
+             "face looks happy , voice sounds sad , so feels sad ."]
     assert explanation_emotions(texts) == ["fear", None]  # the conclusion never leaks in
     with pytest.raises(ValueError):
         LexiconClassifier(tie="random")

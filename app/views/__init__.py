@@ -1,7 +1,8 @@
 """The dashboard's views, one module each, shown as tabs in this order.
 
 A view module provides ``TAB`` (its label), ``ID`` (the tab value),
-``layout()`` (its controls and figures) and ``register(app, cache)`` (its
+``layout(runs, cache)`` (its controls and figures, given the runs found in
+the cache at page load) and ``register(app, cache)`` (its
 callbacks, thin wrappers around plain functions that take run paths and
 control values and return figures; ``analyses/bench_app.py`` times those
 functions).  To add a view (e.g. attention drift over decoding steps, issue

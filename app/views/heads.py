@@ -14,7 +14,7 @@ from dash import Input, Output, dcc, html
 
 from modbias_app.aggregates import HEAD_QUANTITIES, biased_share, head_map
 from modbias_app.figures import heads_figure, message_figure, token_figure
-from modbias_app.runs import StoreFieldError, head_row, head_sums, row_lengths, sample_table
+from modbias_app.runs import RunInfo, StoreFieldError, head_row, head_sums, row_lengths, sample_table
 from modbias_app.views.common import AT, FOCUS_RUN, SAMPLE, check_run, graph, selection_words, shows_errors, \
     subset_controls
 
@@ -23,7 +23,7 @@ GRAPH, DETAIL = "heads-graph", "head-detail"
 QUANTITY, TAU = "heads-quantity", "heads-tau"
 
 
-def layout() -> html.Div:
+def layout(runs: list[RunInfo], cache: str) -> html.Div:
     return html.Div([
         html.Div([
             subset_controls("heads"),

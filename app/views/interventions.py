@@ -7,7 +7,7 @@ from dash import Input, Output, dcc, html
 
 from modbias_app.compare import METRICS, duplication_sweep, metric_rows, metrics_markdown, tau_sweep
 from modbias_app.figures import intervention_bars, message_figure, run_names, sweep_figure
-from modbias_app.runs import scan
+from modbias_app.runs import RunInfo, scan
 from modbias_app.views.common import SELECTED_RUNS, graph
 
 TAB, ID = "Interventions", "interventions"
@@ -15,7 +15,7 @@ METRIC = "interventions-metric"
 BARS, TABLE, TAU, DUPLICATION = "interventions-bars", "interventions-table", "tau-sweep", "duplication-sweep"
 
 
-def layout() -> html.Div:
+def layout(runs: list[RunInfo], cache: str) -> html.Div:
     return html.Div([
         html.Div([html.Label("metric"), dcc.RadioItems(id=METRIC, value="avg", options=METRICS, inline=True)],
                  className="controls"),

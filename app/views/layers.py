@@ -7,14 +7,14 @@ from dash import Input, Output, dcc, html
 from modbias.metrics import middle_layers
 from modbias_app.aggregates import layer_profile
 from modbias_app.figures import layers_figure
-from modbias_app.runs import head_sums, sample_table
+from modbias_app.runs import RunInfo, head_sums, sample_table
 from modbias_app.views.common import AT, FOCUS_RUN, check_run, graph, shows_errors
 
 TAB, ID = "Layers", "layers"
 GRAPH, LOG_Y = "layers-graph", "layers-log-y"
 
 
-def layout() -> html.Div:
+def layout(runs: list[RunInfo], cache: str) -> html.Div:
     return html.Div([
         html.Div([dcc.Checklist(id=LOG_Y, options={"log": "log y axis"}, value=[], inline=True)],
                  className="controls"),

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dash_ag_grid as dag
 from dash import Input, Output, html
 
-from modbias_app.runs import sample_table
+from modbias_app.runs import RunInfo, sample_table
 from modbias_app.views.common import FOCUS_RUN, column_defs
 
 TAB, ID = "Samples", "samples"
@@ -25,7 +25,7 @@ def sample_rows(path: str | None) -> list[dict]:
                                                 t.prediction.tolist(), t.correct.tolist(), t.text.tolist())]
 
 
-def layout() -> html.Div:
+def layout(runs: list[RunInfo], cache: str) -> html.Div:
     return html.Div([
         html.P("Tick a sample to show it in Heads and Tokens (the sample menu above clears it). "
                "Subtitles are not stored in runs."),

@@ -7,7 +7,7 @@ from dash import Input, Output, dcc, html
 from modbias.metrics import middle_layers
 from modbias_app.aggregates import token_profile
 from modbias_app.figures import message_figure, token_figure
-from modbias_app.runs import head_mean_rows, sample_table
+from modbias_app.runs import RunInfo, head_mean_rows, sample_table
 from modbias_app.views.common import AT, FOCUS_RUN, SAMPLE, check_run, graph, selection_words, shows_errors, \
     subset_controls
 
@@ -15,7 +15,7 @@ TAB, ID = "Tokens", "tokens"
 GRAPH, LAYERS = "tokens-graph", "tokens-layers"
 
 
-def layout() -> html.Div:
+def layout(runs: list[RunInfo], cache: str) -> html.Div:
     return html.Div([
         html.Div([
             subset_controls("tokens"),

@@ -175,6 +175,10 @@ class FeatureModel(nn.Module, ModelAdapter):
         out = {}
         for modality in ("visual", "audio"):
             names = self.config.streams_of(modality)
+            array = getattr(sample, modality)
+            if names and array.shape[0] and array.shape[1] == 0:
+                raise SampleError(sample.id, f"{modality}_features",
+                                  "the sample has media but no precomputed features, which this family needs")
             fallback = [[n, self.config.streams[n].tokens, self.config.streams[n].dim] for n in names]
             if len(names) == 1:
                 fallback[0][1] = None  # a single stream takes all rows
