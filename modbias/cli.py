@@ -133,8 +133,10 @@ def organism_train(
     console.print(f"saved organism to {out or WEIGHTS_DIR} after {time.time() - start:.0f} s")
 
 
+from modbias.cli_data import data_app  # noqa: E402
 from modbias.cli_migr import consistency as _consistency, drift as _drift, mi as _mi  # noqa: E402
 
+app.add_typer(data_app, name="data")
 app.command("mi")(_mi)
 app.command("drift")(_drift)
 app.command("consistency")(_consistency)
