@@ -12,6 +12,8 @@ app = typer.Typer(help="Modality-bias interpretability for audio-visual emotion 
                   pretty_exceptions_show_locals=False)
 organism_app = typer.Typer(help="The embedded model organism.", no_args_is_help=True)
 app.add_typer(organism_app, name="organism")
+mose_app = typer.Typer(help="Modality-specific experts (MoSE, Eqs. 2-4).", no_args_is_help=True)
+app.add_typer(mose_app, name="mose")
 console = Console()
 
 
@@ -131,6 +133,32 @@ def organism_train(
     model = train_organism(TrainConfig(epochs=epochs, audio_repeat=audio_repeat, seed=seed))
     model.save(out or WEIGHTS_DIR)
     console.print(f"saved organism to {out or WEIGHTS_DIR} after {time.time() - start:.0f} s")
+
+
+@mose_app.command("train")
+def mose_train(
+    out: Path = typer.Option(Path("cache/mose-organism"), help="checkpoint directory"),
+    model: str = typer.Option("organism", help="the frozen backbone (an organism)"),
+    r: int = typer.Option(8, help="LoRA rank (paper: 64 at d=4096)"),
+    n_experts: int = typer.Option(2, help="expansion matrices B per expert (paper: N=2)"),
+    eps: float = typer.Option(0.1, help="routing bound of Eq. 3 (paper: 0.1)"),
+    epochs: int = typer.Option(1),
+    n_train: int = typer.Option(3000, help="training samples from the synthetic training split"),
+    seed: int = typer.Option(0),
+):
+    """Fine-tune MoSE on a frozen organism; print trainable-parameter counts (Table 6/15 style)."""
+    import time
+
+    import modbias
+    from modbias.interventions.mose import format_parameter_table
+    from modbias.models.mose_training import train_mose
+
+    _threads("cpu")
+    adapter = modbias.load_model(model)
+    start = time.time()
+    train_mose(adapter, r=r, n_experts=n_experts, eps=eps, epochs=epochs, seed=seed, out=out, n_train=n_train)
+    console.print(f"saved MoSE to {out} after {time.time() - start:.0f} s")
+    console.print(format_parameter_table(adapter, r=r))
 
 
 from modbias.cli_data import data_app  # noqa: E402

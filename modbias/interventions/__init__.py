@@ -5,7 +5,7 @@
 AttentionReallocation(tau=1.0, layers=None, competitor='audio')
 """
 
-from modbias.interventions import ar, duplicate_audio, pai  # noqa: F401  (registers)
+from modbias.interventions import ar, duplicate_audio, mose, pai  # noqa: F401  (registers)
 from modbias.interventions.base import REGISTRY, Intervention, applied, from_config, make, register
 
 __all__ = ["REGISTRY", "Intervention", "applied", "from_config", "make", "register"]
