@@ -23,7 +23,7 @@ from modbias.data.sample import Sample
 from modbias.evaluation import deltas, subset_metrics
 from modbias.interventions import REGISTRY, Intervention, make
 from modbias.models.base import ModelAdapter
-from modbias.store import RunStore, read_manifest, update_manifest
+from modbias.store import read_manifest, update_manifest
 from modbias.tracing import trace
 
 

@@ -82,18 +82,15 @@ from pathlib import Path
 from typing import Iterable
 
 import numpy as np
-import torch
 import xarray as xr
 
 from modbias import __version__
 from modbias.data.sample import SUBSETS, Sample
 from modbias.interventions.base import Intervention, applied
-from modbias.layout import batch_masks
 from modbias.models.base import ModelAdapter
-from modbias.probe import ProbeRequest, instrument, probing
 from modbias.progress import progress_bar
 from modbias.store import RunStore, update_manifest
-from modbias.tracing import Decoded, decode_generation, model_input
+from modbias.tracing import Decoded, generate_under
 
 CONDITIONS = ("audio_visual", "audio_only", "visual_only")
 MI_LABELS = ("audio", "visual", "both", "neither")
@@ -186,39 +183,6 @@ def condition_inputs(sample: Sample, ablation: str = "remove", neutral: NeutralF
     return {"audio_visual": sample,
             "audio_only": ablate(sample, "visual", ablation, neutral, seed),
             "visual_only": ablate(sample, "audio", ablation, neutral, seed)}
-
-
-# -- generation -------------------------------------------------------------------
-@dataclass
-class Generation:
-    """One batch's greedy generation under interventions, with what a probe pass needs."""
-
-    batch: object
-    masks: dict
-    editors: list
-    generated: torch.Tensor
-    cache: object
-    decoded: list[Decoded]
-
-
-def generate_under(model: ModelAdapter, samples: list[Sample], max_new_tokens: int,
-                   interventions: list[Intervention] = ()) -> Generation:
-    """Generate for ``samples`` exactly as :func:`modbias.trace` does (input-level, row and
-    module interventions, logits processors); the caller holds :func:`applied`."""
-    interventions = list(interventions)
-    model_inputs = [model_input(s, interventions) for s in samples]
-    editors = [iv for iv in interventions if iv.edits_rows]
-    if editors:
-        instrument(model.backbone)
-    with torch.no_grad():
-        batch = model.prepare(model_inputs)
-        for intervention in interventions:
-            intervention.begin_batch(model, batch, model_inputs)
-        masks = batch_masks(batch.layouts, batch.offsets, batch.inputs_embeds.shape[1])
-        processors = [p for iv in interventions for p in iv.logits_processors(model, batch, model_inputs)]
-        with probing(ProbeRequest(None, masks, editors) if editors else None):
-            generated, cache = model.generate(batch, max_new_tokens, return_cache=True, logits_processor=processors)
-    return Generation(batch, masks, editors, generated, cache, decode_generation(model, generated))
 
 
 # -- the run --------------------------------------------------------------------------

@@ -28,7 +28,7 @@ from modbias.layout import batch_masks
 from modbias.metrics import modality_sums, with_metrics
 from modbias.models.base import ModelAdapter, generated_mask
 from modbias.interventions.base import Intervention, applied
-from modbias.probe import AttentionProbe, ProbeRequest, probing
+from modbias.probe import AttentionProbe, ProbeRequest, instrument, probing
 from modbias.progress import progress_bar
 from modbias.store import RunStore, pad_tokens
 
@@ -87,6 +87,38 @@ def model_input(sample: Sample, interventions) -> Sample:
     return sample
 
 
+@dataclass
+class Generation:
+    """One batch's greedy generation under interventions, with what a probe pass needs."""
+
+    batch: object
+    masks: dict
+    editors: list
+    generated: torch.Tensor
+    cache: object
+    decoded: list[Decoded]
+
+
+def generate_under(model: ModelAdapter, samples: list[Sample], max_new_tokens: int,
+                   interventions: list[Intervention] = ()) -> Generation:
+    """Generate for ``samples`` exactly as :func:`modbias.trace` does (input-level, row and
+    module interventions, logits processors); the caller holds :func:`applied`."""
+    interventions = list(interventions)
+    model_inputs = [model_input(s, interventions) for s in samples]
+    editors = [iv for iv in interventions if iv.edits_rows]
+    if editors:
+        instrument(model.backbone)  # row edits need the probe attention even without a trace
+    with torch.no_grad():
+        batch = model.prepare(model_inputs)
+        for intervention in interventions:
+            intervention.begin_batch(model, batch, model_inputs)
+        masks = batch_masks(batch.layouts, batch.offsets, batch.inputs_embeds.shape[1])
+        processors = [p for iv in interventions for p in iv.logits_processors(model, batch, model_inputs)]
+        with probing(ProbeRequest(None, masks, editors) if editors else None):
+            generated, cache = model.generate(batch, max_new_tokens, return_cache=True, logits_processor=processors)
+    return Generation(batch, masks, editors, generated, cache, decode_generation(model, generated))
+
+
 def rows_at_steps(model: ModelAdapter, probe: AttentionProbe, batch, generated: torch.Tensor, cache,
                   steps: torch.Tensor, masks: dict, editors: list) -> torch.Tensor:
     """Rows ``[B, L, H, Q, T]`` of the queries that produced generated tokens ``steps`` ``[B, Q]``.
@@ -116,20 +148,12 @@ def trace_batch(model: ModelAdapter, probe: AttentionProbe, samples: list[Sample
                 capacity: int | None = None, interventions: list[Intervention] = ()) -> xr.Dataset:
     """Trace one batch under ``interventions``; returns its Dataset (dims sample, at, layer, head[, token])."""
     at = AT_CHOICES[config.at]
-    model_inputs = [model_input(s, interventions) for s in samples]
-    editors = [iv for iv in interventions if iv.edits_rows]
+    gen = generate_under(model, samples, config.max_new_tokens, interventions)
+    batch, decoded = gen.batch, gen.decoded
+    steps = torch.tensor([[d.steps[a] for a in at] for d in decoded])  # [B, Q]
     with torch.no_grad():
-        batch = model.prepare(model_inputs)
-        for intervention in interventions:
-            intervention.begin_batch(model, batch, model_inputs)
-        masks = batch_masks(batch.layouts, batch.offsets, batch.inputs_embeds.shape[1])
-        processors = [p for iv in interventions for p in iv.logits_processors(model, batch, model_inputs)]
-        with probing(ProbeRequest(None, masks, editors) if editors else None):
-            generated, cache = model.generate(batch, config.max_new_tokens, return_cache=True,
-                                              logits_processor=processors)
-        decoded = decode_generation(model, generated)
-        steps = torch.tensor([[d.steps[a] for a in at] for d in decoded])  # [B, Q]
-        rows = rows_at_steps(model, probe, batch, generated, cache, steps.clamp(min=0), masks, editors)
+        rows = rows_at_steps(model, probe, batch, gen.generated, gen.cache, steps.clamp(min=0), gen.masks,
+                             gen.editors)
     rows = rows.permute(0, 3, 1, 2, 4).cpu()  # [B, Q, L, H, T]
     masks = batch_masks(batch.layouts, batch.offsets, rows.shape[-1])
     sums = {name: modality_sums(rows, masks[key][:, None, None, :].float())
