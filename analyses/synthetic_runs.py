@@ -140,3 +140,39 @@ def write_run(path: str | Path, batches: xr.Dataset | Iterable[xr.Dataset], conf
             manifest["summary"].update(baseline=str(baseline), deltas=deltas(metrics, base))
     (path / MANIFEST).write_text(json.dumps(manifest))
     return path
+
+
+def random_mi_run(samples: xr.Dataset, accuracy: float = 0.6, seed: int = 0) -> xr.Dataset:
+    """An MI run's Dataset (schema of :func:`modbias.modality_importance.mi_batch`: dims sample, condition)
+    over the samples of ``samples`` (a run Dataset, e.g. from :func:`random_run` or a slice of it).
+
+    Each condition's prediction is the label with probability ``accuracy``, else another class; ``mi``
+    follows from the unimodal answers and ``expected_mi`` from the cue emotions, by the module's rule.
+    """
+    from modbias.modality_importance import CONDITIONS, dominant_modality
+
+    rng = np.random.default_rng(seed)
+    label = np.asarray(samples.label.values).astype(str)
+    n = len(label)
+    other = np.array([[rng.choice([c for c in CLASSES if c != lab]) for lab in label] for _ in CONDITIONS]).T
+    correct = rng.random((n, len(CONDITIONS))) < accuracy
+    prediction = np.where(correct, label[:, None], other)
+    visual, audio = (np.asarray(samples[k].values).astype(str) for k in ("visual_emotion", "audio_emotion"))
+    return xr.Dataset(
+        {"prediction": (("sample", "condition"), prediction),
+         "text": (("sample", "condition"), np.char.add("so the answer is ", prediction)),
+         "correct": (("sample", "condition"), correct),
+         "mi": ("sample", dominant_modality(correct[:, CONDITIONS.index("audio_only")],
+                                            correct[:, CONDITIONS.index("visual_only")]).reshape(-1)),
+         "expected_mi": ("sample", dominant_modality(audio == label, visual == label).reshape(-1))},
+        coords={"sample": np.asarray(samples.sample.values).astype(str), "condition": list(CONDITIONS),
+                "subset": ("sample", np.asarray(samples.subset.values).astype(str)), "label": ("sample", label),
+                "visual_emotion": ("sample", visual), "audio_emotion": ("sample", audio)})
+
+
+def mi_config(ablation: str = "remove", *, family: str = "random", data: str = "random") -> dict:
+    """A run configuration in the shape :func:`modbias.modality_importance.mi` writes (``write_run`` it with
+    ``summary=False``)."""
+    return {"kind": "mi", "model": {"family": family}, "data": {"name": data},
+            "mi": {"ablation": ablation, "max_new_tokens": 16, "batch_size": 32, "seed": 0, "neutral": None},
+            "interventions": []}

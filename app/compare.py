@@ -1,11 +1,11 @@
-"""Comparisons across runs: metrics with deltas vs. a baseline (Table 7), the AR threshold sweep
-(Table 8) and the audio-duplication sweep (Fig. 3c)."""
+"""Comparisons across runs: metrics with deltas vs. a baseline (Table 7), explanation consistency
+(MIGR Eqs. 6-8 and its Table 2), the AR threshold sweep (Table 8) and the audio-duplication sweep (Fig. 3c)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from modbias_app.runs import RunInfo, baseline_of, deltas_of, metrics, subset_names
+from modbias_app.runs import RunInfo, StoreFieldError, baseline_of, consistency_of, deltas_of, metrics, subset_names
 
 METRICS = {"avg": "Avg (Eq. 24)", "acc": "Acc (Eq. 23)", "rec": "Rec (Eq. 23)", "hit": "conclusion = label"}
 
@@ -51,6 +51,45 @@ def metrics_markdown(rows: list[MetricRow], metric: str = "avg") -> str:
         base = row.baseline.name if row.baseline else "–"
         lines.append(f"| {row.run.name} | {row.run.model} | {row.run.label} | {base} | "
                      + " | ".join(_cell(row, s, metric) for s in subsets) + " |")
+    return "\n".join(lines)
+
+
+# explanation consistency (modbias.consistency): key in its output -> column header
+CONSISTENCY_COLUMNS = {"EEA": "EEA", "EPC": "EPC", "FCR": "FCR", "RxA_correct": "R✗/A✓ (correct)"}
+
+
+def consistency_rows(runs: list[RunInfo]) -> list[dict]:
+    """One row per run and subset (``overall`` last): run, interventions, subset, n, n_correct and the
+    :data:`CONSISTENCY_COLUMNS` in [0, 1] (NaN where undefined), from :func:`modbias_app.runs.consistency_of`.
+    A run lacking texts gives one row whose ``error`` says why."""
+    out = []
+    for info in runs:
+        try:
+            scores = consistency_of(info.path)
+        except StoreFieldError as error:
+            out.append({"run": info.name, "interventions": info.label, "subset": "–", "error": str(error)})
+            continue
+        for subset in subset_names(scores):
+            s = scores[subset]
+            out.append({"run": info.name, "interventions": info.label, "subset": subset, "n": s["n"],
+                        "n_correct": s["n_correct"], **{k: s[k] for k in CONSISTENCY_COLUMNS}})
+    return out
+
+
+def _percent(value) -> str:
+    return "–" if value is None or value != value else f"{100 * value:.1f}"
+
+
+def consistency_markdown(rows: list[dict]) -> str:
+    """The rows of :func:`consistency_rows` as a markdown table, values in %."""
+    lines = ["| run | interventions | subset | n | " + " | ".join(CONSISTENCY_COLUMNS.values()) + " |",
+             "|---|---|---|---|" + "---|" * len(CONSISTENCY_COLUMNS)]
+    for row in rows:
+        if "error" in row:
+            cells = ["–"] * (len(CONSISTENCY_COLUMNS) + 1)
+        else:
+            cells = [str(row["n"])] + [_percent(row[k]) for k in CONSISTENCY_COLUMNS]
+        lines.append(f"| {row['run']} | {row['interventions']} | {row['subset']} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 

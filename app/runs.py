@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
+from modbias.consistency import consistency
 from modbias.evaluation import deltas, subset_metrics
 from modbias.metrics import head_ratio
 from modbias.store import MANIFEST, list_runs, open_run, read_manifest
@@ -348,7 +349,55 @@ def subset_names(metric_table: dict) -> list[str]:
     return known + sorted(s for s in metric_table if s not in SUBSET_ORDER)
 
 
+# ----------------------------------------------------------------------------- MIGR diagnostics
+
+
+def mi_labels(path: str | Path) -> dict[str, str]:
+    """``{sample id: MI label}`` of an MI run (:mod:`modbias.modality_importance`; cached, do not mutate)."""
+    return _mi_labels(str(path), _stamp(path))
+
+
+@lru_cache(maxsize=32)
+def _mi_labels(path: str, stamp: int) -> dict[str, str]:
+    ds = _open(path, stamp)
+    require(ds, "mi", view="MI column of the Samples view")
+    return dict(zip(np.asarray(ds["sample"].values).astype(str).tolist(),
+                    np.asarray(ds["mi"].values).astype(str).tolist()))
+
+
+def mi_source(runs: list[RunInfo], ids) -> RunInfo | None:
+    """The newest MI run (kind ``mi``, with an ``mi`` variable) labelling at least one of ``ids``.
+
+    ``runs`` come oldest first, as :func:`scan` lists them.
+    """
+    ids = set(ids)
+    for info in reversed(runs):
+        if info.kind != "mi" or not info.samples:
+            continue
+        try:
+            labels = mi_labels(info.path)
+        except (StoreFieldError, FileNotFoundError):  # an MI store of another schema, or one being written
+            continue
+        if not ids.isdisjoint(labels):
+            return info
+    return None
+
+
+def consistency_of(path: str | Path) -> dict[str, dict[str, float]]:
+    """EEA / EPC / FCR / R✗/A✓ per subset and ``overall``: :func:`modbias.consistency.consistency` of the
+    run with its default (lexicon) explanation classifier, or the run's stored ``explanation_emotion``."""
+    return _consistency(str(path), _stamp(path))
+
+
+@lru_cache(maxsize=64)
+def _consistency(path: str, stamp: int) -> dict[str, dict[str, float]]:
+    ds = _open(path, stamp)
+    require(ds, "text", "prediction", "label", view="consistency table")
+    return consistency(ds, by="subset" if "subset" in ds.variables else None)
+
+
 def clear_caches() -> None:
     """Forget every cached dataset and aggregate (the next read goes to disk)."""
-    for cached in (_open, _sample_table, _head_sums, _row_lengths, _head_mean_rows, _computed_metrics):
+    for cached in (_open, _sample_table, _head_sums, _row_lengths, _head_mean_rows, _computed_metrics, _mi_labels,
+                   _consistency):
         cached.cache_clear()

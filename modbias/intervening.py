@@ -48,7 +48,10 @@ def _digest(*parts) -> str:
 def run_label(interventions: list[Intervention]) -> str:
     if not interventions:
         return "none"
-    return "+".join(iv.name + "".join(f"-{k}{v}" for k, v in iv.params().items() if v is not None and k != "checkpoint")
+    def value(k, v):  # a checkpoint is named by its directory, other values as they are
+        return Path(v).name if k == "checkpoint" else v
+
+    return "+".join(iv.name + "".join(f"-{k}{value(k, v)}" for k, v in iv.params().items() if v is not None)
                     for iv in interventions).replace("/", "_").replace(":", "_").replace(" ", "")
 
 

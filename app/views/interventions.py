@@ -1,11 +1,13 @@
 """Interventions: per-subset metrics of the chosen runs with deltas vs. their baselines (Table 7),
-the AR threshold sweep (Table 8) and the audio-duplication sweep (Fig. 3c)."""
+their explanation consistency (EEA, EPC, FCR, R✗/A✓; MIGR Eqs. 6-8), the AR threshold sweep
+(Table 8) and the audio-duplication sweep (Fig. 3c)."""
 
 from __future__ import annotations
 
 from dash import Input, Output, dcc, html
 
-from modbias_app.compare import METRICS, duplication_sweep, metric_rows, metrics_markdown, tau_sweep
+from modbias_app.compare import (METRICS, consistency_markdown, consistency_rows, duplication_sweep, metric_rows,
+                                 metrics_markdown, tau_sweep)
 from modbias_app.figures import intervention_bars, message_figure, run_names, sweep_figure
 from modbias_app.runs import RunInfo, scan
 from modbias_app.views.common import SELECTED_RUNS, graph
@@ -13,6 +15,12 @@ from modbias_app.views.common import SELECTED_RUNS, graph
 TAB, ID = "Interventions", "interventions"
 METRIC = "interventions-metric"
 BARS, TABLE, TAU, DUPLICATION = "interventions-bars", "interventions-table", "tau-sweep", "duplication-sweep"
+CONSISTENCY = "interventions-consistency"
+CONSISTENCY_NOTE = ("**Explanation consistency** (MIGR Eqs. 6-8, in %): EEA = explanation emotion = label, "
+                    "EPC = explanation emotion = prediction, FCR = both right, R✗/A✓ (correct) = right answer with "
+                    "another explanation emotion, among the correct answers.  Explanation emotions: the run's stored "
+                    "`explanation_emotion` when it has one, else the lexicon classifier of `modbias.consistency` "
+                    "(a tie counts as no single emotion).")
 
 
 def layout(runs: list[RunInfo], cache: str) -> html.Div:
@@ -21,13 +29,15 @@ def layout(runs: list[RunInfo], cache: str) -> html.Div:
                  className="controls"),
         graph(BARS),
         dcc.Markdown(id=TABLE, className="table"),
+        dcc.Markdown(id=CONSISTENCY, className="table"),
         graph(TAU),
         graph(DUPLICATION),
     ])
 
 
 def interventions_view(cache: str, selected: list[str] | None, metric: str):
-    """(bars of the chosen runs, their Table 7 as markdown, τ sweep, duplication sweep).
+    """(bars of the chosen runs, their Table 7 as markdown, τ sweep, duplication sweep, their explanation
+    consistency per subset as markdown).
 
     Only trace and intervene runs take part.  The sweeps use every such run
     in the cache: a sweep is defined by its runs' parameters, not by the selection.
@@ -40,8 +50,10 @@ def interventions_view(cache: str, selected: list[str] | None, metric: str):
         bars = intervention_bars(rows, metric, f"{METRICS[metric]} per subset; bar labels: Δ vs. baseline ({names})"
                                                f"<br>runs {run_names(r.run.name for r in rows)}")
         table = f"**Table 7 layout** ({METRICS[metric]}, Δ vs. each run's baseline)\n\n" + metrics_markdown(rows, metric)
+        agreement = CONSISTENCY_NOTE + "\n\n" + consistency_markdown(consistency_rows([r.run for r in rows]))
     else:
         bars, table = message_figure("Tick trace or intervene runs in the Runs tab to compare them."), ""
+        agreement = ""
     tau_points = tau_sweep(runs, metric)
     tau = sweep_figure(tau_points, "τ of AR (Eq. 7)", metric,
                        f"AR τ sweep (Table 8): runs {run_names(p.run for p in tau_points)}") if tau_points else \
@@ -52,11 +64,12 @@ def interventions_view(cache: str, selected: list[str] | None, metric: str):
                        log_x=True) if dup_points else \
         message_figure(f"No duplicate_audio runs or models with different audio_repeat in {cache}: "
                        "no duplication sweep.")
-    return bars, table, tau, dup
+    return bars, table, tau, dup, agreement
 
 
 def register(app, cache: str) -> None:
     @app.callback(Output(BARS, "figure"), Output(TABLE, "children"), Output(TAU, "figure"),
-                  Output(DUPLICATION, "figure"), Input(SELECTED_RUNS, "data"), Input(METRIC, "value"))
+                  Output(DUPLICATION, "figure"), Output(CONSISTENCY, "children"), Input(SELECTED_RUNS, "data"),
+                  Input(METRIC, "value"))
     def update(selected, metric):
         return interventions_view(cache, selected, metric)

@@ -1,16 +1,23 @@
-"""Samples: the focus run's samples; choosing one drives the Heads and Tokens views."""
+"""Samples: the focus run's samples; choosing one drives the Heads and Tokens views.
+
+When an MI run (``modbias mi``, :mod:`modbias.modality_importance`) in the
+cache labels some of the run's samples, an ``MI`` column shows each sample's
+emotion-dominant modality from the newest such run (blank where it lacks the sample).
+"""
 
 from __future__ import annotations
 
 import dash_ag_grid as dag
 from dash import Input, Output, html
 
-from modbias_app.runs import RunInfo, sample_table
+from modbias_app.runs import RunInfo, mi_labels, mi_source, sample_table, scan
 from modbias_app.views.common import FOCUS_RUN, column_defs
 
 TAB, ID = "Samples", "samples"
-TABLE = "samples-table"
+TABLE, NOTE = "samples-table", "samples-note"
 COLUMNS = ("sample", "subset", "label", "visual_emotion", "audio_emotion", "prediction", "correct", "text")
+MI_COLUMNS = COLUMNS[:-1] + ("MI",) + COLUMNS[-1:]  # MI before the wide text column
+NO_MI = "No MI run in the cache labels these samples (`modbias mi` adds an MI column)."
 
 
 def sample_rows(path: str | None) -> list[dict]:
@@ -25,10 +32,30 @@ def sample_rows(path: str | None) -> list[dict]:
                                                 t.prediction.tolist(), t.correct.tolist(), t.text.tolist())]
 
 
+def samples_view(cache: str, path: str | None) -> tuple[list[dict], list[dict], str]:
+    """(rows, column definitions, note): :func:`sample_rows`, with an ``MI`` column from the newest MI run
+    that labels any of the samples (:func:`modbias_app.runs.mi_source`)."""
+    rows = sample_rows(path)
+    if not rows:
+        return rows, column_defs(COLUMNS), ""
+    source = mi_source(scan(cache), (r["sample"] for r in rows))
+    if source is None:
+        return rows, column_defs(COLUMNS), NO_MI
+    labels = mi_labels(source.path)
+    for row in rows:
+        row["MI"] = labels.get(row["sample"], "")
+    n = sum(1 for row in rows if row["MI"])
+    note = (f"MI (emotion-dominant modality: audio / visual / both / neither) from MI run {source.name} "
+            f"({source.path}, created {source.created}), the newest MI run covering these samples; "
+            f"{n} of {len(rows)} samples labelled, blank where that run lacks the sample.")
+    return rows, column_defs(MI_COLUMNS), note
+
+
 def layout(runs: list[RunInfo], cache: str) -> html.Div:
     return html.Div([
         html.P("Tick a sample to show it in Heads and Tokens (the sample menu above clears it). "
                "Subtitles are not stored in runs."),
+        html.P(id=NOTE, className="note"),
         dag.AgGrid(id=TABLE, rowData=[], columnDefs=column_defs(COLUMNS), getRowId="params.data.sample",
                    dashGridOptions={"rowSelection": {"mode": "singleRow"}, "animateRows": False, "pagination": True,
                                     "paginationPageSize": 20},
@@ -38,4 +65,7 @@ def layout(runs: list[RunInfo], cache: str) -> html.Div:
 
 
 def register(app, cache: str) -> None:
-    app.callback(Output(TABLE, "rowData"), Input(FOCUS_RUN, "value"))(sample_rows)
+    @app.callback(Output(TABLE, "rowData"), Output(TABLE, "columnDefs"), Output(NOTE, "children"),
+                  Input(FOCUS_RUN, "value"))
+    def update(path):
+        return samples_view(cache, path)
