@@ -95,8 +95,8 @@ def test_consistency_is_cached_per_manifest_stamp(tmp_path):
 def test_consistency_rows_and_markdown(cache, tmp_path):
     runs = {r.name: r for r in scan(cache)}
     rows = consistency_rows([runs["r1-baseline"], runs["r2-ar"]])
-    assert [(r["run"], r["subset"]) for r in rows] == [
-        (run, s) for run in ("r1-baseline", "r2-ar") for s in ("video_aligned", "audio_aligned", "consistent", "overall")]
+    subsets = ("video_aligned", "audio_aligned", "consistent", "overall")
+    assert [(r["run"], r["subset"]) for r in rows] == [(run, s) for run in ("r1-baseline", "r2-ar") for s in subsets]
     expected = consistency(open_run(cache / "r2-ar"))
     row = next(r for r in rows if r["run"] == "r2-ar" and r["subset"] == "audio_aligned")
     assert row["interventions"] == "ar(tau=1, layers=all)" and row["n"] == expected["audio_aligned"]["n"]

@@ -50,10 +50,10 @@ def interventions_view(cache: str, selected: list[str] | None, metric: str):
         bars = intervention_bars(rows, metric, f"{METRICS[metric]} per subset; bar labels: Δ vs. baseline ({names})"
                                                f"<br>runs {run_names(r.run.name for r in rows)}")
         table = f"**Table 7 layout** ({METRICS[metric]}, Δ vs. each run's baseline)\n\n" + metrics_markdown(rows, metric)
-        agreement = CONSISTENCY_NOTE + "\n\n" + consistency_markdown(consistency_rows([r.run for r in rows]))
+        consistency_md = CONSISTENCY_NOTE + "\n\n" + consistency_markdown(consistency_rows([r.run for r in rows]))
     else:
         bars, table = message_figure("Tick trace or intervene runs in the Runs tab to compare them."), ""
-        agreement = ""
+        consistency_md = ""
     tau_points = tau_sweep(runs, metric)
     tau = sweep_figure(tau_points, "τ of AR (Eq. 7)", metric,
                        f"AR τ sweep (Table 8): runs {run_names(p.run for p in tau_points)}") if tau_points else \
@@ -64,7 +64,7 @@ def interventions_view(cache: str, selected: list[str] | None, metric: str):
                        log_x=True) if dup_points else \
         message_figure(f"No duplicate_audio runs or models with different audio_repeat in {cache}: "
                        "no duplication sweep.")
-    return bars, table, tau, dup, agreement
+    return bars, table, tau, dup, consistency_md
 
 
 def register(app, cache: str) -> None:
