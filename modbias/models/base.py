@@ -56,8 +56,15 @@ class ModelAdapter:
     pad_token_id: int
     family: str = "base"
 
-    def prepare(self, samples: list[Sample]) -> PreparedBatch:
+    def embed_sample(self, sample: Sample) -> tuple[torch.Tensor, TokenLayout]:
+        """One sample's prompt embeddings ``[T, d]`` and layout (or override :meth:`prepare`)."""
         raise NotImplementedError
+
+    def prepare(self, samples: list[Sample]) -> PreparedBatch:
+        """Left-padded embeddings of ``samples`` built from :meth:`embed_sample`."""
+        embedded = [self.embed_sample(s) for s in samples]
+        embeds, mask, offsets = left_pad([e for e, _ in embedded])
+        return PreparedBatch(embeds, mask.to(self.device), [layout for _, layout in embedded], offsets)
 
     def token_pieces(self, ids: list[int]) -> list[str]:
         """The text of each generated token (used to find emotion words)."""
@@ -76,12 +83,21 @@ class ModelAdapter:
         return next(self.backbone.parameters()).device
 
     @property
+    def dtype(self) -> torch.dtype:
+        return next(self.backbone.parameters()).dtype
+
+    @property
+    def text_config(self):
+        """The language model's config (the config itself for plain causal LMs)."""
+        return self.backbone.config.get_text_config()
+
+    @property
     def n_layers(self) -> int:
-        return self.backbone.config.num_hidden_layers
+        return self.text_config.num_hidden_layers
 
     @property
     def n_heads(self) -> int:
-        return self.backbone.config.num_attention_heads
+        return self.text_config.num_attention_heads
 
     def embed_tokens(self, ids: torch.Tensor) -> torch.Tensor:
         return self.backbone.get_input_embeddings()(ids)

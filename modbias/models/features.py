@@ -42,7 +42,7 @@ from torch import nn
 from modbias.data.readers import unpack_streams
 from modbias.data.sample import Sample, SampleError
 from modbias.layout import TokenLayout
-from modbias.models.base import ModelAdapter, PreparedBatch, left_pad
+from modbias.models.base import ModelAdapter
 
 CONFIG_FILE = "modbias_features.json"
 PROJECTOR_FILE = "projectors.safetensors"
@@ -227,21 +227,12 @@ class FeatureModel(nn.Module, ModelAdapter):
             spans.append((kind, parts[-1].shape[0]))
         return torch.cat(parts), TokenLayout.from_segments(spans)
 
-    def prepare(self, samples: list[Sample]) -> PreparedBatch:
-        embedded = [self.embed_sample(s) for s in samples]
-        embeds, mask, offsets = left_pad([e for e, _ in embedded])
-        return PreparedBatch(embeds, mask.to(self.device), [lay for _, lay in embedded], offsets)
-
     def prompt_length(self, sample: Sample) -> int:
         return sum(len(self._text_ids(c, i == 0)) if kind == "text" else len(c)
                    for i, (kind, c, _) in enumerate(self.segments(sample)))
 
     def token_pieces(self, ids: list[int]) -> list[str]:
         return tokenizer_pieces(self.tokenizer, ids)
-
-    @property
-    def dtype(self) -> torch.dtype:
-        return next(self.backbone.parameters()).dtype
 
     def describe(self) -> dict:
         cfg = self.backbone.config

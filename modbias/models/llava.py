@@ -53,22 +53,6 @@ class LlavaModel(nn.Module, ModelAdapter):
         options = json.loads((path / "modbias.json").read_text()) if (path / "modbias.json").exists() else {}
         return cls(model, AutoProcessor.from_pretrained(path), options.get("instruction", INSTRUCTION), str(path))
 
-    @property
-    def text_config(self):
-        return self.backbone.config.get_text_config()
-
-    @property
-    def n_layers(self) -> int:
-        return self.text_config.num_hidden_layers
-
-    @property
-    def n_heads(self) -> int:
-        return self.text_config.num_attention_heads
-
-    @property
-    def dtype(self) -> torch.dtype:
-        return next(self.backbone.parameters()).dtype
-
     def image_of(self, sample: Sample) -> np.ndarray | None:
         """The image LLaVA sees (``None`` when the sample's visual input is left out)."""
         if media.media_copies(sample, "visual") == 0:

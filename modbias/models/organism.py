@@ -27,7 +27,7 @@ from modbias.data.sample import Sample, SampleError
 from modbias.data.synth import SUBTITLE_WORDS
 from modbias.emotions import CLASSES
 from modbias.layout import TokenLayout
-from modbias.models.base import ModelAdapter, PreparedBatch, left_pad
+from modbias.models.base import ModelAdapter
 
 WEIGHTS_DIR = Path(__file__).parent / "organism_weights"
 SPECIALS = ("<pad>", "<bos>", "<eos>", "<unk>")
@@ -124,11 +124,6 @@ class Organism(nn.Module, ModelAdapter):
                 parts.append(proj(torch.as_tensor(content, device=self.device)))
             spans.append((kind, parts[-1].shape[0]))
         return torch.cat(parts), TokenLayout.from_segments(spans)
-
-    def prepare(self, samples: list[Sample]) -> PreparedBatch:
-        embedded = [self.embed_sample(s) for s in samples]
-        embeds, mask, offsets = left_pad([e for e, _ in embedded])
-        return PreparedBatch(embeds, mask.to(self.device), [lay for _, lay in embedded], offsets)
 
     def prompt_length(self, sample: Sample) -> int:
         return sum(len(self.tokenizer.encode(c)) if kind == "text" else len(c) for kind, c in self.segments(sample))

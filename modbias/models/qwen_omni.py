@@ -165,22 +165,6 @@ class QwenOmniModel(nn.Module, ModelAdapter):
         return cls(thinker, load_processor(path), prompt, str(path))
 
     # -- configuration ----------------------------------------------------
-    @property
-    def text_config(self):
-        return self.backbone.config.get_text_config()
-
-    @property
-    def n_layers(self) -> int:
-        return self.text_config.num_hidden_layers
-
-    @property
-    def n_heads(self) -> int:
-        return self.text_config.num_attention_heads
-
-    @property
-    def dtype(self) -> torch.dtype:
-        return next(self.backbone.parameters()).dtype
-
     # -- inputs -----------------------------------------------------------
     def media_of(self, sample: Sample) -> tuple[media.Video | None, np.ndarray | None, int, int]:
         """(sampled video, 16 kHz audio, video copies, audio copies) of a sample."""
