@@ -50,8 +50,7 @@ from modbias.layout import batch_masks
 from modbias.modality_importance import MI_LABELS, generate_under
 from modbias.models.base import ModelAdapter
 from modbias.probe import AttentionProbe
-from modbias.progress import progress_bar
-from modbias.store import RunStore, open_run
+from modbias.store import open_run, run_in_batches
 from modbias.tracing import rows_at_steps
 
 GROUPS = ("visual", "audio", "text", "generated")
@@ -158,26 +157,12 @@ def trace_drift(model: ModelAdapter, data: Iterable[Sample], *, out: str | Path 
                   "drift": asdict(config), "groups": list(GROUPS),
                   "mi": _mi_source(mi, labels) if mi is not None else None,
                   "interventions": [iv.describe() for iv in interventions], "modbias_version": __version__}
-    store = RunStore(out) if out is not None else None
-    done = store.begin(run_config, kind="drift") if store else set()
-    todo = [s for s in samples if s.id not in done]
     probe = AttentionProbe(model.backbone)
-    parts = []
-    with progress_bar(show_progress) as bar, applied(model, list(interventions)):
-        task = bar.add_task("drift", total=len(samples), completed=len(samples) - len(todo))
-        for start in range(0, len(todo), batch_size):
-            chunk = todo[start:start + batch_size]
-            ds = drift_batch(model, probe, chunk, config, list(interventions), labels)
-            if store:
-                store.append(ds)
-            else:
-                parts.append(ds)
-            bar.update(task, advance=len(chunk))
-    if store:
-        return store.open() if store.exists else xr.Dataset()
-    result = xr.concat(parts, dim="sample") if parts else xr.Dataset()
-    result.attrs["config"] = run_config
-    return result
+    with applied(model, list(interventions)):
+        return run_in_batches(samples, lambda chunk: drift_batch(model, probe, chunk, config, list(interventions),
+                                                                 labels),
+                              out=out, config=run_config, kind="drift", batch_size=batch_size,
+                              show_progress=show_progress)
 
 
 # -- normalised curves ------------------------------------------------------------------

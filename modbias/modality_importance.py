@@ -88,8 +88,7 @@ from modbias import __version__
 from modbias.data.sample import SUBSETS, Sample
 from modbias.interventions.base import Intervention, applied
 from modbias.models.base import ModelAdapter
-from modbias.progress import progress_bar
-from modbias.store import RunStore, update_manifest
+from modbias.store import run_in_batches, update_manifest
 from modbias.tracing import Decoded, generate_under
 
 CONDITIONS = ("audio_visual", "audio_only", "visual_only")
@@ -261,29 +260,14 @@ def mi(model: ModelAdapter, data: Iterable[Sample], *, out: str | Path | None = 
     run_config = {"kind": "mi", "model": model.describe(), "data": data_config or getattr(data, "config", {}),
                   "mi": asdict(config), "interventions": [iv.describe() for iv in interventions],
                   "modbias_version": __version__}
-    store = RunStore(out) if out is not None else None
-    done = store.begin(run_config, kind="mi") if store else set()
-    todo = [s for s in samples if s.id not in done]
-    parts = []
-    with progress_bar(show_progress) as bar, applied(model, list(interventions)):
-        task = bar.add_task("mi", total=len(samples), completed=len(samples) - len(todo))
-        for start in range(0, len(todo), batch_size):
-            chunk = todo[start:start + batch_size]
-            ds = mi_batch(model, chunk, config, neutral, list(interventions))
-            if store:
-                store.append(ds)
-            else:
-                parts.append(ds)
-            bar.update(task, advance=len(chunk))
-    if store:
-        result = store.open() if store.exists else xr.Dataset()
-    else:
-        result = xr.concat(parts, dim="sample") if parts else xr.Dataset()
-        result.attrs["config"] = run_config
+    with applied(model, list(interventions)):
+        result = run_in_batches(samples, lambda chunk: mi_batch(model, chunk, config, neutral, list(interventions)),
+                                out=out, config=run_config, kind="mi", batch_size=batch_size,
+                                show_progress=show_progress)
     if result.sizes.get("sample", 0):
         result.attrs["summary"] = mi_summary(result)
-        if store:
-            update_manifest(store.path, summary=result.attrs["summary"])
+        if out is not None:
+            update_manifest(out, summary=result.attrs["summary"])
     return result
 
 

@@ -120,6 +120,37 @@ class RunStore:
         return open_run(self.path)
 
 
+def run_in_batches(samples: list, process, *, out: str | Path | None, config: dict, kind: str, batch_size: int,
+                   show_progress: bool = False) -> xr.Dataset:
+    """Apply ``process(batch) -> Dataset`` to ``samples`` batch by batch.
+
+    With ``out`` every batch is committed to a :class:`RunStore` as it finishes,
+    and samples already stored there are skipped (resume); returns the stored
+    run.  Without ``out`` the batches are concatenated in memory.
+    """
+    from modbias.progress import progress_bar
+
+    store = RunStore(out) if out is not None else None
+    done = store.begin(config, kind=kind) if store else set()
+    todo = [s for s in samples if s.id not in done]
+    parts = []
+    with progress_bar(show_progress) as bar:
+        task = bar.add_task(kind, total=len(samples), completed=len(samples) - len(todo))
+        for start in range(0, len(todo), batch_size):
+            chunk = todo[start:start + batch_size]
+            ds = process(chunk)
+            if store:
+                store.append(ds)
+            else:
+                parts.append(ds)
+            bar.update(task, advance=len(chunk))
+    if store:
+        return store.open() if store.exists else xr.Dataset()
+    result = xr.concat(parts, dim="sample") if parts else xr.Dataset()
+    result.attrs["config"] = config
+    return result
+
+
 def open_run(path: str | Path) -> xr.Dataset:
     """Open a stored run lazily, committed samples only; ``ds.attrs['config']`` is the run configuration."""
     path = Path(path)

@@ -29,8 +29,7 @@ from modbias.metrics import modality_sums, with_metrics
 from modbias.models.base import ModelAdapter, generated_mask
 from modbias.interventions.base import Intervention, applied
 from modbias.probe import AttentionProbe, ProbeRequest, instrument, probing
-from modbias.progress import progress_bar
-from modbias.store import RunStore, pad_tokens
+from modbias.store import pad_tokens, run_in_batches
 
 AT_CHOICES = {"first": ("first",), "answer": ("answer",), "both": ("first", "answer")}
 
@@ -227,23 +226,9 @@ def trace(model: ModelAdapter, data: Iterable[Sample], *, out: str | Path | None
     run_config = {"kind": kind, "model": model.describe(), "data": data_config or getattr(data, "config", {}),
                   "trace": asdict(config), "interventions": [iv.describe() for iv in interventions],
                   "token_capacity": capacity, "modbias_version": __version__}
-    store = RunStore(out) if out is not None else None
-    done = store.begin(run_config, kind=kind) if store else set()
-    todo = [s for s in samples if s.id not in done]
     probe = AttentionProbe(model.backbone)
-    parts = []
-    with progress_bar(show_progress) as bar, applied(model, list(interventions)):
-        task = bar.add_task(kind, total=len(samples), completed=len(samples) - len(todo))
-        for start in range(0, len(todo), batch_size):
-            chunk = todo[start:start + batch_size]
-            ds = trace_batch(model, probe, chunk, config, capacity, list(interventions))
-            if store:
-                store.append(ds)
-            else:
-                parts.append(ds)
-            bar.update(task, advance=len(chunk))
-    if store:
-        return store.open()
-    result = xr.concat(parts, dim="sample") if parts else xr.Dataset()
-    result.attrs["config"] = run_config
-    return result
+    with applied(model, list(interventions)):
+        return run_in_batches(samples, lambda chunk: trace_batch(model, probe, chunk, config, capacity,
+                                                                 list(interventions)),
+                              out=out, config=run_config, kind=kind, batch_size=batch_size,
+                              show_progress=show_progress)
