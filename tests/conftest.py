@@ -34,6 +34,15 @@ def left_padded_batch(lengths: list[int], vocab: int = 64, seed: int = 0):
     return ids, mask, (mask.cumsum(-1) - 1).clamp(min=0)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def one_thread():
+    """One intra-op thread: on a shared 2-core machine, 2 threads spin against other work (~10x slower)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="session")
 def organism():
     return modbias.load_model("organism")

@@ -15,15 +15,6 @@ from modbias.probe import eager_rows
 from modbias.store import open_run
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One intra-op thread: on a shared 2-core machine, 2 threads spin against other work (~10x slower)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def bench():
     return modbias.load_benchmark("synth", subset="all", limit=2)

@@ -6,7 +6,6 @@ import dataclasses
 
 import numpy as np
 import pytest
-import torch
 import typer
 from typer.testing import CliRunner
 
@@ -14,15 +13,6 @@ import modbias
 from modbias.modality_importance import (CONDITIONS, NeutralFeatures, ablate, dominant_modality, expected_modality,
                                          mi, mi_crosstab, mi_summary)
 from modbias.store import RunConfigMismatch, open_run
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One intra-op thread: on a shared 2-core machine, 2 threads spin against other work (~10x slower)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")
