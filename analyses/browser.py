@@ -107,11 +107,27 @@ def click_option(driver, dropdown_id: str, text: str) -> None:
         driver.find_element(By.TAG_NAME, "body").send_keys(Keys.ESCAPE)  # choosing the current value keeps it open
 
 
+def grid_rows(driver, table_id: str, selected: bool = False) -> list:
+    """The rendered rows of an AG Grid (only the ticked ones with ``selected``)."""
+    from selenium.webdriver.common.by import By
+
+    kind = ".ag-row-selected" if selected else ".ag-row"
+    return driver.find_elements(By.CSS_SELECTOR, f"#{table_id} .ag-center-cols-container {kind}")
+
+
+def wait_for_rows(driver, table_id: str, count: int, selected: bool = False) -> list:
+    """The rows of a grid once exactly ``count`` of them have rendered (AG Grid renders them in steps)."""
+    what = f"{count} {'ticked ' if selected else ''}rows in #{table_id}"
+    return wait_for(lambda: (lambda rows: rows if len(rows) == count else None)(grid_rows(driver, table_id, selected)),
+                    what=what)
+
+
 def tick_row(driver, table_id: str, row_id: str) -> None:
     """Tick the selection box of one row of an AG Grid (rows are identified by run path / sample id)."""
     from selenium.webdriver.common.by import By
 
-    driver.find_element(By.CSS_SELECTOR, f'#{table_id} .ag-row[row-id="{row_id}"] input[type=checkbox]').click()
+    selector = f'#{table_id} .ag-row[row-id="{row_id}"] input[type=checkbox]'
+    wait_for(lambda: driver.find_elements(By.CSS_SELECTOR, selector), what=f"row {row_id!r} of #{table_id}")[0].click()
 
 
 def click_cell(driver, graph_id: str, x: float, y: float) -> None:

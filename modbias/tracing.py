@@ -24,6 +24,7 @@ import xarray as xr
 from modbias import __version__
 from modbias.data.sample import Sample
 from modbias.emotions import find_emotions
+from modbias.hf_compat import with_cache
 from modbias.layout import batch_masks
 from modbias.metrics import modality_sums, with_metrics
 from modbias.models.base import ModelAdapter, generated_mask
@@ -136,7 +137,7 @@ def rows_at_steps(model: ModelAdapter, probe: AttentionProbe, batch, generated: 
         query_index = torch.arange(generated.shape[1] + 1).expand(steps.shape[0], -1)
     rows = probe.rows(query_index, masks=masks, editors=editors, inputs_embeds=full.inputs_embeds[:, n_prompt - 1:],
                       attention_mask=full.attention_mask, position_ids=full.position_ids[:, n_prompt - 1:],
-                      past_key_values=cache, use_cache=True, logits_to_keep=1)
+                      use_cache=True, logits_to_keep=1, **with_cache(cache))
     if editors:
         rows = rows.gather(3, steps.to(rows.device)[:, None, None, :, None].expand(
             -1, rows.shape[1], rows.shape[2], -1, rows.shape[-1]))

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from analyses.browser import (CHROMIUM, DRIVER, FIGURE_JS, click_cell, click_option, console_errors, dashboard,
-                              figure, load, open_tab, tick_row, wait_for)
+                              figure, load, open_tab, tick_row, wait_for, wait_for_rows)
 from analyses.synthetic_runs import random_run, run_config, write_run
 from modbias.store import open_run
 from modbias_app.aggregates import biased_share, head_map
@@ -133,12 +133,10 @@ def layer_marks(fig):
 
 @browser
 def test_runs_table_lists_every_run(page, cache):
-    from selenium.webdriver.common.by import By
-
-    rows = page.find_elements(By.CSS_SELECTOR, "#runs-table .ag-center-cols-container .ag-row")
-    assert len(rows) == len(scan(cache)) == 4
-    selected = page.find_elements(By.CSS_SELECTOR, "#runs-table .ag-center-cols-container .ag-row-selected")
-    assert len(selected) == 1 and "e-baseline" in selected[0].text and "intervene" in selected[0].text
+    assert len(scan(cache)) == 4
+    wait_for_rows(page, "runs-table", 4)
+    selected = wait_for_rows(page, "runs-table", 1, selected=True)
+    assert "e-baseline" in selected[0].text and "intervene" in selected[0].text
 
 
 @browser
@@ -252,13 +250,9 @@ def test_interventions_compare_ticked_runs(page, cache):
 
 @browser
 def test_choosing_a_sample_drives_the_heads_view(page, cache):
-    from selenium.webdriver.common.by import By
-
     base = str(cache / "e-baseline")
     open_tab(page, "Samples")
-    rows = wait_for(lambda: page.find_elements(By.CSS_SELECTOR, "#samples-table .ag-center-cols-container .ag-row"),
-                    what="sample rows")
-    assert len(rows) == 20  # first page of 24 samples
+    wait_for_rows(page, "samples-table", 20)  # first page of 24 samples
     ds = open_run(base)
     sample = str(ds.sample.values[5])
     tick_row(page, "samples-table", sample)

@@ -10,6 +10,7 @@ import torch
 
 import modbias
 from modbias.data.synth import SynthConfig
+from modbias.hf_compat import output_cache, with_cache
 from modbias.interventions.base import REGISTRY, applied, from_config
 from modbias.interventions.mose import (
     EXPERTS, MoSE, MoSEConfig, MoSEIntervention, MoSELayer, MoSEMLP, Router, SoftLoRAMixture, attach_mose,
@@ -321,14 +322,14 @@ def test_kv_cache_decoding_matches_full_forward(tiny, tiny_bench):
         with torch.no_grad():
             out = tiny.backbone(inputs_embeds=batch.inputs_embeds, attention_mask=batch.attention_mask,
                                 position_ids=batch.position_ids, use_cache=True)
-            cache, mask, logits, ids = out.past_key_values, batch.attention_mask, [out.logits[:, -1]], []
+            cache, mask, logits, ids = output_cache(out), batch.attention_mask, [out.logits[:, -1]], []
             lam = mose.lam(0).clone()
             for _ in range(steps):
                 nxt = logits[-1].argmax(-1)
                 ids.append(nxt)
                 mask = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=1)
                 out = tiny.backbone(input_ids=nxt[:, None], attention_mask=mask,
-                                    position_ids=position_ids_from_mask(mask)[:, -1:], past_key_values=cache,
+                                    position_ids=position_ids_from_mask(mask)[:, -1:], **with_cache(cache),
                                     use_cache=True)
                 logits.append(out.logits[:, -1])
         handle.remove()

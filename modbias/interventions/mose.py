@@ -30,9 +30,12 @@ acts on audio tokens only and ``mean_n`` averages the audio tokens.
 
 **Token types.**  :meth:`MoSE.set_batch` takes the prompt layouts (left-padded
 batch coordinates); a forward pre-hook on the backbone's base model reads the
-absolute offset of each forward (``past_key_values.get_seq_length()``) so the
-incremental forwards of cached generation, and the cropped-cache re-run of
-:func:`modbias.tracing.rows_at_steps`, type their tokens correctly.  Positions
+absolute offset of each forward from its 2-D ``attention_mask`` (``[B, past +
+new]``: the start is its length minus the new tokens; without a mask, the
+cache's length under either keyword, ``past_key_values`` before transformers
+5.24, ``cache`` since) so the incremental forwards of cached generation, and the
+cropped-cache re-run of :func:`modbias.tracing.rows_at_steps`, type their tokens
+correctly.  Positions
 past the prompt are generated text (non-visual); left padding gets no expert.
 lambda is computed at the forward that starts at position 0 (the prefill, or
 the single teacher-forced forward of training) from the prompt tokens only,
@@ -62,6 +65,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from modbias.hf_compat import forward_cache
 from modbias.interventions.base import Intervention, register
 from modbias.layout import TokenLayout, batch_masks
 
@@ -331,13 +335,24 @@ class MoSEMLP(nn.Module):
 
 
 def _forward_start(module, args, kwargs):
-    """(start position, n tokens, batch size, device) of a base-model forward."""
+    """(start position, n tokens, batch size, device) of a base-model forward.
+
+    The start is read from the 2-D padding mask, which covers the cached and the new
+    positions (``start = mask.shape[1] - n_tokens``).  Generation leaves the mask out
+    when nothing is padded (a batch of one); then the start is the cache's length.
+    """
     x = kwargs.get("inputs_embeds")
     if x is None:
         x = kwargs.get("input_ids", args[0] if args else None)
-    cache = kwargs.get("past_key_values")
+    n_tokens, batch_size = x.shape[1], x.shape[0]
+    mask = kwargs.get("attention_mask", args[1] if len(args) > 1 else None)
+    if mask is not None:
+        if mask.dim() != 2:
+            raise RuntimeError(f"MoSE: expected a 2-D attention_mask [batch, positions], got {tuple(mask.shape)}")
+        return mask.shape[1] - n_tokens, n_tokens, batch_size, x.device
+    cache = forward_cache(kwargs)
     start = int(cache.get_seq_length()) if cache is not None else 0
-    return start, x.shape[1], x.shape[0], x.device
+    return start, n_tokens, batch_size, x.device
 
 
 class Attachment:

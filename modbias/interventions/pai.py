@@ -16,6 +16,7 @@ import torch
 from transformers import LogitsProcessor
 
 from modbias.interventions.base import Intervention, layer_set, register
+from modbias.hf_compat import output_cache, with_cache
 from modbias.models.base import position_ids_from_mask
 from modbias.probe import RowContext, probing
 
@@ -45,9 +46,9 @@ class VisualFreeGuidance(LogitsProcessor):
                 self.mask = torch.cat([self.mask, torch.ones_like(last)], dim=1)
                 self.position = self.position + 1
                 out = backbone(inputs_embeds=self.model.embed_tokens(last), attention_mask=self.mask,
-                               position_ids=self.position, past_key_values=self.cache, use_cache=True,
+                               position_ids=self.position, use_cache=True, **with_cache(self.cache),
                                logits_to_keep=1)
-        self.cache = out.past_key_values
+        self.cache = output_cache(out)
         uncond = out.logits[:, -1].to(scores.dtype)
         return self.gamma * (scores - uncond) + uncond
 

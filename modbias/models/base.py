@@ -13,6 +13,7 @@ import torch
 from transformers import LogitsProcessorList
 
 from modbias.data.sample import Sample
+from modbias.hf_compat import output_cache
 from modbias.layout import TokenLayout
 
 
@@ -117,7 +118,7 @@ class ModelAdapter:
             logits_processor=LogitsProcessorList(logits_processor or []),
         )
         ids = out.sequences[:, -max_new_tokens:] if out.sequences.shape[1] > max_new_tokens else out.sequences
-        return (ids, out.past_key_values) if return_cache else ids
+        return (ids, output_cache(out)) if return_cache else ids
 
     def extend(self, batch: PreparedBatch, generated: torch.Tensor) -> PreparedBatch:
         """The batch with the generated tokens appended (masked after each sample's EOS)."""

@@ -33,6 +33,7 @@ from torch import nn
 
 from modbias.data import media
 from modbias.data.sample import Sample, SampleError
+from modbias.hf_compat import output_cache
 from modbias.layout import TokenLayout
 from modbias.models.base import ModelAdapter, PreparedBatch, left_pad, position_ids_from_mask
 from modbias.models.features import tokenizer_pieces
@@ -292,7 +293,7 @@ class QwenOmniModel(nn.Module, ModelAdapter):
             pad_token_id=self.pad_token_id, return_dict_in_generate=True,
             logits_processor=LogitsProcessorList(logits_processor or []))
         ids = out.sequences[:, -max_new_tokens:] if out.sequences.shape[1] > max_new_tokens else out.sequences
-        return (ids, out.past_key_values) if return_cache else ids
+        return (ids, output_cache(out)) if return_cache else ids
 
     def token_pieces(self, ids: list[int]) -> list[str]:
         return tokenizer_pieces(self.tokenizer, ids)
