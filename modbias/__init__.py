@@ -15,5 +15,7 @@ from modbias.store import open_run  # noqa: E402
 from modbias.tracing import trace  # noqa: E402
 from modbias.modality_importance import mi  # noqa: E402
 from modbias.drift import drift_curves, trace_drift  # noqa: E402
+from modbias.rows import attention_rows  # noqa: E402
 
-__all__ = ["load_model", "load_benchmark", "trace", "intervene", "open_run", "mi", "trace_drift", "drift_curves", "__version__"]
+__all__ = ["load_model", "load_benchmark", "trace", "intervene", "open_run", "mi", "trace_drift", "drift_curves", "attention_rows",
+           "__version__"]

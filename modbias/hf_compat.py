@@ -27,3 +27,11 @@ def output_cache(output):
 def forward_cache(kwargs: dict):
     """The KV cache among a forward's keyword arguments (as a module pre-hook sees them)."""
     return kwargs.get(CACHE_KEYWORD)
+
+
+def crop_cache(cache, length: int) -> None:
+    """Keep the first ``length`` positions of a KV cache (a negative count to drop is the form
+    every release accepts; 5.24 refuses a positive target length)."""
+    extra = cache.get_seq_length() - length
+    if extra > 0:
+        cache.crop(-extra)

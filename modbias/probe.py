@@ -179,6 +179,38 @@ def instrument(backbone: nn.Module) -> list[str]:
     return paths
 
 
+@contextlib.contextmanager
+def instrumented(backbone: nn.Module) -> Iterator[list[str]]:
+    """:func:`instrument` for the block only: afterwards the taps it added are removed and the
+    attention implementation is restored, so the model's modules are as they were."""
+    previous = backbone.config._attn_implementation
+    had_tap = {name for name, module in attention_modules(backbone) if hasattr(module, "row_tap")}
+    paths = instrument(backbone)
+    try:
+        yield paths
+    finally:
+        for name, module in attention_modules(backbone):
+            if name not in had_tap:
+                del module.row_tap
+        if previous != PROBE_ATTENTION:
+            backbone.set_attn_implementation(previous)
+
+
+def tapped_rows(backbone: nn.Module, query_index: torch.Tensor, **forward_kwargs) -> torch.Tensor:
+    """One forward of an instrumented ``backbone`` returning the rows of ``query_index`` ``[B, Q]``
+    from every layer, ``[B, L, H, Q, T_k]``, read with plain forward hooks on the taps."""
+    saved = []
+    hooks = [module.row_tap.register_forward_hook(lambda tap, args, rows: saved.append(rows))
+             for _, module in attention_modules(backbone)]
+    try:
+        with probing(ProbeRequest(query_index)):
+            backbone(**forward_kwargs)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return torch.stack(saved, dim=1)
+
+
 def _envoy_at(envoy, path: str):
     for part in path.split("."):
         envoy = envoy[int(part)] if part.isdigit() else getattr(envoy, part)

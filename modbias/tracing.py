@@ -24,7 +24,7 @@ import xarray as xr
 from modbias import __version__
 from modbias.data.sample import Sample
 from modbias.emotions import find_emotions
-from modbias.hf_compat import with_cache
+from modbias.hf_compat import crop_cache, with_cache
 from modbias.layout import batch_masks
 from modbias.metrics import modality_sums, with_metrics
 from modbias.models.base import ModelAdapter, generated_mask
@@ -131,7 +131,7 @@ def rows_at_steps(model: ModelAdapter, probe: AttentionProbe, batch, generated: 
     """
     n_prompt = batch.inputs_embeds.shape[1]
     full = model.extend(batch, generated)
-    cache.crop(-(cache.get_seq_length() - (n_prompt - 1)))
+    crop_cache(cache, n_prompt - 1)
     query_index = steps
     if editors:
         query_index = torch.arange(generated.shape[1] + 1).expand(steps.shape[0], -1)
