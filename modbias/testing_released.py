@@ -89,7 +89,8 @@ def _tiny_towers(path: Path) -> dict:
     vision = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2, image_size=224,
                   patch_size=16)
     siglip = SiglipModel(SiglipConfig(text_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1,
-                                                       num_attention_heads=2, vocab_size=64),
+                                                       num_attention_heads=2, vocab_size=64, pad_token_id=1,
+                                                       bos_token_id=0, eos_token_id=2),
                                       vision_config=vision)).eval()
     siglip.save_pretrained(path / R1_OMNI_TOWERS["vision"])
     (path / R1_OMNI_TOWERS["vision"] / "preprocessor_config.json").write_text(json.dumps({
