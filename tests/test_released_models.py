@@ -224,6 +224,35 @@ def test_r1_omni_safetensors_carry_the_released_keys(checkpoints):
     assert json.loads((checkpoints["r1_omni"] / "config.json").read_text())["model_type"] == "HumanOmni_qwen2"
 
 
+def reference_branch(w: dict, branch: str, frames: torch.Tensor) -> torch.Tensor:
+    """One all_in_one_small branch from the raw tensors: RegNet bottlenecks (1x1 conv, channel LayerNorm eps 1e-5,
+    SiLU; depthwise 3x3; squeeze-excite; 1x1 conv; + shortcut; SiLU), Conv3d sampler, readout."""
+    def norm(x, p):
+        return F.layer_norm(x.permute(0, 2, 3, 1), x.shape[1:2], w[p + ".weight"], w[p + ".bias"], 1e-5).permute(0, 3, 1, 2)
+
+    def block(x, p):
+        h = F.silu(norm(F.conv2d(x, w[p + "conv1.conv.weight"]), p + "conv1.bn"))
+        h = F.silu(norm(F.conv2d(h, w[p + "conv2.conv.weight"], padding=1, groups=h.shape[1]), p + "conv2.bn"))
+        se = F.conv2d(F.silu(F.conv2d(h.mean((2, 3), keepdim=True), w[p + "se.fc1.weight"], w[p + "se.fc1.bias"])),
+                      w[p + "se.fc2.weight"], w[p + "se.fc2.bias"])
+        h = norm(F.conv2d(h * se.sigmoid(), w[p + "conv3.conv.weight"]), p + "conv3.bn")
+        short = norm(F.conv2d(x, w[p + "downsample.conv.weight"]), p + "downsample.bn") \
+            if p + "downsample.conv.weight" in w else x
+        return F.silu(h + short)
+
+    pre = "model.mm_projector."
+    x = frames.transpose(1, 2).reshape(8, -1, 14, 14)
+    for i in (1, 2):
+        x = block(x, f"{pre}s1_{branch}.b{i}.")
+    x = F.silu(F.conv3d(x.transpose(0, 1)[None], w[f"{pre}sampler_{branch}.0.weight"], w[f"{pre}sampler_{branch}.0.bias"],
+                        stride=(1, 2, 2), padding=(1, 0, 0)))[0, :, :-1].transpose(0, 1)  # 9 steps, the last dropped
+    for i in (1, 2):
+        x = block(x, f"{pre}s2_{branch}.b{i}.")
+    x = x.flatten(2).transpose(1, 2).reshape(-1, x.shape[1])  # (t h w) order
+    h = F.gelu(x @ w[f"{pre}readout_{branch}.0.weight"].T + w[f"{pre}readout_{branch}.0.bias"])
+    return h @ w[f"{pre}readout_{branch}.2.weight"].T + w[f"{pre}readout_{branch}.2.bias"]
+
+
 def test_r1_omni_equals_the_reference_assembly(checkpoints, models, bench):
     from transformers import (AutoImageProcessor, AutoTokenizer, BertConfig, BertModel, Qwen2Config, Qwen2ForCausalLM,
                               SiglipVisionModel, WhisperFeatureExtractor, WhisperForAudioClassification)
@@ -238,7 +267,7 @@ def test_r1_omni_equals_the_reference_assembly(checkpoints, models, bench):
             images=list(clip[idx]), return_tensors="pt")["pixel_values"]
         states = SiglipVisionModel.from_pretrained(folder / "siglip-base-patch16-224")(
             pixels, output_hidden_states=True).hidden_states[-2]
-        video, body = model.projector.branch("video", states), model.projector.branch("body", states)
+        video, body = reference_branch(w, "video", states), reference_branch(w, "body", states)
         face = F.gelu(states @ w["model.mm_projector.mlp_2xgelu_face.0.weight"].T
                       + w["model.mm_projector.mlp_2xgelu_face.0.bias"])
         face = face @ w["model.mm_projector.mlp_2xgelu_face.2.weight"].T + w["model.mm_projector.mlp_2xgelu_face.2.bias"]
@@ -391,3 +420,25 @@ def test_cli_trace_intervene_mi_drift(family, tmp_path, checkpoints, models, ben
     assert drift.sizes["step"] == GEN and "mi" in drift.coords
     result = runner.invoke(app, ["consistency", str(tmp_path / "drift")])
     assert result.exit_code == 0, result.output + repr(result.exception)
+
+
+# -- against timm, where it can be imported (it needs torchvision) --------------------------------
+def test_eva_and_regstage_match_timm(checkpoints, models):
+    timm_eva = pytest.importorskip("timm.models.eva")
+    from timm.layers import LayerNorm2d
+    from timm.models.regnet import RegStage as TimmRegStage
+
+    eva = models["emotion_llama"].eva.float()
+    theirs = timm_eva.Eva(img_size=eva.image_size, patch_size=eva.patch, embed_dim=eva.width, depth=len(eva.blocks),
+                          num_heads=eva.blocks[0].attn.heads, mlp_ratio=eva.blocks[0].mlp.fc1.out_features / eva.width,
+                          qkv_fused=True, num_classes=0, global_pool="", use_fc_norm=False).eval()
+    theirs.norm = torch.nn.Identity()
+    theirs.load_state_dict(eva.state_dict(), strict=False)
+    pixels = torch.randn(1, 3, eva.image_size, eva.image_size)
+    torch.testing.assert_close(eva(pixels), theirs.forward_features(pixels), atol=1e-4, rtol=1e-4)
+    ours = models["r1_omni"].projector.s1_video.float()
+    stage = TimmRegStage(depth=2, in_chs=ours.b1.conv1.conv.in_channels, out_chs=ours.b1.conv1.conv.out_channels,
+                         stride=1, dilation=1, act_layer=torch.nn.SiLU, norm_layer=LayerNorm2d).eval()
+    stage.load_state_dict(ours.state_dict())
+    x = torch.randn(2, ours.b1.conv1.conv.in_channels, 14, 14)
+    torch.testing.assert_close(ours(x), stage(x), atol=1e-5, rtol=1e-4)
