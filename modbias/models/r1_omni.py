@@ -192,7 +192,9 @@ class R1OmniModel(nn.Module, ModelAdapter):
         described = {"checkpoint": fingerprint(files.folder), "vision_tower": fingerprint(files.vision_tower),
                      "audio_tower": fingerprint(files.audio_tower), "bert": fingerprint(files.bert),
                      "model_type": files.config.get("model_type")}
-        model = cls(backbone.eval(), AutoTokenizer.from_pretrained(files.folder), vision,
+        with quiet_loading():  # AutoTokenizer does not know model_type HumanOmni_qwen2; the tokenizer files are stock
+            tokenizer = AutoTokenizer.from_pretrained(files.folder)
+        model = cls(backbone.eval(), tokenizer, vision,
                     AutoImageProcessor.from_pretrained(files.vision_tower), audio,
                     WhisperFeatureExtractor.from_pretrained(files.audio_tower), bert,
                     AutoTokenizer.from_pretrained(files.bert), projector, audio_projector, bert_gate,
