@@ -120,16 +120,12 @@ def tiny_r1_omni(path: Path, **_) -> None:
     ``model.*`` Qwen2 keys, ``model.mm_projector.*``, ``model.audio_projector.*``, ``model.bert_gate.*``,
     ``model.bert_model.*``; tokenizer with chat template) and the tower folders inside it."""
     from safetensors.torch import save_file
-    from tokenizers import AddedToken
     from transformers import BertModel, Qwen2Config, Qwen2ForCausalLM
 
     from modbias.models.humanomni_parts import AllInOneSmall, mlp2x_gelu
 
     towers = _tiny_towers(path)
-    tok = tiny_qwen_tokenizer()
-    tok.add_tokens([AddedToken(t, special=True, normalized=False) for t in
-                    ("<vi_start>", "<vi_end>", "<au_start>", "<au_end>", "<im_start>", "<im_end>")],
-                   special_tokens=True)
+    tok = tiny_qwen_tokenizer()  # <vi_start>, <au_start>, <think>, <answer> ... are plain text, as in R1-Omni's
     tok.chat_template = QWEN_CHAT_TEMPLATE
     text = dict(TINY_TEXT, vocab_size=len(tok), tie_word_embeddings=True, rope_theta=1e6, rms_norm_eps=1e-6,
                 bos_token_id=tok.convert_tokens_to_ids("<|endoftext|>"), eos_token_id=tok.eos_token_id)

@@ -169,6 +169,31 @@ def test_emotion_llama_missing_features_are_zeros_and_copies_follow_rows(models,
     assert model.prepare([no_visual]).layouts[0].n_visual == 0
 
 
+def test_emotion_llama_reads_a_mer2023_folder(tmp_path, models):
+    from modbias.data.media import write_video
+    from modbias.testing import synthetic_clip
+
+    rng = np.random.default_rng(1)
+    for folder in ("mae_340_UTT", "maeV_399_UTT", "HL-UTT", "video"):
+        (tmp_path / folder).mkdir()
+    for name in ("sample_00000167", "sample_00000338"):
+        for folder in ("mae_340_UTT", "maeV_399_UTT", "HL-UTT"):
+            np.save(tmp_path / folder / f"{name}.npy", rng.standard_normal(16).astype(np.float32))
+        write_video(tmp_path / "video" / f"{name}.mp4", synthetic_clip(3)[0], fps=8)
+    (tmp_path / "test.txt").write_text("sample_00000167 40 happy\nsample_00000338 52 worried\n")
+    (tmp_path / "transcription_en_all.csv").write_text("name,sentence\nsample_00000167,i am here\n"
+                                                       "sample_00000338,it is now\n")
+    data = modbias.load_benchmark(f"mer2023:{tmp_path}", video_dir="video")
+    model = models["emotion_llama"]
+    batch = model.prepare(list(data))
+    layout = batch.layouts[1]
+    off = int(batch.offsets[1])
+    hubert = np.load(tmp_path / "HL-UTT" / "sample_00000338.npy")
+    expected = model.projectors["feats_llama_proj3"](torch.tensor(hubert))
+    torch.testing.assert_close(batch.inputs_embeds[1, off + layout.audio[0]], expected)
+    assert data[1].label == "worry" and layout.n_visual == 259
+
+
 @pytest.mark.parametrize("damage, named", [
     ("drop_eva", "eva_vit_g.pth"),
     ("drop_key:llama_proj.weight", "llama_proj.weight"),
@@ -176,12 +201,15 @@ def test_emotion_llama_missing_features_are_zeros_and_copies_follow_rows(models,
     ("shape:feats_llama_proj2.weight", "feats_llama_proj2.weight"),
     ("second_pth", "Emotion-LLaMA checkpoint"),
     ("drop_eva_key:blocks.1.attn.q_bias", "blocks.1.attn.q_bias"),
+    ("drop_llama", "base LLaMA folder"),
 ])
 def test_emotion_llama_damage_is_one_clear_error(tmp_path, checkpoints, damage, named):
     path = copy_checkpoint(checkpoints["emotion_llama"], tmp_path / "el")
     kind, _, key = damage.partition(":")
     if kind == "drop_eva":
         (path / "eva_vit_g.pth").unlink()
+    elif kind == "drop_llama":
+        shutil.rmtree(path / "Llama-2-7b-chat-hf")
     elif kind == "second_pth":
         shutil.copy(path / "Emoation_LLaMA.pth", path / "checkpoint_best.pth")
     elif kind == "drop_eva_key":
@@ -356,6 +384,20 @@ def test_r1_omni_towers_elsewhere_are_named_in_the_json(tmp_path, checkpoints):
         modbias.load_model(f"r1_omni:{path}")
     (path / "modbias_r1_omni.json").write_text(json.dumps({"vision_tower": "../towers-siglip"}))
     assert modbias.load_model(f"r1_omni:{path}").files["vision_tower"]["path"].endswith("towers-siglip")
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_weights_load_in_the_dtype_asked_for(family, tmp_path, checkpoints, bench):
+    path = copy_checkpoint(checkpoints[family], tmp_path / family)
+    (path / f"modbias_{family}.json").write_text(json.dumps({"dtype": "bfloat16"}))
+    model = modbias.load_model(f"{family}:{path}")
+    dtypes = {p.dtype for name, p in model.named_parameters() if not name.startswith("ln_vision")}
+    assert dtypes == {torch.bfloat16}
+    embeds = model.prepare([bench[0]]).inputs_embeds
+    assert embeds.dtype == torch.bfloat16 and torch.isfinite(embeds.float()).all()
+    (path / f"modbias_{family}.json").write_text(json.dumps({"dtype": "half-ish"}))
+    with pytest.raises(CheckpointError, match="half-ish"):
+        modbias.load_model(f"{family}:{path}")
 
 
 # -- probe, interventions, CLI ------------------------------------------------------------------
