@@ -72,7 +72,8 @@ from modbias.layout import TokenLayout
 from modbias.models.base import ModelAdapter
 from modbias.models.eva_vit import EvaViT, preprocess_frame
 from modbias.models.features import tokenizer_pieces
-from modbias.models.released_files import CheckpointError, fingerprint, load_exactly, options_of, resolve
+from modbias.models.released_files import (CheckpointError, fingerprint, load_exactly, options_of, resolve,
+                                           torch_dtype)
 
 CONFIG_FILE = "modbias_emotion_llama.json"
 EVA_FILE = "eva_vit_g.pth"
@@ -89,7 +90,6 @@ STREAM_ALIASES = {"mae_340_UTT": "face_mae", "FaceMAE": "face_mae", "maeV_399_UT
                   "VideoMAE": "video_mae", "HL-UTT": "hubert", "HuBERT": "hubert", "audio": "hubert"}
 LORA_PREFIX = "llama_model.base_model.model."
 LORA_TARGETS = ("q_proj", "v_proj")
-DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
 
 
 # -- files ------------------------------------------------------------------------------------
@@ -191,6 +191,35 @@ def merge_lora(backbone: nn.Module, pairs: dict, alpha: float, source) -> int:
     return rank
 
 
+def load_eva(files: EmotionLlamaFiles) -> EvaViT:
+    """EVA ViT-g from LAVIS' file at the configured (default 448 px) resolution."""
+    state = read_pth(files.eva)
+    state = checkpoint_state(state) if "model" in state else state
+    try:
+        eva = EvaViT(**EvaViT.shape_of(state, files.options.get("image_size"), files.options.get("eva_heads")))
+        eva.load_lavis(state)
+    except KeyError as err:
+        raise CheckpointError(files.eva, f"missing key {err.args[0]!r}") from err
+    except ValueError as err:
+        raise CheckpointError(files.eva, str(err)) from err
+    return eva.eval()
+
+
+def load_projectors(state: dict, eva_width: int, hidden: int, source) -> tuple[nn.ModuleDict, nn.LayerNorm]:
+    """The five projectors (and ``ln_vision``: identity unless the checkpoint stores it) from the checkpoint."""
+    key = "feats_llama_proj1.weight"
+    feat = state[key].shape[1] if key in state else 1024
+    shapes = {"llama_proj": (4 * eva_width, hidden), "cls_tk_llama_proj": (eva_width, hidden),
+              **{p: (feat, hidden) for p in ("feats_llama_proj1", "feats_llama_proj2", "feats_llama_proj3")}}
+    projectors = nn.ModuleDict({name: nn.Linear(*shapes[name]) for name in PROJECTORS})
+    load_exactly(projectors, {k: v for k, v in state.items() if k.split(".")[0] in PROJECTORS}, source)
+    ln_vision = nn.LayerNorm(eva_width)
+    if "ln_vision.weight" in state:
+        load_exactly(ln_vision, {k[len("ln_vision."):]: v for k, v in state.items() if k.startswith("ln_vision.")},
+                     source, prefix="ln_vision.")
+    return projectors, ln_vision
+
+
 # -- the adapter -------------------------------------------------------------------------------
 class EmotionLlamaModel(nn.Module, ModelAdapter):
     """LLaMA (LoRA merged) + EVA ViT-g + Emotion-LLaMA's projectors (see module doc)."""
@@ -213,46 +242,22 @@ class EmotionLlamaModel(nn.Module, ModelAdapter):
         from transformers import AutoTokenizer, LlamaForCausalLM
 
         files = EmotionLlamaFiles.locate(path)
-        dtype = dtype or files.options.get("dtype", "auto")
-        if isinstance(dtype, str) and dtype != "auto":
-            if dtype not in DTYPES:
-                raise CheckpointError(Path(path) / CONFIG_FILE, f"dtype {dtype!r}: expected auto or {sorted(DTYPES)}")
-            dtype = DTYPES[dtype]
+        dtype = torch_dtype(dtype or files.options.get("dtype", "auto"), Path(path) / CONFIG_FILE)
         checkpoint = read_pth(files.checkpoint)
         try:
             state = checkpoint_state(checkpoint)
         except ValueError as err:
             raise CheckpointError(files.checkpoint, str(err)) from err
         backbone = LlamaForCausalLM.from_pretrained(files.llama, dtype=dtype).eval()
-        dtype = next(backbone.parameters()).dtype
-        hidden = backbone.config.hidden_size
         pairs = lora_pairs(state, backbone.config.num_hidden_layers, files.checkpoint,
                            tuple(files.options.get("lora_targets", LORA_TARGETS)))
-        merge_lora(backbone, pairs, lora_alpha_of(checkpoint, files.options), files.checkpoint)
-
-        eva_state = read_pth(files.eva)
-        eva_state = checkpoint_state(eva_state) if "model" in eva_state else eva_state
-        try:
-            shape = EvaViT.shape_of(eva_state, files.options.get("image_size"), files.options.get("eva_heads"))
-            eva = EvaViT(**shape)
-            eva.load_lavis(eva_state)
-        except KeyError as err:
-            raise CheckpointError(files.eva, f"missing key {err.args[0]!r}") from err
-        except ValueError as err:
-            raise CheckpointError(files.eva, str(err)) from err
-
-        width, feat = eva.width, state.get("feats_llama_proj1.weight", torch.empty(hidden, 1024)).shape[1]
-        shapes = {"llama_proj": (4 * width, hidden), "cls_tk_llama_proj": (width, hidden),
-                  **{p: (feat, hidden) for p in ("feats_llama_proj1", "feats_llama_proj2", "feats_llama_proj3")}}
-        projectors = nn.ModuleDict({name: nn.Linear(*shapes[name]) for name in PROJECTORS})
-        load_exactly(projectors, {k: v for k, v in state.items() if k.split(".")[0] in PROJECTORS}, files.checkpoint)
-        ln_vision = nn.LayerNorm(width)
-        if "ln_vision.weight" in state:
-            load_exactly(ln_vision, {k[len("ln_vision."):]: v for k, v in state.items() if k.startswith("ln_vision.")},
-                         files.checkpoint, prefix="ln_vision.")
+        alpha = lora_alpha_of(checkpoint, files.options)
+        rank = merge_lora(backbone, pairs, alpha, files.checkpoint)
+        eva = load_eva(files)
+        projectors, ln_vision = load_projectors(state, eva.width, backbone.config.hidden_size, files.checkpoint)
         described = {"checkpoint": fingerprint(files.checkpoint), "llama": fingerprint(files.llama),
-                     "eva": fingerprint(files.eva), "lora_rank": int(next(iter(pairs.values()))[0].shape[0]),
-                     "lora_alpha": lora_alpha_of(checkpoint, files.options)}
+                     "eva": fingerprint(files.eva), "lora_rank": rank, "lora_alpha": alpha}
+        dtype = next(backbone.parameters()).dtype
         model = cls(backbone, AutoTokenizer.from_pretrained(files.llama), eva.to(dtype), projectors.to(dtype),
                     ln_vision, files.options.get("instruction", INSTRUCTION), described)
         return model.eval()

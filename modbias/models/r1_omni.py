@@ -59,7 +59,7 @@ from modbias.models.base import ModelAdapter
 from modbias.models.features import tokenizer_pieces
 from modbias.models.humanomni_parts import AllInOneSmall, fuse_visual, mlp2x_gelu, pool_audio, projector_dims
 from modbias.models.released_files import (CheckpointError, TensorFile, fingerprint, load_exactly, options_of,
-                                           quiet_loading, resolve)
+                                           quiet_loading, resolve, torch_dtype)
 
 CONFIG_FILE = "modbias_r1_omni.json"
 INSTRUCTION = ("As an emotional recognition expert; throughout the video, which emotion conveyed by the characters "
@@ -71,7 +71,6 @@ MARKERS = {"<image>": ("<im_start>", "<im_end>"), "<video>": ("<vi_start>", "<vi
 TOWERS = {"vision_tower": ("mm_vision_tower", "siglip-base-patch16-224"),
           "audio_tower": ("mm_audio_tower", "whisper-large-v3"), "bert": (None, "bert-base-uncased")}
 NOT_QWEN2 = ("model_type", "architectures", "auto_map", "_name_or_path", "transformers_version")
-DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
 
 
 @dataclass
@@ -92,6 +91,10 @@ class R1OmniFiles:
         if not config_file.exists():
             raise CheckpointError(config_file, "R1-Omni/HumanOmni checkpoint folder has no config.json")
         config = json.loads(config_file.read_text())
+        kind = config.get("mm_projector_type", "all_in_one_small")
+        if kind != "all_in_one_small":
+            raise CheckpointError(config_file, f"mm_projector_type {kind!r}: only HumanOmni's 'all_in_one_small' "
+                                               "(R1-Omni, HumanOmni-0.5B/7B) is implemented")
         options = options_of(folder, CONFIG_FILE)
         towers = {}
         for key, (config_key, default) in TOWERS.items():
@@ -114,6 +117,34 @@ def qwen2_config(config: dict):
     from transformers import Qwen2Config
 
     return Qwen2Config(**{k: v for k, v in config.items() if k not in NOT_QWEN2})
+
+
+def load_heads(tensors: TensorFile) -> tuple[AllInOneSmall, nn.Module, nn.Sequential]:
+    """``model.mm_projector``, ``model.audio_projector`` (mlp2x_gelu or linear) and ``model.bert_gate``,
+    shaped from their tensors."""
+    source = tensors.source
+    state = tensors.with_prefix("model.mm_projector.")
+    try:
+        projector = AllInOneSmall(**projector_dims(state))
+    except KeyError as err:
+        raise CheckpointError(source, f"missing key 'model.mm_projector.{err.args[0]}'") from err
+    load_exactly(projector, state, source, "model.mm_projector.")
+    state = tensors.with_prefix("model.audio_projector.")
+    if "0.weight" in state:  # mlp2x_gelu, as released
+        audio_projector = mlp2x_gelu(state["0.weight"].shape[1], state["0.weight"].shape[0])
+    elif "weight" in state:  # linear
+        audio_projector = nn.Linear(state["weight"].shape[1], state["weight"].shape[0])
+    else:
+        raise CheckpointError(source, "missing key 'model.audio_projector.0.weight'")
+    load_exactly(audio_projector, state, source, "model.audio_projector.")
+    state = tensors.with_prefix("model.bert_gate.")
+    for key in ("0.weight", "2.weight"):
+        if key not in state:
+            raise CheckpointError(source, f"missing key 'model.bert_gate.{key}'")
+    hidden, bert_width = state["0.weight"].shape
+    gate = nn.Sequential(nn.Linear(bert_width, hidden), nn.GELU(), nn.Linear(hidden, state["2.weight"].shape[0]))
+    load_exactly(gate, state, source, "model.bert_gate.")
+    return projector, audio_projector, gate
 
 
 class R1OmniModel(nn.Module, ModelAdapter):
@@ -146,11 +177,7 @@ class R1OmniModel(nn.Module, ModelAdapter):
                                   WhisperFeatureExtractor, WhisperForAudioClassification)
 
         files = R1OmniFiles.locate(path)
-        dtype = dtype or files.options.get("dtype", "auto")
-        if isinstance(dtype, str) and dtype != "auto":
-            if dtype not in DTYPES:
-                raise CheckpointError(files.folder / CONFIG_FILE, f"dtype {dtype!r}: expected auto or {sorted(DTYPES)}")
-            dtype = DTYPES[dtype]
+        dtype = torch_dtype(dtype or files.options.get("dtype", "auto"), files.folder / CONFIG_FILE)
         tensors = TensorFile(files.folder)
         with quiet_loading():  # the projector keys are "unexpected" to Qwen2; they are checked below
             backbone, info = Qwen2ForCausalLM.from_pretrained(files.folder, config=qwen2_config(files.config),
@@ -160,26 +187,7 @@ class R1OmniModel(nn.Module, ModelAdapter):
             raise CheckpointError(tensors.source, f"missing key {sorted(missing)[0]!r} of the Qwen2 language model")
         dtype = next(backbone.parameters()).dtype
 
-        projector_state = tensors.with_prefix("model.mm_projector.")
-        try:
-            projector = AllInOneSmall(**projector_dims(projector_state))
-        except KeyError as err:
-            raise CheckpointError(tensors.source, f"missing key 'model.mm_projector.{err.args[0]}'") from err
-        load_exactly(projector, projector_state, tensors.source, "model.mm_projector.")
-        audio_state = tensors.with_prefix("model.audio_projector.")
-        if "0.weight" in audio_state:  # mlp2x_gelu, as released
-            audio_projector = mlp2x_gelu(audio_state["0.weight"].shape[1], audio_state["0.weight"].shape[0])
-        elif "weight" in audio_state:  # linear
-            audio_projector = nn.Linear(audio_state["weight"].shape[1], audio_state["weight"].shape[0])
-        else:
-            raise CheckpointError(tensors.source, "missing key 'model.audio_projector.0.weight'")
-        load_exactly(audio_projector, audio_state, tensors.source, "model.audio_projector.")
-        gate_state = tensors.with_prefix("model.bert_gate.")
-        if "0.weight" not in gate_state or "2.weight" not in gate_state:
-            raise CheckpointError(tensors.source, "missing key 'model.bert_gate.0.weight' / '2.weight'")
-        hidden, bert_width = gate_state["0.weight"].shape
-        bert_gate = nn.Sequential(nn.Linear(bert_width, hidden), nn.GELU(), nn.Linear(hidden, gate_state["2.weight"].shape[0]))
-        load_exactly(bert_gate, gate_state, tensors.source, "model.bert_gate.")
+        projector, audio_projector, bert_gate = load_heads(tensors)
 
         with quiet_loading():
             bert = BertModel.from_pretrained(files.bert).eval()

@@ -44,6 +44,18 @@ def resolve(folder: Path, value, what: str, key: str, config_file: str) -> Path:
     return path
 
 
+DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
+
+
+def torch_dtype(value, source):
+    """``"auto"`` (the checkpoint's own dtype), a ``torch.dtype``, or one of :data:`DTYPES` by name."""
+    if not isinstance(value, str) or value == "auto":
+        return value
+    if value not in DTYPES:
+        raise CheckpointError(source, f"dtype {value!r}: expected auto or one of {sorted(DTYPES)}")
+    return DTYPES[value]
+
+
 def fingerprint(path) -> dict:
     """Name, size and modification time of a file (or the files of a folder): enough to tell checkpoints apart."""
     path = Path(path)
