@@ -270,16 +270,17 @@ class EmotionLlamaModel(nn.Module, ModelAdapter):
         return before, after
 
     def frame_of(self, sample: Sample) -> np.ndarray:
-        """The first frame of the sample's video (or its image)."""
+        """The first frame of the sample's video (its image when it has no video)."""
         extra = sample.extra
         try:
-            if "image" in extra:
-                return np.asarray(extra["image"])
             if "video" in extra:
                 return extra["video"].frames[0]
-            for key in ("image_path", "video_path"):
-                if key in extra:
-                    return media.first_frame(extra[key])
+            if "video_path" in extra:
+                return media.first_frame(extra["video_path"])
+            if "image" in extra:
+                return np.asarray(extra["image"])
+            if "image_path" in extra:
+                return media.first_frame(extra["image_path"])
         except media.MediaError as err:
             raise SampleError(sample.id, "video", str(err)) from err
         raise SampleError(sample.id, "video", "Emotion-LLaMA needs the clip's video (or an image) for its EVA tokens")
