@@ -7,6 +7,12 @@ Builds randomly initialised models with the dimensions of
 - ``qwen2_5_omni``: the Qwen2.5-Omni-7B thinker (28 layers, 28 heads, 4 KV heads, d=3584, with its
   32-layer audio and vision towers), fed a 20-frame 280x560 video (about 2,000 video tokens) with
   4 s of audio interleaved (100 audio tokens) through the real processor code,
+- ``emotion_llama``: Emotion-LLaMA as released — EVA ViT-g (39 layers, d=1408, 448 px) on a
+  360x640 frame, its projectors and LLaMA-2-7B — through the ``emotion_llama`` adapter (260
+  feature tokens: 256 image, FaceMAE, VideoMAE, HuBERT, CLS),
+- ``r1_omni``: R1-Omni / HumanOmni-0.5B — Qwen2-0.5B (24 layers, d=896), SigLIP-base (8 frames at
+  224 px), the Whisper-large-v3 encoder (32 layers, d=1280, 30 s), BERT-base and the
+  all_in_one_small projector — through the ``r1_omni`` adapter (392 visual + 500 audio tokens),
 
 and times, for one batch: input preparation, plain greedy generation (SDPA, no probe), ``modbias.trace``
 (generation + the probe's rows pass) and ``modbias.trace`` under AR.  Peak memory is CUDA's
@@ -14,8 +20,12 @@ and times, for one batch: input preparation, plain greedy generation (SDPA, no p
 the CPU numbers are a smoke test, not a measurement.  Nothing is downloaded: tokenizer and
 processor files come from :func:`modbias.testing.make_tiny_checkpoint`.
 
-    python analyses/bench_real_size.py --device cuda                    # both families, real size
-    python analyses/bench_real_size.py --device cpu --scale 0.03        # smoke test (about a minute)
+    python analyses/bench_real_size.py --device cuda                          # all four families, real size
+    python analyses/bench_real_size.py --device cuda --family emotion_llama   # one family
+    python analyses/bench_real_size.py --device cpu --scale 0.03              # smoke test (a few minutes)
+
+Every phase also prints the GPU's name.  The released families are built from their adapter
+classes with random weights in memory (no multi-GB files are written).
 """
 
 from __future__ import annotations
@@ -43,6 +53,16 @@ QWEN_OMNI_7B_TEXT = dict(hidden_size=3584, intermediate_size=18944, num_hidden_l
                          num_key_value_heads=4, vocab_size=152064, max_position_embeddings=32768)
 QWEN_OMNI_7B_AUDIO = dict(d_model=1280, encoder_layers=32, encoder_attention_heads=20, encoder_ffn_dim=5120)
 QWEN_OMNI_7B_VISION = dict(hidden_size=1280, depth=32, num_heads=16, intermediate_size=3420)
+EVA_G = dict(width=1408, depth=39, heads=16, mlp_hidden=6144, patch=14, image_size=448)
+QWEN2_05B = dict(hidden_size=896, intermediate_size=4864, num_hidden_layers=24, num_attention_heads=14,
+                 num_key_value_heads=2, vocab_size=151936, max_position_embeddings=32768, tie_word_embeddings=True,
+                 rope_theta=1e6)
+SIGLIP_BASE = dict(hidden_size=768, intermediate_size=3072, num_hidden_layers=12, num_attention_heads=12,
+                   image_size=224, patch_size=16)
+WHISPER_LARGE_ENCODER = dict(d_model=1280, encoder_layers=32, encoder_attention_heads=20, encoder_ffn_dim=5120,
+                             num_mel_bins=128, max_source_positions=1500)
+BERT_BASE = dict(hidden_size=768, num_hidden_layers=12, num_attention_heads=12, intermediate_size=3072,
+                 vocab_size=30522)
 EMOTION_LLAMA_STREAMS = {"eva": ("visual", 256, 5632, "linear"), "face_mae": ("visual", 1, 1024, "linear"),
                          "video_mae": ("visual", 1, 1024, "linear"), "hubert": ("audio", 1, 1024, "linear"),
                          "eva_cls": ("visual", 1, 1408, "linear")}
@@ -62,6 +82,12 @@ def attention_dims(heads: int, kv_heads: int, head_dim: int, scale: float) -> tu
     return n, n // ratio, 32
 
 
+def llama2_7b_dims(scale: float) -> dict:
+    heads, kv, head_dim = attention_dims(32, 32, 128, scale)
+    return dict(LLAMA2_7B, hidden_size=heads * head_dim, num_attention_heads=heads, num_key_value_heads=kv,
+                num_hidden_layers=scaled(32, scale, 2), intermediate_size=scaled(11008, scale, 64, 64))
+
+
 # -- models ---------------------------------------------------------------------------------------
 def features_model(scale: float, device: str, dtype: torch.dtype, tmp: Path):
     from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
@@ -69,9 +95,7 @@ def features_model(scale: float, device: str, dtype: torch.dtype, tmp: Path):
     from modbias.models.features import FeatureConfig, FeatureModel
     from modbias.testing import tiny_features_config
 
-    heads, kv, head_dim = attention_dims(32, 32, 128, scale)
-    text = dict(LLAMA2_7B, hidden_size=heads * head_dim, num_attention_heads=heads, num_key_value_heads=kv,
-                num_hidden_layers=scaled(32, scale, 2), intermediate_size=scaled(11008, scale, 64, 64))
+    text = llama2_7b_dims(scale)
     tiny = make_tiny_checkpoint("features", tmp / "features")
     tokenizer = AutoTokenizer.from_pretrained(tiny)
     spec = tiny_features_config()
@@ -155,6 +179,101 @@ def qwen_samples(n: int, scale: float) -> list[Sample]:
     return out
 
 
+def emotion_llama_model(scale: float, device: str, dtype: torch.dtype, tmp: Path):
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    from modbias.models.emotion_llama import PROJECTORS, EmotionLlamaModel
+    from modbias.models.eva_vit import EvaViT
+
+    text = llama2_7b_dims(scale)
+    tokenizer = AutoTokenizer.from_pretrained(make_tiny_checkpoint("emotion_llama", tmp / "el") / "Llama-2-7b-chat-hf")
+    eva_heads = max(1, scaled(EVA_G["heads"], scale))
+    eva = dict(EVA_G, width=88 * eva_heads, heads=eva_heads, depth=scaled(EVA_G["depth"], scale),
+               mlp_hidden=scaled(EVA_G["mlp_hidden"], scale, 64, 64))  # 448 px, 1024 patches at every scale
+    d, w, f = text["hidden_size"], eva["width"], scaled(1024, scale, 8, 8)
+    shapes = {"llama_proj": (4 * w, d), "cls_tk_llama_proj": (w, d),
+              **{f"feats_llama_proj{i}": (f, d) for i in (1, 2, 3)}}
+    with torch.device(device), default_dtype(dtype):
+        backbone = LlamaForCausalLM(LlamaConfig(**text, pad_token_id=0, bos_token_id=1, eos_token_id=2,
+                                                attn_implementation="sdpa")).to(dtype).eval()
+        model = EmotionLlamaModel(backbone, tokenizer, EvaViT(**eva).to(dtype).eval(),
+                                  torch.nn.ModuleDict({n: torch.nn.Linear(*shapes[n]) for n in PROJECTORS}).to(dtype))
+    return model.eval(), dict(text, eva_depth=eva["depth"], eva_width=w)
+
+
+def emotion_llama_samples(model, n: int) -> list[Sample]:
+    rng = np.random.default_rng(0)
+    out = []
+    for i in range(n):
+        dims = model.feature_dims
+        visual, v_meta = pack_streams(f"s{i}", "visual", {s: rng.standard_normal(dims[s]).astype(np.float32)
+                                                          for s in ("face_mae", "video_mae")})
+        audio, a_meta = pack_streams(f"s{i}", "audio", {"hubert": rng.standard_normal(dims["hubert"]).astype(np.float32)})
+        frame = (rng.random((360, 640, 3)) * 255).astype(np.uint8)
+        out.append(Sample(f"s{i}", "consistent", "happy", visual, audio,
+                          subtitle="i did not think it would be like this today",
+                          extra={"streams": {"visual": v_meta, "audio": a_meta}, "rows": {"visual": 2, "audio": 1},
+                                 "image": frame}))
+    return out
+
+
+def r1_omni_model(scale: float, device: str, dtype: torch.dtype, tmp: Path):
+    from transformers import (AutoImageProcessor, AutoTokenizer, BertConfig, BertModel, Qwen2Config, Qwen2ForCausalLM,
+                              SiglipVisionConfig, SiglipVisionModel, WhisperConfig, WhisperFeatureExtractor)
+    from transformers.models.whisper.modeling_whisper import WhisperEncoder
+
+    from modbias.models.humanomni_parts import AllInOneSmall, mlp2x_gelu
+    from modbias.models.r1_omni import R1OmniModel
+
+    tiny = make_tiny_checkpoint("r1_omni", tmp / "r1")
+    heads, kv, head_dim = attention_dims(14, 2, 64, scale)
+    text = dict(QWEN2_05B, hidden_size=heads * head_dim, num_attention_heads=heads, num_key_value_heads=kv,
+                num_hidden_layers=scaled(24, scale, 2), intermediate_size=scaled(4864, scale, 64, 64))
+
+    def tower(dims: dict, width: str, layers: str, heads_key: str, ffn: str, head_size: int) -> dict:
+        n = max(2, scaled(dims[heads_key], scale, 2))
+        return dict(dims, **{width: n * head_size, heads_key: n, layers: scaled(dims[layers], scale),
+                             ffn: scaled(dims[ffn], scale, 64, 64)})
+
+    vision = tower(SIGLIP_BASE, "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size", 64)
+    audio = tower(WHISPER_LARGE_ENCODER, "d_model", "encoder_layers", "encoder_attention_heads", "encoder_ffn_dim", 64)
+    bert = tower(BERT_BASE, "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size", 64)
+    d = text["hidden_size"]
+    with torch.device(device), default_dtype(dtype):
+        llm = Qwen2ForCausalLM(Qwen2Config(**text, attn_implementation="sdpa")).to(dtype).eval()
+        parts = dict(vision=SiglipVisionModel(SiglipVisionConfig(**vision)).eval(),
+                     audio_encoder=WhisperEncoder(WhisperConfig(**audio)).eval(),
+                     bert=BertModel(BertConfig(**bert)).eval(),
+                     projector=AllInOneSmall(vision["hidden_size"], d, depth=2),
+                     audio_projector=mlp2x_gelu(audio["d_model"], d),
+                     bert_gate=torch.nn.Sequential(torch.nn.Linear(bert["hidden_size"], 3584), torch.nn.GELU(),
+                                                   torch.nn.Linear(3584, 3)))
+        parts = {k: v.to(dtype) for k, v in parts.items()}
+    model = R1OmniModel(llm, AutoTokenizer.from_pretrained(tiny), parts["vision"],
+                        AutoImageProcessor.from_pretrained(tiny / "siglip-base-patch16-224"), parts["audio_encoder"],
+                        WhisperFeatureExtractor.from_pretrained(tiny / "whisper-large-v3"), parts["bert"],
+                        AutoTokenizer.from_pretrained(tiny / "bert-base-uncased"), parts["projector"],
+                        parts["audio_projector"], parts["bert_gate"])
+    return model.eval(), dict(text, vision_layers=vision["num_hidden_layers"], audio_layers=audio["encoder_layers"])
+
+
+def r1_omni_samples(n: int) -> list[Sample]:
+    rng = np.random.default_rng(0)
+    out = []
+    for i in range(n):
+        video = media.Video((rng.random((40, 360, 640, 3)) * 255).astype(np.uint8), fps=10.0)
+        wave = (0.1 * rng.standard_normal(4 * media.AUDIO_RATE)).astype(np.float32)
+        out.append(Sample(f"s{i}", "consistent", "happy", np.zeros((1, 0), np.float32), np.zeros((1, 0), np.float32),
+                          extra={"video": video, "audio": wave}))
+    return out
+
+
+BUILDERS = {"features": (features_model, lambda model, args: features_samples(model, args.batch)),
+            "qwen2_5_omni": (qwen_model, lambda model, args: qwen_samples(args.batch, args.scale)),
+            "emotion_llama": (emotion_llama_model, lambda model, args: emotion_llama_samples(model, args.batch)),
+            "r1_omni": (r1_omni_model, lambda model, args: r1_omni_samples(args.batch))}
+
+
 # -- measurement ------------------------------------------------------------------------------------
 class default_dtype:
     """Build weights directly in ``dtype`` (a 7B model in float32 first would need twice the memory)."""
@@ -187,17 +306,15 @@ def measure(device: str, fn):
 def run_family(family: str, args, tmp: Path) -> list[dict]:
     dtype = torch.bfloat16 if args.device.startswith("cuda") else torch.float32
     torch.manual_seed(0)
-    if family == "features":
-        model, dims = features_model(args.scale, args.device, dtype, tmp)
-        samples = features_samples(model, args.batch)
-    else:
-        model, dims = qwen_model(args.scale, args.device, dtype, tmp)
-        samples = qwen_samples(args.batch, args.scale)
+    build, make_samples = BUILDERS[family]
+    (model, dims), t_build, _ = measure(args.device, lambda: build(args.scale, args.device, dtype, tmp))
+    samples = make_samples(model, args)
     batch, t_prep, m_prep = measure(args.device, lambda: model.prepare(samples))
     layout = batch.layouts[0]
     print(f"\n{family}: {dims['num_hidden_layers']} layers, {dims['num_attention_heads']} heads, "
           f"d={dims['hidden_size']}; prompt {layout.prompt_len} tokens ({layout.n_visual} visual, "
-          f"{layout.n_audio} audio), batch {args.batch}, {args.new_tokens} new tokens, {dtype}, {args.device}")
+          f"{layout.n_audio} audio), batch {args.batch}, {args.new_tokens} new tokens, {dtype}, {device_name(args.device)}"
+          f"; random weights built in {t_build:.1f} s")
     rows = [{"phase": "prepare inputs", "seconds": t_prep, "peak_gib": m_prep}]
     _, t_gen, m_gen = measure(args.device, lambda: model.generate(batch, args.new_tokens))  # SDPA, no probe
     rows.append({"phase": "plain generate", "seconds": t_gen, "peak_gib": m_gen})
@@ -219,21 +336,26 @@ def run_family(family: str, args, tmp: Path) -> list[dict]:
     del model, batch
     if args.device.startswith("cuda"):
         torch.cuda.empty_cache()
-    return [{"family": family, **row} for row in rows]
+    return [{"family": family, "device": device_name(args.device), **row} for row in rows]
+
+
+def device_name(device: str) -> str:
+    return torch.cuda.get_device_name(torch.device(device)) if device.startswith("cuda") else "cpu"
 
 
 def main(argv=None) -> list[dict]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--scale", type=float, default=1.0, help="shrink widths, depths and token counts (CPU smoke)")
-    parser.add_argument("--family", default="both", choices=("both", "features", "qwen2_5_omni"))
+    parser.add_argument("--family", default="all", choices=("all", "both", *BUILDERS),
+                        help="one family; 'both' = features and qwen2_5_omni, 'all' = every family")
     parser.add_argument("--batch", type=int, default=1)
     parser.add_argument("--new-tokens", type=int, default=32)
     parser.add_argument("--json", type=Path, default=None, help="also write the rows as JSON")
     args = parser.parse_args(argv)
     if args.device == "cpu":
         torch.set_num_threads(min(torch.get_num_threads(), 2) or 1)
-    families = ("features", "qwen2_5_omni") if args.family == "both" else (args.family,)
+    families = {"all": tuple(BUILDERS), "both": ("features", "qwen2_5_omni")}.get(args.family, (args.family,))
     results = []
     with tempfile.TemporaryDirectory() as tmp:
         for family in families:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import bisect
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 CLASSES = ("angry", "happy", "surprise", "fear", "sad", "worry", "neutral", "doubt", "contempt")
 
@@ -44,6 +44,7 @@ class EmotionMention:
     emotion: str
     word: str
     token_index: int
+    start: int = field(default=-1, compare=False)  # character offset in the generated text
 
 
 def find_emotions(pieces: list[str]) -> list[EmotionMention]:
@@ -59,8 +60,24 @@ def find_emotions(pieces: list[str]) -> list[EmotionMention]:
     out = []
     for match in _PATTERN.finditer(text):
         token = bisect.bisect_right(starts, match.start()) - 1
-        out.append(EmotionMention(WORD_TO_CLASS[match.group(1).lower()], match.group(1), token))
+        out.append(EmotionMention(WORD_TO_CLASS[match.group(1).lower()], match.group(1), token, match.start()))
     return out
+
+
+def answer_mention(pieces: list[str], mentions: list[EmotionMention],
+                   answer_tag: str | None = None) -> EmotionMention | None:
+    """The conclusion's emotion word among ``mentions`` (from :func:`find_emotions` on ``pieces``).
+
+    Without ``answer_tag``: the last emotion word.  With one (R1-Omni's ``<answer>``): the first
+    emotion word after the tag's first occurrence, and ``None`` when the text has no tag (a
+    generation cut off inside ``<think>`` has not answered yet) or no emotion word after it.
+    """
+    if not answer_tag:
+        return mentions[-1] if mentions else None
+    at = "".join(pieces).find(answer_tag)
+    if at < 0:
+        return None
+    return next((m for m in mentions if m.start >= at + len(answer_tag)), None)
 
 
 def parse_prediction(text: str) -> str | None:

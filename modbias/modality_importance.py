@@ -54,7 +54,7 @@ implied by the generator's cues is 0.25 (remove), 0.24 (zeros), 0.24
 (mean) and 0.50 (noise); only ``noise`` lets audio-only answers name the
 audio cue (64 % vs 9-16 %).
 
-Processor-based families (Qwen2.5-Omni, LLaVA: :data:`PROCESSOR_FAMILIES`)
+Media-reading families (Qwen2.5-Omni, LLaVA, Emotion-LLaMA, R1-Omni: :data:`PROCESSOR_FAMILIES`)
 read media from ``sample.extra`` and treat the ``visual``/``audio`` rows as
 media copies, so only ``remove`` applies (zero rows = left out, as in PAI's
 visual-free branch).  ``mean``/``noise`` statistics are pooled over all
@@ -94,7 +94,7 @@ from modbias.tracing import Decoded, generate_under
 CONDITIONS = ("audio_visual", "audio_only", "visual_only")
 MI_LABELS = ("audio", "visual", "both", "neither")
 ABLATIONS = ("remove", "zeros", "mean", "noise")
-PROCESSOR_FAMILIES = ("qwen2_5_omni", "llava")  # fed raw media: sample rows count media copies
+PROCESSOR_FAMILIES = ("qwen2_5_omni", "llava", "emotion_llama", "r1_omni")  # fed raw media: rows count copies
 
 
 # -- the rule -----------------------------------------------------------------

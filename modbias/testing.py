@@ -23,7 +23,7 @@ import torch
 
 from modbias.emotions import CLASSES
 
-FAMILIES = ("features", "qwen2_5_omni", "llava")
+FAMILIES = ("features", "qwen2_5_omni", "llava", "emotion_llama", "r1_omni")
 WORDS = (CLASSES + ("worried", "the", "person", "in", "video", "says", "what", "emotion", "does", "express", "face",
                     "looks", "voice", "sounds", "so", "feels", "and", "a", "is", "please", "determine", "which",
                     "label", "it", "i", "you", "not", "here", "now", "subtitle", "answer", "because"))
@@ -135,20 +135,26 @@ def _boost_emotions(lm_head: torch.nn.Module, tokenizer, factor: float = 6.0) ->
 
 
 # -- checkpoints --------------------------------------------------------------------------------
-def make_tiny_checkpoint(family: str, path, *, seed: int = 0, backbone: str = "llama", eva_tokens: int = 8) -> Path:
+def make_tiny_checkpoint(family: str, path, *, seed: int = 0, backbone: str = "llama", eva_tokens: int = 8,
+                         peft_default: bool = False) -> Path:
     """Write a complete, loadable tiny checkpoint of ``family`` to ``path`` (returned).
 
     ``features``: an HF causal LM (``backbone`` ``llama`` or ``qwen2``) + projectors + ``modbias_features.json``;
     ``qwen2_5_omni``: a full-format Qwen2.5-Omni checkpoint (thinker weights, processor files);
-    ``llava``: a LLaVA-1.5-format checkpoint (CLIP vision tower, LLaMA text model, processor).
+    ``llava``: a LLaVA-1.5-format checkpoint (CLIP vision tower, LLaMA text model, processor);
+    ``emotion_llama`` / ``r1_omni``: the released layouts (:mod:`modbias.testing_released`;
+    ``peft_default`` writes Emotion-LLaMA's LoRA keys with newer peft's ``.default`` segment).
     """
     if family not in FAMILIES:
         raise ValueError(f"unknown family {family!r}; available: {FAMILIES}")
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(seed)
-    {"features": _tiny_features, "qwen2_5_omni": _tiny_qwen_omni, "llava": _tiny_llava}[family](
-        path, backbone=backbone, eva_tokens=eva_tokens)
+    from modbias.testing_released import tiny_emotion_llama, tiny_r1_omni
+
+    makers = {"features": _tiny_features, "qwen2_5_omni": _tiny_qwen_omni, "llava": _tiny_llava,
+              "emotion_llama": tiny_emotion_llama, "r1_omni": tiny_r1_omni}
+    makers[family](path, backbone=backbone, eva_tokens=eva_tokens, peft_default=peft_default)
     return path
 
 

@@ -23,7 +23,7 @@ import xarray as xr
 
 from modbias import __version__
 from modbias.data.sample import Sample
-from modbias.emotions import find_emotions
+from modbias.emotions import answer_mention, find_emotions
 from modbias.hf_compat import crop_cache, with_cache
 from modbias.layout import batch_masks
 from modbias.metrics import modality_sums, with_metrics
@@ -66,7 +66,9 @@ def decode_generation(model: ModelAdapter, generated: torch.Tensor) -> list[Deco
     """Text, emotion steps and prediction of each generated row.
 
     ``first`` is the first emotion word (y_k of Eq. 1); ``answer`` is the
-    conclusion's, i.e. the last emotion word, which is also the prediction.
+    conclusion's, which is also the prediction: the last emotion word, or for
+    a model with an ``answer_tag`` (R1-Omni) the first one inside its answer
+    (:func:`modbias.emotions.answer_mention`).
     """
     out = []
     lengths = generated_mask(generated, model.eos_token_id).sum(-1)
@@ -74,9 +76,9 @@ def decode_generation(model: ModelAdapter, generated: torch.Tensor) -> list[Deco
         ids = [t for t in row[:n] if t != model.eos_token_id]
         pieces = model.token_pieces(ids)
         mentions = find_emotions(pieces)
-        steps = {"first": mentions[0].token_index, "answer": mentions[-1].token_index} if mentions else \
-            {"first": -1, "answer": -1}
-        out.append(Decoded(ids, "".join(pieces).strip(), mentions[-1].emotion if mentions else "", steps))
+        answer = answer_mention(pieces, mentions, getattr(model, "answer_tag", None))
+        steps = {"first": mentions[0].token_index if mentions else -1, "answer": answer.token_index if answer else -1}
+        out.append(Decoded(ids, "".join(pieces).strip(), answer.emotion if answer else "", steps))
     return out
 
 

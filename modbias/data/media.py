@@ -125,6 +125,61 @@ def load_audio(path, sampling_rate: int = AUDIO_RATE) -> np.ndarray:
     return np.concatenate(chunks).astype(np.float32)
 
 
+def first_frame(path) -> np.ndarray:
+    """The first frame ``[H, W, 3]`` of a video file, an image, or a folder of images (Emotion-LLaMA's input)."""
+    path = _existing(path)
+    if path.is_dir() or path.suffix.lower() in IMAGE_SUFFIXES:
+        return load_video(path).frames[0]
+    av = _av()
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.video:
+                raise MediaError(f"{path} has no video stream")
+            for frame in container.decode(container.streams.video[0]):
+                return frame.to_ndarray(format="rgb24")
+    except av.error.FFmpegError as err:
+        raise MediaError(f"cannot decode video {path}: {err}") from err
+    raise MediaError(f"{path} has no decodable frames")
+
+
+def segment_midpoints(n_frames: int, count: int) -> np.ndarray:
+    """HumanOmni's uniform sampling: the rounded midpoints of ``count`` equal segments of ``[0, n_frames - 1]``."""
+    if n_frames < 1:
+        raise MediaError("video has no frames")
+    size = (n_frames - 1) / count
+    return np.round(size * (np.arange(count) + 0.5) + 1e-6).astype(np.int64)
+
+
+def load_frames(path, count: int) -> np.ndarray:
+    """``count`` frames ``[count, H, W, 3]`` at :func:`segment_midpoints`, decoding the file once
+    and keeping only those frames."""
+    path = _existing(path)
+    if path.is_dir() or path.suffix.lower() in IMAGE_SUFFIXES:
+        frames = load_video(path).frames
+        return frames[segment_midpoints(len(frames), count)]
+    av = _av()
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.video:
+                raise MediaError(f"{path} has no video stream")
+            stream = container.streams.video[0]
+            total = stream.frames or sum(1 for _ in container.decode(stream))
+            wanted = segment_midpoints(total, count)
+            container.seek(0)
+            kept, wanted_set = {}, set(wanted.tolist())
+            for i, frame in enumerate(container.decode(stream)):
+                if i in wanted_set:
+                    kept[i] = frame.to_ndarray(format="rgb24")
+                if i >= wanted.max():
+                    break
+    except av.error.FFmpegError as err:
+        raise MediaError(f"cannot decode video {path}: {err}") from err
+    if not kept:
+        raise MediaError(f"{path} has no decodable frames")
+    last = kept[max(kept)]
+    return np.stack([kept.get(int(i), last) for i in wanted])
+
+
 def fps_frame_indices(n_frames: int, video_fps: float, fps: float = 2.0, factor: int = 2,
                       min_frames: int = 4, max_frames: int = 768) -> np.ndarray:
     """Frame indices sampled at ``fps`` (qwen-omni-utils' ``smart_nframes``): a multiple of

@@ -38,7 +38,20 @@ def _load_llava(path):
     return LlavaModel.load(path)
 
 
-FAMILIES = {"features": _load_features, "qwen2_5_omni": _load_qwen2_5_omni, "llava": _load_llava}
+def _load_emotion_llama(path):
+    from modbias.models.emotion_llama import EmotionLlamaModel
+
+    return EmotionLlamaModel.load(path)
+
+
+def _load_r1_omni(path):
+    from modbias.models.r1_omni import R1OmniModel
+
+    return R1OmniModel.load(path)
+
+
+FAMILIES = {"features": _load_features, "qwen2_5_omni": _load_qwen2_5_omni, "llava": _load_llava,
+            "emotion_llama": _load_emotion_llama, "r1_omni": _load_r1_omni}
 
 
 __all__ = ["ModelAdapter", "PreparedBatch", "Organism", "load_model"]
