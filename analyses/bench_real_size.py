@@ -15,7 +15,8 @@ Builds randomly initialised models with the dimensions of
   all_in_one_small projector — through the ``r1_omni`` adapter (392 visual + 500 audio tokens),
 
 and times, for one batch: input preparation, plain greedy generation (SDPA, no probe), ``modbias.trace``
-(generation + the probe's rows pass) and ``modbias.trace`` under AR.  Peak memory is CUDA's
+(generation + the probe's rows pass) and ``modbias.trace`` under AR — each once untimed (warm-up),
+then ``--repeats`` times interleaved, reporting the median.  Peak memory is CUDA's
 ``max_memory_allocated`` per phase on a GPU; on a CPU only the process's peak RSS is known, so
 the CPU numbers are a smoke test, not a measurement.  Nothing is downloaded: tokenizer and
 processor files come from :func:`modbias.testing.make_tiny_checkpoint`.
@@ -309,20 +310,29 @@ def run_family(family: str, args, tmp: Path) -> list[dict]:
     build, make_samples = BUILDERS[family]
     (model, dims), t_build, _ = measure(args.device, lambda: build(args.scale, args.device, dtype, tmp))
     samples = make_samples(model, args)
-    batch, t_prep, m_prep = measure(args.device, lambda: model.prepare(samples))
+    batch = model.prepare(samples)
     layout = batch.layouts[0]
     print(f"\n{family}: {dims['num_hidden_layers']} layers, {dims['num_attention_heads']} heads, "
           f"d={dims['hidden_size']}; prompt {layout.prompt_len} tokens ({layout.n_visual} visual, "
           f"{layout.n_audio} audio), batch {args.batch}, {args.new_tokens} new tokens, {dtype}, {device_name(args.device)}"
           f"; random weights built in {t_build:.1f} s")
-    rows = [{"phase": "prepare inputs", "seconds": t_prep, "peak_gib": m_prep}]
-    _, t_gen, m_gen = measure(args.device, lambda: model.generate(batch, args.new_tokens))  # SDPA, no probe
-    rows.append({"phase": "plain generate", "seconds": t_gen, "peak_gib": m_gen})
     common = dict(max_new_tokens=args.new_tokens, batch_size=args.batch)
-    ds, t_trace, m_trace = measure(args.device, lambda: modbias.trace(model, samples, **common))
-    rows.append({"phase": "trace", "seconds": t_trace, "peak_gib": m_trace})
-    _, t_ar, m_ar = measure(args.device, lambda: modbias.trace(model, samples, interventions=[make("ar")], **common))
-    rows.append({"phase": "trace + AR", "seconds": t_ar, "peak_gib": m_ar})
+    phases = {"prepare inputs": lambda: model.prepare(samples),
+              "plain generate": lambda: model.generate(batch, args.new_tokens),  # SDPA, no probe
+              "trace": lambda: modbias.trace(model, samples, **common),
+              "trace + AR": lambda: modbias.trace(model, samples, interventions=[make("ar")], **common)}
+    for phase in phases.values():  # warm-up: kernels, allocator, the probe's instrumentation
+        phase()
+    runs = {name: [] for name in phases}
+    for _ in range(args.repeats):  # interleaved, so drift of the machine hits every phase alike
+        for name, phase in phases.items():
+            out, seconds, peak = measure(args.device, phase)
+            runs[name].append((seconds, peak))
+            if name == "trace":
+                ds = out
+    rows = [{"phase": name, "seconds": float(np.median([t for t, _ in got])), "peak_gib": max(m for _, m in got)}
+            for name, got in runs.items()]
+    t_prep, t_gen = rows[0]["seconds"], rows[1]["seconds"]
     plain = t_prep + t_gen  # trace prepares its inputs itself
     for row in rows:
         ratio = f"   x{row['seconds'] / plain:.2f} of prepare + plain generate" if row["phase"].startswith("trace") else ""
@@ -351,6 +361,7 @@ def main(argv=None) -> list[dict]:
                         help="one family; 'both' = features and qwen2_5_omni, 'all' = every family")
     parser.add_argument("--batch", type=int, default=1)
     parser.add_argument("--new-tokens", type=int, default=32)
+    parser.add_argument("--repeats", type=int, default=3, help="timed runs per phase after one warm-up (median)")
     parser.add_argument("--json", type=Path, default=None, help="also write the rows as JSON")
     args = parser.parse_args(argv)
     if args.device == "cpu":
