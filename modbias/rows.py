@@ -51,7 +51,8 @@ def _check_steps(steps: Sequence[int]) -> list[int]:
 
 @torch.no_grad()
 def attention_rows(model, inputs, steps: Sequence[int] = (0,), layers: Sequence[int] | None = None,
-                   masks: Mapping[str, torch.Tensor] | None = None, pad_token_id: int | None = None) -> xr.DataArray:
+                   masks: Mapping[str, torch.Tensor] | None = None, pad_token_id: int | None = None,
+                   max_new_tokens: int | None = None) -> xr.DataArray:
     """Attention rows of generated steps ``steps`` of ``model`` on ``inputs``.
 
     Args:
@@ -59,8 +60,8 @@ def attention_rows(model, inputs, steps: Sequence[int] = (0,), layers: Sequence[
             probe attention for the call and restored afterwards.
         inputs: ``input_ids`` ``[T]`` or ``[B, T]`` (left-padded), or a tokenizer's output
             (a mapping with ``input_ids`` and optionally ``attention_mask``).
-        steps: generated-step indices k (0 = the first generated token); the model generates
-            ``max(steps) + 1`` tokens greedily.
+        steps: generated-step indices k (0 = the first generated token).
+        max_new_tokens: how many tokens to generate greedily (default and minimum ``max(steps) + 1``).
         layers: layer indices to keep (default: all).
         masks: optional modality masks ``name -> bool [B, T]`` over the prompt positions; each
             becomes a ``(sample, token)`` coordinate (False on generated positions), so e.g.
@@ -76,7 +77,7 @@ def attention_rows(model, inputs, steps: Sequence[int] = (0,), layers: Sequence[
     """
     ids, mask = _ids_and_mask(inputs)
     steps = _check_steps(steps)
-    n_prompt, n_new = ids.shape[1], max(steps) + 1
+    n_prompt, n_new = ids.shape[1], max(max(steps) + 1, max_new_tokens or 0)
     config = model.config.get_text_config()
     if pad_token_id is None:
         pad_token_id = getattr(model.generation_config, "pad_token_id", None) or 0
