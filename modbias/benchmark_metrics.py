@@ -8,6 +8,7 @@ synth      Table 1     the same, on the synthetic conflict benchmark
 emer       Table 2     Acc / Rec / Avg (%) with Y = the emotions of the reference reasoning
 mer2023    Table 3     weighted F1 over MER2023's six classes (a fraction, as the paper)
 dfew       Tables 4/12 per-class recall, UAR and WAR over DFEW's seven classes (%)
+coco       Table 13    CHAIR_s and CHAIR_i of image captions (fractions, :mod:`modbias.chair`)
 =========  ==========  ===============================================================
 
 Scoring reads only what a run stores (generated text, conclusion prediction,
@@ -30,6 +31,7 @@ import numpy as np
 import xarray as xr
 from rich.table import Table
 
+from modbias.chair import chair
 from modbias.data.readers import DFEW_CLASSES, DFEW_TO_CAMER
 from modbias.emotions import find_emotions
 from modbias.evaluation import deltas, recognition_metrics, sample_scores, subset_metrics
@@ -85,6 +87,12 @@ def _dfew(ds: xr.Dataset, **_) -> dict:
     return {"recall": recall, "uar": scores["uar"] * 100, "war": scores["war"] * 100, "n": len(truth)}
 
 
+def _coco(ds: xr.Dataset, **_) -> dict:
+    """Table 13: CHAIR_s / CHAIR_i of the stored captions against the stored ground-truth objects."""
+    truths = [set(filter(None, objects.split(";"))) for objects in np.asarray(ds.objects.values).astype(str)]
+    return chair(np.asarray(ds.text.values).astype(str), truths)
+
+
 @dataclass(frozen=True)
 class Evaluation:
     """How one benchmark is scored: the paper's table, its headline metrics, and the scorer."""
@@ -101,6 +109,7 @@ EVALUATIONS: dict[str, Evaluation] = {
     "emer": Evaluation("Table 2", ("acc", "rec", "avg"), _emer, True),
     "mer2023": Evaluation("Table 3", ("weighted_f1",), _mer2023, False),
     "dfew": Evaluation("Table 4", ("uar", "war"), _dfew, False),
+    "coco": Evaluation("Table 13", ("chair_s", "chair_i"), _coco, False),
 }
 
 
@@ -186,10 +195,10 @@ def run_summary(ds: xr.Dataset, baseline_path=None, baseline_summary: dict | Non
                 benchmark: str | None = None, **options) -> dict:
     """The summary a trace / intervene run stores: per-subset metrics (Table 1 style), the evaluation
     its benchmark calls for, and both as deltas against the baseline's summary when one is given."""
-    metrics = subset_metrics(ds, **check_options(options))
+    metrics = subset_metrics(ds, **check_options(options)) if "correct" in ds.variables else None  # emotion runs
     base_eval = (baseline_summary or {}).get("evaluation")
     return {"metrics": metrics, "baseline": str(baseline_path) if baseline_path else None,
-            "deltas": deltas(metrics, baseline_summary["metrics"]) if baseline_summary else None,
+            "deltas": deltas(metrics, baseline_summary["metrics"]) if metrics and baseline_summary else None,
             "evaluation": evaluate_run(ds, benchmark, baseline=base_eval, **options)}
 
 
@@ -224,6 +233,10 @@ def evaluation_rows(evaluation: dict) -> tuple[list[str], list[list[str]]]:
     if name == "emer":
         return ["Accuracy", "Recall", "Average", "n"], [
             [_cell(metrics[m], changes.get(m)) for m in ("acc", "rec", "avg")] + [str(metrics["n"])]]
+    if name == "coco":
+        return ["CHAIR_s", "CHAIR_i", "captions", "mentions"], [
+            [_cell(metrics[m], changes.get(m), True) for m in ("chair_s", "chair_i")]
+            + [str(metrics["captions"]), str(metrics["mentions"])]]
     if name == "mer2023":
         return ["F1 Score", "n"], [[_cell(metrics["weighted_f1"], changes.get("weighted_f1"), True),
                                     str(metrics["n"])]]

@@ -167,6 +167,7 @@ def mose_train(
 
 
 from modbias.cli_data import data_app  # noqa: E402
+from modbias.cli_chair import chair as _chair  # noqa: E402
 from modbias.cli_evaluate import evaluate as _evaluate  # noqa: E402
 from modbias.cli_migr import consistency as _consistency, drift as _drift, mi as _mi  # noqa: E402
 
@@ -175,6 +176,7 @@ app.command("mi")(_mi)
 app.command("drift")(_drift)
 app.command("consistency")(_consistency)
 app.command("evaluate")(_evaluate)
+app.command("chair")(_chair)
 
 if __name__ == "__main__":  # pragma: no cover
     app()
