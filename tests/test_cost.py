@@ -30,3 +30,11 @@ def test_table14_prints_four_configurations_and_ar_costs_the_same_on_top_of_mose
     # a fresh MoSE changes no output, so AR adds exactly the same work with or without it
     assert rows["mose+ar"]["flops"] - rows["mose"]["flops"] == pytest.approx(rows["ar"]["flops"] - rows["none"]["flops"])
     assert (tmp_path / "table14.md").read_text().count("\n|") == 6  # header, rule, four rows
+
+
+def test_table14_real_size_path_runs_shrunk_on_cpu(tmp_path):
+    table14.main(["--real-size", "--scale", "0.03", "--samples", "1", "--max-new-tokens", "2", "--out", str(tmp_path)])
+    record = json.loads((tmp_path / "table14.json").read_text())
+    assert record["model"] == "emotion-llama-size" and [r["params"].get("r") for r in record["rows"]] == \
+        [None, None, 8, 8]
+    assert record["rows"][3]["flops"] > record["rows"][0]["flops"]
