@@ -22,7 +22,7 @@ import torch
 import xarray as xr
 
 from modbias import __version__
-from modbias.benchmark_metrics import record_summary
+from modbias.benchmark_metrics import record_summary, run_summary
 from modbias.data.sample import Sample
 from modbias.emotions import find_emotions
 from modbias.hf_compat import with_cache
@@ -172,12 +172,13 @@ def trace_batch(model: ModelAdapter, probe: AttentionProbe, samples: list[Sample
         "prediction": ("sample", [d.prediction for d in decoded]),
         "correct": ("sample", [d.prediction == s.label for d, s in zip(decoded, samples)]),
         "text": ("sample", [d.text for d in decoded]),
-        "reference": ("sample", [str(s.extra.get("reference_reasoning", "")) for s in samples]),
         "emotion_step": (("sample", "at"), steps.numpy()),
         "found": (("sample", "at"), found.numpy()),
         "n_visual": ("sample", [lay.n_visual for lay in batch.layouts]),
         "n_audio": ("sample", [lay.n_audio for lay in batch.layouts]),
     }
+    if any("reference_reasoning" in s.extra for s in samples):  # EMER: the reference reasoning (Table 2's Y)
+        coords["reference"] = ("sample", [str(s.extra.get("reference_reasoning", "")) for s in samples])
     if config.save_rows:
         data.update(_unpadded_rows(rows, batch, masks, steps.clamp(min=0), found, capacity))
     return with_metrics(xr.Dataset(data, coords=coords), tau=config.tau)
@@ -235,6 +236,9 @@ def trace(model: ModelAdapter, data: Iterable[Sample], *, out: str | Path | None
                                                                list(interventions)),
                             out=out, config=run_config, kind=kind, batch_size=batch_size,
                             show_progress=show_progress)
-    if out is not None and kind == "trace" and ds.sizes.get("sample"):
-        record_summary(out, ds)  # the evaluation its benchmark calls for (intervene adds baseline deltas)
+    if kind == "trace" and ds.sizes.get("sample"):  # the evaluation its benchmark calls for (intervene: with deltas)
+        if out is not None:
+            record_summary(out, ds)
+        else:
+            ds.attrs["summary"] = run_summary(ds)
     return ds

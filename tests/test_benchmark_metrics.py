@@ -72,8 +72,8 @@ def test_deltas_and_options_are_checked():
     ds = _run("mer2023", ["happy"], ["happy"])
     with pytest.raises(EvaluationError, match="conclusion's label alone"):
         evaluate_run(ds, grouper=lambda w: w)
-    with pytest.raises(EvaluationError, match="no evaluation for benchmark 'coco'"):
-        evaluate_run(ds, "coco")
+    with pytest.raises(EvaluationError, match="no evaluation for benchmark 'imagenet'"):
+        evaluate_run(ds, "imagenet")
     summary = run_summary(ds, "cache/base", run_summary(_run("mer2023", ["happy"], ["sad"])))
     assert summary["evaluation"]["deltas"] == {"weighted_f1": 1.0}
 
