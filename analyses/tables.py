@@ -168,8 +168,9 @@ def table4(runs: list[Scored]) -> PaperTable:
     return table
 
 
-def table7(runs: list[Scored]) -> PaperTable:
-    """Designs alone, + PAI and + AR (newest run of each); arrows compare with the design alone."""
+def table7(runs: list[Scored], tau: float = 1.0) -> PaperTable:
+    """Designs alone, + PAI and + AR (the newest run of each; for AR the newest at ``tau``, the paper's
+    τ = 1, when there is one); arrows compare with the design alone."""
     conflict = [r for r in runs if EVALUATIONS[r.benchmark].table == "Table 1"]
     emer = [r for r in runs if r.benchmark == "emer"]
     table = PaperTable("Table 7", ["Design", "V.-Aligned", "A.-Aligned", "Consist.", "EMER"])
@@ -177,7 +178,8 @@ def table7(runs: list[Scored]) -> PaperTable:
     for design in designs:
         def newest(pool, method, design=design):
             found = [r for r in pool if r.design == design and (r.method or {}).get("name") == method]
-            return found[-1] if found else None
+            at_tau = [r for r in found if method == "ar" and float(r.method.get("tau", 1.0)) == tau]
+            return (at_tau or found or [None])[-1]
 
         alone = {"conflict": newest(conflict, None), "emer": newest(emer, None)}
         for method in (None, *METHODS):
@@ -227,9 +229,9 @@ def table14(cost_file: Path | None) -> PaperTable:
     return table
 
 
-def paper_tables(runs: list[RunInfo], cost_file: Path | None = None) -> list[PaperTable]:
+def paper_tables(runs: list[RunInfo], cost_file: Path | None = None, tau: float = 1.0) -> list[PaperTable]:
     scored = [s for s in (score(r) for r in runs) if s is not None]
-    return [table1(scored), table2(scored), table3(scored), table4(scored), table7(scored), table8(scored),
+    return [table1(scored), table2(scored), table3(scored), table4(scored), table7(scored, tau), table8(scored),
             table13(scored), table14(cost_file)]
 
 
@@ -238,10 +240,11 @@ def main(argv=None) -> None:
     parser.add_argument("--runs", type=Path, nargs="*", help="run stores; default: every run in --cache")
     parser.add_argument("--cache", type=Path, default=Path("cache"))
     parser.add_argument("--cost", type=Path, default=OUT / "table14.json", help="analyses/table14.py's JSON")
+    parser.add_argument("--tau", type=float, default=1.0, help="Table 7's AR runs: this τ (the paper's 1) if run")
     parser.add_argument("--out", type=Path, default=OUT)
     args = parser.parse_args(argv)
     runs = [run_info(p) for p in args.runs] if args.runs else scan(args.cache)
-    tables = paper_tables(runs, args.cost)
+    tables = paper_tables(runs, args.cost, args.tau)
     command = " ".join(["python", "analyses/tables.py", *(sys.argv[1:] if argv is None else argv)])
     title = f"MoSEAR paper tables from stored runs (`{command}`)"
     text = f"{title}\n\n" + "\n".join(t.markdown() for t in tables)
