@@ -10,7 +10,8 @@ time from a second pass after one warm-up sample.  Without --mose the MoSE is
 a fresh one of the default shape (its FLOPs and time do not depend on its
 weights).  ``--real-size`` replaces --model/--data by a randomly initialised
 Emotion-LLaMA-sized model (LLaMA-2-7B backbone, its 260 feature tokens;
-:mod:`analyses.bench_real_size`) and MoSE of the paper's rank r = 64.  Prints the table and writes table14.md and table14.json (numbers
+:mod:`analyses.bench_real_size`) and MoSE of the paper's rank r = 64.
+Prints the table and writes table14.md and table14.json (numbers
 with the command that made them) into --out.
 """
 
@@ -101,7 +102,8 @@ def main(argv=None) -> None:
     text, rows = table14(args)
     command = " ".join(["python", "analyses/table14.py", *(sys.argv[1:] if argv is None else argv)])
     device = torch.cuda.get_device_name() if args.device.startswith("cuda") else "CPU (1 thread)"
-    what = (f"a random Emotion-LLaMA-sized model (scale {args.scale:g}, {args.dtype if args.device != 'cpu' else 'float32'})"
+    dtype = args.dtype if args.device != "cpu" else "float32"
+    what = (f"a random Emotion-LLaMA-sized model (scale {args.scale:g}, {dtype})"
             if args.real_size else f"{args.model} on {args.data}")
     title = (f"Table 14 layout: cost per sample of {what}, {rows[0]['samples']} samples, "
              f"{args.max_new_tokens} new tokens, {device} (`{command}`)")

@@ -157,7 +157,8 @@ def table2(runs: list[Scored]) -> PaperTable:
 
 def table3(runs: list[Scored]) -> PaperTable:
     table = PaperTable("Table 3", ["Method", "F1 Score"])
-    table.rows += [(r.label, [r.cell("weighted_f1", digits=4)], [r.info.name]) for r in runs if r.benchmark == "mer2023"]
+    table.rows += [(r.label, [r.cell("weighted_f1", digits=4)], [r.info.name])
+                   for r in runs if r.benchmark == "mer2023"]
     return table
 
 

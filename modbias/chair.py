@@ -132,7 +132,8 @@ NOT_OBJECTS = ("train track", "train station", "bus stop", "bus station", "tenni
                "baseball diamond", "home plate", "cake stand", "computer desk")  # places and parts, not objects
 _IRREGULAR = {"men": "man", "women": "woman", "children": "child", "people": "people", "mice": "mouse",
               "geese": "goose", "oxen": "ox", "knives": "knife", "teeth": "tooth", "feet": "foot",
-              "wives": "wife", "calves": "calf", "ties": "tie", "tvs": "tv", "skis": "skis", "scissors": "scissors", "glasses": "glass",
+              "wives": "wife", "calves": "calf", "ties": "tie", "tvs": "tv", "skis": "skis",
+              "scissors": "scissors", "glasses": "glass",
               "buses": "bus", "bus": "bus", "ladies": "lady", "puppies": "puppy", "ponies": "pony",
               "sheep": "sheep", "cattle": "cattle", "species": "species", "series": "series"}
 _WORD = re.compile(r"[a-z]+")

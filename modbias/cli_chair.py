@@ -29,7 +29,8 @@ def chair(
     max_new_tokens: int = typer.Option(512, help="caption length (PAI's script: 512)"),
     batch_size: int = typer.Option(8, help="images per batch (the unit of resume)"),
     device: str = typer.Option("cpu"),
-    out: Optional[Path] = typer.Option(None, help="store path; default cache/chair-<model>-<method>-n<limit>-seed<seed>"),
+    out: Optional[Path] = typer.Option(None, help="store path; default "
+                                                  "cache/chair-<model>-<method>-n<limit>-seed<seed>"),
 ):
     """Caption COCO images ("Please help me describe the image in detail.") and print CHAIR_s / CHAIR_i."""
     import modbias

@@ -23,7 +23,8 @@ def test_instruction_for_fills_the_label_list_three_ways():
     emotion_llama = f"[emotion] Please determine which emotion label in the video represents: {EMOTION_LLAMA_LABELS}."
     assert instruction_for(emotion_llama, _sample(seven)).endswith(f"represents: {DFEW}.")
     assert instruction_for(emotion_llama, _sample()) == emotion_llama
-    assert instruction_for("Says {subtitle}. Pick one of {labels}.", _sample(seven)) == f"Says hello. Pick one of {DFEW}."
+    assert instruction_for("Says {subtitle}. Pick one of {labels}.", _sample(seven)) == \
+        f"Says hello. Pick one of {DFEW}."
     assert instruction_for("Says {subtitle}.", _sample(seven)) == \
         f"Says hello. Answer with one emotion label from: {DFEW}."
 
@@ -33,7 +34,8 @@ def test_dfew_samples_ask_a_features_and_a_llava_model_for_dfews_classes(tmp_pat
     assert bench[0].extra["label_options"] == DFEW.split(", ")
     ckpt = make_tiny_checkpoint("features", tmp_path / "features")
     features = modbias.load_model(f"features:{ckpt}")
-    sample = modbias.load_benchmark(f"camer:{write_camer_benchmark(tmp_path / 'c', 1, media=False, features=feature_streams(ckpt))}")[0]
+    camer = write_camer_benchmark(tmp_path / "c", 1, media=False, features=feature_streams(ckpt))
+    sample = modbias.load_benchmark(f"camer:{camer}")[0]
     text = "".join(c for kind, c, _ in features.segments(sample) if kind == "text")
     assert EMOTION_LLAMA_LABELS in text
     sample.extra["label_options"] = DFEW.split(", ")

@@ -28,7 +28,8 @@ def cache(tmp_path_factory):
                            ("mose+ar", {"tau": 1.0})):
         modbias.intervene(organism, synth, method, cache_dir=cache, max_new_tokens=8, **params)
     features = modbias.load_model(f"features:{make_tiny_checkpoint('features', root / 'features')}")
-    emer = modbias.load_benchmark(f"emer:{write_mer2023_benchmark(root / 'emer', features.path, reasons=['so sad', 'happy', 'worried'])}")
+    emer_root = write_mer2023_benchmark(root / "emer", features.path, reasons=["so sad", "happy", "worried"])
+    emer = modbias.load_benchmark(f"emer:{emer_root}")
     modbias.intervene(features, emer, "ar", cache_dir=cache, max_new_tokens=6, tau=0.0)
     mer = modbias.load_benchmark(f"mer2023:{write_mer2023_benchmark(root / 'mer', features.path)}")
     modbias.trace(features, mer, out=cache / "trace-mer", max_new_tokens=6)
