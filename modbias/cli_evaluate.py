@@ -17,6 +17,16 @@ from rich.console import Console
 console = Console()
 
 
+def baseline_path(run: Path, named: str | None) -> Path | None:
+    """The baseline a run's summary names: as written (relative to where the run was made), else beside the run."""
+    if not named:
+        return None
+    for candidate in (Path(named), run.parent / Path(named).name):
+        if candidate.exists():
+            return candidate
+    return None
+
+
 def evaluate(
     runs: List[Path] = typer.Argument(..., help="trace / intervene run stores"),
     benchmark: Optional[str] = typer.Option(None, "--as", help="score as camer | emer | mer2023 | dfew | synth "
@@ -33,10 +43,8 @@ def evaluate(
         options = {"grouper": load_grouper(grouper) if grouper else None, "scope": scope}
         for path in runs:
             ds = open_run(path)
-            base_path = (ds.attrs.get("summary") or {}).get("baseline")
-            base = None
-            if base_path and Path(base_path).exists():
-                base = run_summary(open_run(base_path), benchmark=benchmark, **options)
+            base_path = baseline_path(path, (ds.attrs.get("summary") or {}).get("baseline"))
+            base = run_summary(open_run(base_path), benchmark=benchmark, **options) if base_path else None
             summary = run_summary(ds, base_path, base, benchmark=benchmark, **options)
             console.print(evaluation_table(summary["evaluation"], title=str(path)))
             if write:

@@ -163,3 +163,16 @@ def test_intervene_stores_the_evaluation_with_deltas_and_evaluate_rescores(tmp_p
     bad = runner.invoke(app, ["evaluate", str(run), "--grouper", "nowhere:nothing"])
     assert bad.exit_code != 0 and "cannot be loaded" in bad.output
     json.dumps(summary)  # the stored summary stays plain JSON
+
+
+def test_evaluate_finds_the_baseline_beside_the_run_from_another_directory(tmp_path, features_ckpt, monkeypatch):
+    root = write_mer2023_benchmark(tmp_path / "mer", features_ckpt)
+    monkeypatch.chdir(tmp_path)  # the summary names the baseline relative to here: cache/baseline-...
+    result = runner.invoke(app, ["intervene", "--model", f"features:{features_ckpt}", "--data", f"mer2023:{root}",
+                                 "--method", "ar", "--tau", "0", "--max-new-tokens", "4"])
+    assert result.exit_code == 0, result.output
+    run = next(p for p in (tmp_path / "cache").iterdir() if p.name.startswith("intervene-"))
+    monkeypatch.chdir(tmp_path / "mer")
+    again = runner.invoke(app, ["evaluate", str(run)])
+    delta = read_manifest(run)["summary"]["evaluation"]["deltas"]["weighted_f1"]
+    assert again.exit_code == 0 and f"({delta:+.4f})" in again.output
