@@ -119,3 +119,26 @@ def test_chair_command_errors_are_clear(tmp_path):
     root = write_coco(tmp_path / "coco")
     result = runner.invoke(app, ["chair", "--model", "organism", "--coco", str(root), "--limit", "1"])
     assert result.exit_code != 0 and "image family" in str(result.exception)
+
+
+def test_chair_invariants_on_random_captions():
+    from hypothesis import given, settings, strategies as st
+
+    from modbias.chair import SYNONYMS
+
+    words = st.sampled_from(sorted({w for c, others in SYNONYMS.items() for w in (c, *others)} |
+                                   {"a", "the", "on", "next", "to", "and", "with", "sunny", "day"}))
+    captions = st.lists(st.lists(words, max_size=8).map(" ".join), min_size=1, max_size=5)
+
+    @settings(max_examples=60, deadline=None)
+    @given(captions, st.sets(st.sampled_from(sorted(SYNONYMS)), max_size=10))
+    def check(texts, truth):
+        scores = chair(texts, [truth] * len(texts))
+        assert 0 <= scores["chair_i"] <= 1 and 0 <= scores["chair_s"] <= 1
+        assert (scores["chair_s"] == 0) == (scores["hallucinated_mentions"] == 0)
+        assert chair(texts, [set(SYNONYMS)] * len(texts))["chair_s"] == 0  # everything is in the image
+        empty = chair(texts, [set()] * len(texts))  # nothing is: every mention is hallucinated
+        assert empty["hallucinated_mentions"] == empty["mentions"] == scores["mentions"]
+        assert empty["chair_s"] == sum(bool(mentions(t)) for t in texts) / len(texts)
+
+    check()
