@@ -67,3 +67,24 @@ def test_bad_labels_name_the_sample_and_the_column(tmp_path):
     (tmp_path / "labels.jsonl").write_text(json.dumps({"id": "a", "visual_label": "x"}) + "\n")
     result = runner.invoke(app, ["data", "camer-subsets", str(tmp_path / "labels.jsonl")])
     assert result.exit_code != 0 and "unknown label 'x'" in result.output
+
+
+def test_voting_rule_properties():
+    from hypothesis import given, strategies as st
+
+    from modbias.emotions import CLASSES
+
+    @given(st.sampled_from(CLASSES), st.sampled_from(CLASSES), st.sampled_from(CLASSES))
+    def check(v, a, m):
+        subset, label = assign_subset(v, a, m)
+        votes = [v, a, m]
+        majority = max(set(votes), key=votes.count) if len(set(votes)) < 3 else None
+        assert (subset == "fully_inconsistent") == (majority is None)
+        if label is not None:  # kept: the multimodal label is the majority, and the subset names who agrees
+            assert label == m == majority
+            assert subset == {(True, True): "consistent", (True, False): "video_aligned",
+                              (False, True): "audio_aligned"}[(v == m, a == m)]
+        else:
+            assert subset in ("fully_inconsistent", "unimodal_majority") and (majority is None or majority != m)
+
+    check()
