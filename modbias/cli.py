@@ -40,6 +40,7 @@ def trace(
 ):
     """Trace attention at the first emotion token; store per-sample, per-layer, per-head metrics."""
     import modbias
+    from modbias.benchmark_metrics import evaluation_table
     from modbias.report import summary_table, trace_summary
     from modbias.tracing import run_name
 
@@ -53,6 +54,7 @@ def trace(
     for position in ds.at.values.tolist():
         console.print(summary_table(trace_summary(ds, at=position),
                                     f"{out} — at the {position} emotion token (middle layers, tau={tau})"))
+    console.print(evaluation_table(ds.attrs["summary"]["evaluation"], title=str(out)))
 
 
 def _values(text: Optional[str], cast) -> Optional[list]:
@@ -82,6 +84,7 @@ def intervene(
 ):
     """Run the benchmark under an intervention; print per-subset Acc/Rec/Avg with deltas vs the baseline."""
     import modbias
+    from modbias.benchmark_metrics import evaluation_table
     from modbias.intervening import sweep
     from modbias.report import intervention_table
 
@@ -101,6 +104,8 @@ def intervene(
         ds = modbias.intervene(adapter, bench, method=method, out=out, cache_dir=cache, batch_size=batch_size,
                                max_new_tokens=max_new_tokens, at=at, show_progress=True, **params)
         console.print(intervention_table(ds.attrs["summary"], title=f"{ds.attrs.get('path', '')}"))
+        if ds.attrs["summary"]["evaluation"]["table"] != "Table 1":  # Table 1 is the per-subset one above
+            console.print(evaluation_table(ds.attrs["summary"]["evaluation"], title=f"{ds.attrs.get('path', '')}"))
 
 
 @app.command("app")
@@ -162,12 +167,16 @@ def mose_train(
 
 
 from modbias.cli_data import data_app  # noqa: E402
+from modbias.cli_chair import chair as _chair  # noqa: E402
+from modbias.cli_evaluate import evaluate as _evaluate  # noqa: E402
 from modbias.cli_migr import consistency as _consistency, drift as _drift, mi as _mi  # noqa: E402
 
 app.add_typer(data_app, name="data")
 app.command("mi")(_mi)
 app.command("drift")(_drift)
 app.command("consistency")(_consistency)
+app.command("evaluate")(_evaluate)
+app.command("chair")(_chair)
 
 if __name__ == "__main__":  # pragma: no cover
     app()

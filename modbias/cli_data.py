@@ -33,3 +33,22 @@ def check(
     if report.ok:
         typer.echo("no problems found")
     raise typer.Exit(code=0 if report.ok else 1)
+
+
+@data_app.command("camer-subsets")
+def camer_subsets(
+    labels: Path = typer.Argument(..., help="per-sample visual / audio / multimodal labels (.jsonl/.json/.csv/.tsv)"),
+    out: Optional[Path] = typer.Option(None, help="annotation file to write (default: annotations.jsonl beside LABELS)"),
+):
+    """CA-MER subsets by App. A's Stage 2 majority voting; fully inconsistent samples are discarded."""
+    from modbias.data.camer import DISCARDED, camer_subsets as construct
+    from modbias.data.sample import SUBSETS, SampleError
+
+    out = out or labels.parent / "annotations.jsonl"
+    try:
+        built = construct(labels, out)
+    except (SampleError, ValueError, FileNotFoundError) as err:
+        raise typer.BadParameter(str(err)) from err
+    counts = ", ".join(f"{name} {built.counts[name]}" for name in SUBSETS)
+    reasons = ", ".join(f"{name} {built.counts[name]}" for name in DISCARDED)
+    typer.echo(f"wrote {len(built.rows)} samples to {out}: {counts}; discarded {built.discarded} ({reasons})")

@@ -4,7 +4,8 @@ The run is a trace under the interventions (same store schema, ``kind``
 ``intervene``), so every intervened run also carries its attention metrics.
 The baseline — the same model and samples with no intervention — is
 computed once into ``cache/baseline-<hash>`` and re-used by every later run.
-The per-subset metrics (Table 1 style), the baseline's, and their deltas are
+The per-subset metrics (Table 1 style), the evaluation the benchmark calls for
+(:mod:`modbias.benchmark_metrics`), and their deltas vs. the baseline are
 written to the run manifest's ``summary`` and to ``ds.attrs["summary"]``.
 """
 
@@ -20,10 +21,10 @@ from typing import Iterable
 import xarray as xr
 
 from modbias.data.sample import Sample
-from modbias.evaluation import deltas, subset_metrics
+from modbias.benchmark_metrics import record_summary
 from modbias.interventions import REGISTRY, Intervention, make
 from modbias.models.base import ModelAdapter
-from modbias.store import read_manifest, update_manifest
+from modbias.store import read_manifest
 from modbias.tracing import trace
 
 
@@ -74,23 +75,14 @@ def intervene(model: ModelAdapter, data: Iterable[Sample], method: str = "ar", *
     cache_dir = Path(cache_dir)
     baseline = Path(baseline) if baseline else cache_dir / f"baseline-{model.family}-{key}"
     base = trace(model, samples, out=baseline, kind="intervene", show_progress=show_progress, **common)
-    base_metrics = _summarise(baseline, base, None, None)
+    base_summary = record_summary(baseline, base)
     if not interventions:
         return base
     out = Path(out) if out else cache_dir / f"intervene-{model.family}-{run_label(interventions)}-{key}"
     run = trace(model, samples, out=out, kind="intervene", interventions=interventions,
                 show_progress=show_progress, **common)
-    _summarise(out, run, baseline, base_metrics)
+    record_summary(out, run, baseline_path=baseline, baseline_summary=base_summary)
     return run
-
-
-def _summarise(path: Path, ds: xr.Dataset, baseline: Path | None, base_metrics: dict | None) -> dict:
-    metrics = subset_metrics(ds)
-    summary = {"metrics": metrics, "baseline": str(baseline) if baseline else None,
-               "deltas": deltas(metrics, base_metrics) if base_metrics else None}
-    update_manifest(path, summary=summary)
-    ds.attrs["summary"] = summary
-    return metrics
 
 
 def sweep(values: dict[str, list]) -> list[dict]:

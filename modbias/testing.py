@@ -328,3 +328,50 @@ def feature_streams(checkpoint) -> dict:
     """``{stream: (modality, tokens, dim)}`` of a features checkpoint (for :func:`write_camer_benchmark`)."""
     spec = json.loads((Path(checkpoint) / "modbias_features.json").read_text())
     return {name: (s["modality"], s.get("tokens") or 1, s["dim"]) for name, s in spec["streams"].items()}
+
+
+def write_mer2023_benchmark(path, checkpoint, labels=("worried", "happy", "sad"), *, reasons=None,
+                            seed: int = 0) -> Path:
+    """MER2023 in Emotion-LLaMA's layout for a features ``checkpoint``: one ``.npy`` per stream and clip,
+    ``test.txt`` (``<clip> <frames> <label>``), ``transcription_en_all.csv`` and ``modbias_benchmark.json``.
+
+    With ``reasons`` (one reference reasoning per clip) it is an EMER folder (``emer.csv``).
+    """
+    import csv
+
+    from modbias.data.readers import CONFIG_FILE
+
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    names = [f"sample_{i + 1:08d}" for i in range(len(labels))]
+    streams = feature_streams(checkpoint)
+    for stream, (_, tokens, dim) in streams.items():
+        (path / stream).mkdir(exist_ok=True)
+        for name in names:
+            np.save(path / stream / f"{name}.npy", rng.standard_normal((tokens, dim)).astype(np.float32))
+    (path / "test.txt").write_text("".join(f"{n} 40 {lab}\n" for n, lab in zip(names, labels)))
+    with open(path / "transcription_en_all.csv", "w", newline="") as f:
+        csv.writer(f).writerows([("name", "sentence"), *((n, "i think it is here now") for n in names)])
+    options = {"reader": "emer" if reasons else "mer2023",
+               "encoders": {s: [s, modality] for s, (modality, _, _) in streams.items()}}
+    if reasons:
+        with open(path / "emer.csv", "w", newline="") as f:
+            csv.writer(f).writerows([("name", "reason"), *zip(names, reasons)])
+    (path / CONFIG_FILE).write_text(json.dumps(options))
+    return path
+
+
+def write_dfew_benchmark(path, labels=(1, 2, 6, 7), seed: int = 0) -> Path:
+    """A DFEW split: ``set_1_test.csv`` (``video_name,label`` with labels 1-7) and one clip per row in ``videos/``."""
+    from modbias.data.media import write_video
+
+    path = Path(path)
+    (path / "videos").mkdir(parents=True, exist_ok=True)
+    rows = ["video_name,label"]
+    for i, label in enumerate(labels):
+        frames, _ = synthetic_clip(seed * 1000 + i, n_frames=4)
+        write_video(path / "videos" / f"{i + 1:05d}.mp4", frames, fps=4)
+        rows.append(f"{i + 1:05d},{label}")
+    (path / "set_1_test.csv").write_text("\n".join(rows) + "\n")
+    return path

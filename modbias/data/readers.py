@@ -24,7 +24,8 @@ Layouts read (paths inside annotation files are relative to the file):
 - ``dfew`` — DFEW: a split CSV with ``video_name`` (or ``name``) and ``label``
   (1-7 or a name), clips in ``video_dir``; single label, 7 classes.  DFEW's
   ``disgust`` has no CA-MER class and is read as ``contempt`` (the original is
-  kept in ``extra["source_label"]``).
+  kept in ``extra["source_label"]``); ``extra["label_options"]`` lists the seven classes for the
+  recognition prompt (:func:`modbias.prompts.instruction_for`).
 
 A dataset folder may carry ``modbias_benchmark.json`` with the reader name and
 its options (e.g. ``{"reader": "mer2023", "encoders": {...}}``).
@@ -409,7 +410,7 @@ def read_dfew(path, *, annotation: str | None = None, video_dir: str = "videos",
                 raise SampleError(name, "label", f"unknown label {raw!r}; DFEW has {DFEW_CLASSES} (or 1-7)")
             emotion = DFEW_TO_CAMER.get(label, label)
             video = existing(name, "video", _find_video(root, video_dir, name))
-            extra = {"source_label": label} if label != emotion else {}
+            extra = {"label_options": list(DFEW_CLASSES), **({"source_label": label} if label != emotion else {})}
             return media_sample(name, subset, emotion, "", {}, {"video": video}, extra)
         entries.append(Entry(name, build))
     return "dfew", entries

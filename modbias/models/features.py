@@ -42,6 +42,7 @@ from torch import nn
 from modbias.data.readers import unpack_streams
 from modbias.data.sample import Sample, SampleError
 from modbias.layout import TokenLayout
+from modbias.prompts import instruction_for
 from modbias.models.base import ModelAdapter
 
 CONFIG_FILE = "modbias_features.json"
@@ -202,8 +203,7 @@ class FeatureModel(nn.Module, ModelAdapter):
     def segments(self, sample: Sample) -> list[tuple[str, object, str | None]]:
         """The prompt as ``(kind, content, stream)`` in order; kind is text, visual or audio."""
         streams = self.sample_streams(sample)
-        text = self.config.template.replace("{instruction}", self.config.instruction)
-        text = text.replace("{subtitle}", sample.subtitle)
+        text = instruction_for(self.config.template.replace("{instruction}", self.config.instruction), sample)
         out = []
         for piece in self._split.split(text):
             if piece in self.config.placeholders:

@@ -23,6 +23,7 @@ from torch import nn
 from modbias.data import media
 from modbias.data.sample import Sample, SampleError
 from modbias.layout import TokenLayout
+from modbias.prompts import instruction_for
 from modbias.models.base import ModelAdapter, PreparedBatch, left_pad
 from modbias.models.features import tokenizer_pieces
 
@@ -83,7 +84,7 @@ class LlavaModel(nn.Module, ModelAdapter):
 
     def _process(self, sample: Sample) -> dict:
         image = self.image_of(sample)
-        instruction = self.instruction.replace("{subtitle}", sample.subtitle)
+        instruction = instruction_for(self.instruction, sample)
         content = ([{"type": "image"}] if image is not None else []) + [{"type": "text", "text": instruction}]
         if self.processor.chat_template:
             text = self.processor.apply_chat_template([{"role": "user", "content": content}], tokenize=False,

@@ -35,6 +35,7 @@ from modbias.data import media
 from modbias.data.sample import Sample, SampleError
 from modbias.hf_compat import output_cache
 from modbias.layout import TokenLayout
+from modbias.prompts import instruction_for
 from modbias.models.base import ModelAdapter, PreparedBatch, left_pad, position_ids_from_mask
 from modbias.models.features import tokenizer_pieces
 
@@ -217,7 +218,7 @@ class QwenOmniModel(nn.Module, ModelAdapter):
         standalone = n_audio - 1 if interleaved else n_audio
         content = [{"type": "video"}] * (1 if video is not None else 0)
         content += [{"type": "audio"}] * standalone
-        content.append({"type": "text", "text": self.prompt.instruction.replace("{subtitle}", sample.subtitle)})
+        content.append({"type": "text", "text": instruction_for(self.prompt.instruction, sample)})
         conversation = [{"role": "system", "content": [{"type": "text", "text": self.prompt.system}]},
                         {"role": "user", "content": content}]
         text = self.processor.apply_chat_template(conversation, tokenize=False, add_generation_prompt=True)
