@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from modbias_app.runs import RunInfo, StoreFieldError, baseline_of, consistency_of, deltas_of, metrics, subset_names
 
-METRICS = {"avg": "Avg (Eq. 24)", "acc": "Acc (Eq. 23)", "rec": "Rec (Eq. 23)", "hit": "conclusion = label"}
+METRICS = {"avg": "Avg (Eq. 24)", "acc": "Acc (Eq. 23)", "rec": "Rec (Eq. 23)", "hit": "Correct (conclusion = label)"}
 
 
 @dataclass

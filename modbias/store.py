@@ -121,12 +121,13 @@ class RunStore:
 
 
 def run_in_batches(samples: list, process, *, out: str | Path | None, config: dict, kind: str, batch_size: int,
-                   show_progress: bool = False) -> xr.Dataset:
+                   progress: bool = True, label: str | None = None) -> xr.Dataset:
     """Apply ``process(batch) -> Dataset`` to ``samples`` batch by batch.
 
     With ``out`` every batch is committed to a :class:`RunStore` as it finishes,
     and samples already stored there are skipped (resume); returns the stored
-    run.  Without ``out`` the batches are concatenated in memory.
+    run.  Without ``out`` the batches are concatenated in memory.  ``progress``
+    shows a bar counting samples, described by ``label`` (default: ``kind``).
     """
     from modbias.progress import progress_bar
 
@@ -134,8 +135,8 @@ def run_in_batches(samples: list, process, *, out: str | Path | None, config: di
     done = store.begin(config, kind=kind) if store else set()
     todo = [s for s in samples if s.id not in done]
     parts = []
-    with progress_bar(show_progress) as bar:
-        task = bar.add_task(kind, total=len(samples), completed=len(samples) - len(todo))
+    with progress_bar(progress) as bar:
+        task = bar.add_task(f"{label or kind}: samples", total=len(samples), completed=len(samples) - len(todo))
         for start in range(0, len(todo), batch_size):
             chunk = todo[start:start + batch_size]
             ds = process(chunk)
