@@ -106,7 +106,7 @@ def intervene(
     at: str = typer.Option("first", help="which emotion token's attention to store: first | answer | both"),
     max_new_tokens: int = typer.Option(16),
 ):
-    """Run the benchmark under an intervention; print per-subset Acc/Rec/Avg/Match with deltas vs the baseline."""
+    """Run the benchmark under an intervention; print per-subset Acc/Rec/Avg/Correct with deltas vs the baseline."""
     grid = {k: v for k, v in {"tau": _values(tau, float, "--tau"), "alpha": _values(alpha, float, "--alpha"),
                               "k": _values(repeat, int, "--repeat"),
                               "layers": None if layers is None else [layers],

@@ -99,6 +99,7 @@ def test_the_server_binds_to_this_machine_without_a_debugger(cache, monkeypatch,
     from modbias.cli_errors import main
 
     calls = []
+    monkeypatch.setenv("MODBIAS_DEBUG", "0")  # restored afterwards: --debug below sets it
     monkeypatch.setattr(dash.Dash, "run", lambda self, **kwargs: calls.append(kwargs))
     for args in (["app", "--cache", str(cache)], ["--debug", "app", "--cache", str(cache)],
                  ["app", "--cache", str(cache), "--host", "0.0.0.0"]):
@@ -107,7 +108,6 @@ def test_the_server_binds_to_this_machine_without_a_debugger(cache, monkeypatch,
         assert exit_.value.code == 0
     assert [c["host"] for c in calls] == ["127.0.0.1", "127.0.0.1", "0.0.0.0"]
     assert all(c["debug"] is False and c["dev_tools_ui"] is False for c in calls)
-    monkeypatch.delenv("MODBIAS_DEBUG", raising=False)
 
 
 def test_an_error_page_has_no_debugger(cache):

@@ -103,3 +103,12 @@ def test_out_that_is_not_a_store_is_refused(tmp_path):
     result = modbias_cli("trace", "--out", str(tmp_path), "--limit", "1")
     assert result.returncode == 1 and "is not a modbias run store" in result.stderr
     assert (tmp_path / "notes.txt").read_text() == "mine"
+
+
+def test_a_missing_optional_package_names_its_extra():
+    from modbias.cli_errors import error_message
+
+    assert error_message(ModuleNotFoundError("No module named 'av'", name="av")) == (
+        "this command needs the package 'av', which is not installed: pip install -e \".[media]\"")
+    assert 'pip install -e ".[test]"' in error_message(ModuleNotFoundError("x", name="nbclient.client"))
+    assert "pip install foo" in error_message(ModuleNotFoundError("x", name="foo"))
