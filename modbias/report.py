@@ -17,7 +17,8 @@ from modbias.metrics import middle_layers
 def trace_summary(ds: xr.Dataset, at: str = "first") -> list[dict]:
     """Per subset (and overall), in the README's vocabulary: samples, Correct (% whose conclusion
     emotion equals the label), over the middle layers the mean UAP_v / UAP_a (Eq. 1), the median c
-    (Eq. 6) and the share of biased heads (Eq. 7 at the run's tau), and samples without an emotion word."""
+    (Eq. 6) and the share of biased heads ("biased", Eq. 7 at the run's tau), and samples without an emotion word
+    ("no emotion")."""
     mid = list(middle_layers(ds.sizes["layer"]))
     view = ds.sel(at=at)
     groups = [(str(s), view.where(view.subset == s, drop=True)) for s in dict.fromkeys(view.subset.values.tolist())]
@@ -34,8 +35,8 @@ def trace_summary(ds: xr.Dataset, at: str = "first") -> list[dict]:
             "UAP_v": float(np.nanmean(part.UAP_v.isel(layer=mid).values)),
             "UAP_a": float(np.nanmean(part.UAP_a.isel(layer=mid).values)),
             "c": float(np.nanmedian(c)) if c.size else float("nan"),
-            "biased heads": float(biased.mean()) if biased.size else float("nan"),
-            "no emotion word": int((~found).sum()),
+            "biased": float(biased.mean()) if biased.size else float("nan"),
+            "no emotion": int((~found).sum()),
         })
     return out
 
@@ -43,7 +44,7 @@ def trace_summary(ds: xr.Dataset, at: str = "first") -> list[dict]:
 def summary_table(rows: list[dict], title: str) -> Table:
     table = Table(title=title)
     for key in rows[0]:
-        table.add_column(key, justify="left" if key == "subset" else "right")
+        table.add_column(key, justify="left" if key == "subset" else "right", no_wrap=key == "subset")
     for row in rows:
         table.add_row(*[(f"{v:.1f}" if k in PERCENT else f"{v:.3f}") if isinstance(v, float) else str(v)
                         for k, v in row.items()])
@@ -58,7 +59,7 @@ def intervention_table(summary: dict, title: str) -> Table:
     """Per-subset Acc / Rec / Avg (%, Eqs. 22-24) and Correct (% conclusion = label), with deltas vs the baseline."""
     table = Table(title=title)
     for name in ("subset", *INTERVENTION_COLUMNS):
-        table.add_column(name, justify="left" if name == "subset" else "right")
+        table.add_column(name, justify="left" if name == "subset" else "right", no_wrap=name == "subset")
     changes = summary.get("deltas") or {}
     for subset, values in summary["metrics"].items():
         cells = []

@@ -24,7 +24,7 @@ def test_trace_command_writes_a_store_and_prints_the_summary(tmp_path):
     ds = modbias.open_run(out)
     assert ds.sizes["sample"] == 4 and set(ds.subset.values) == {"video_aligned"}
     header = next(line for line in result.output.splitlines() if "UAP_v" in line)
-    assert all(name in header for name in ("Correct", "UAP_v", "UAP_a", " c ", "biased heads"))
+    assert all(name in header for name in ("Correct", "UAP_v", "UAP_a", " c ", "biased", "no emotion"))
     row = next(line for line in result.output.splitlines() if "video_aligned" in line and "│" in line)
     correct = float(ds.correct.values.mean()) * 100
     middle = ds.isel(layer=[1, 2]).sel(at="first")  # the organism's 4 layers: middle 1-2
