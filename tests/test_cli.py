@@ -112,3 +112,24 @@ def test_a_missing_optional_package_names_its_extra():
         "this command needs the package 'av', which is not installed: pip install -e \".[media]\"")
     assert 'pip install -e ".[test]"' in error_message(ModuleNotFoundError("x", name="nbclient.client"))
     assert "pip install foo" in error_message(ModuleNotFoundError("x", name="foo"))
+
+
+def test_a_data_problem_is_one_line_naming_sample_and_field(tmp_path):
+    from modbias.testing import write_camer_benchmark
+
+    path = write_camer_benchmark(tmp_path / "camer", n=3, media=False, features={"eva": ("visual", 2, 32)})
+    lines = (path / "annotations.jsonl").read_text().splitlines()
+    (path / "annotations.jsonl").write_text("\n".join([lines[0], "[1, 2]", *lines[1:]]) + "\n")
+    result = modbias_cli("trace", "--data", str(path))
+    assert result.returncode == 1 and result.stderr.count("\n") == 1, result.stderr
+    assert result.stderr.startswith("error: sample '<line 2>', field 'line': line 2 is a JSON list, not an object")
+    assert result.stdout.strip().endswith("imported:")
+
+
+def test_a_store_of_another_configuration_is_one_line(tmp_path):
+    from analyses.synthetic_runs import random_run, run_config, write_run
+
+    store = write_run(tmp_path / "other", random_run(4, seed=1), run_config("trace"), summary=False)
+    result = modbias_cli("trace", "--out", str(store), "--limit", "1")
+    assert result.returncode == 1 and result.stderr.count("\n") == 1, result.stderr
+    assert "holds a trace run with another configuration" in result.stderr and "Traceback" not in result.stderr
