@@ -3,9 +3,10 @@
 Each ``fig*``/``table*`` function takes run paths (or RunInfos) and returns
 a plotly figure (and, for tables, markdown); :func:`save` writes HTML and a
 static PNG (kaleido, which drives the system Chromium) into ``cache/figures/``
-(``--out DIR`` elsewhere; ``--docs`` regenerates the tracked ``docs/figures/``).  Titles name the run(s), the model and the data.  The
-reductions are the dashboard's (:mod:`modbias_app.aggregates`,
-:mod:`modbias_app.compare`), so the app and the figures always agree.
+(``--out DIR`` elsewhere; ``--docs`` regenerates the tracked ``docs/figures/``).
+Titles name the run(s), the model and the data.  The reductions are the
+dashboard's (:mod:`modbias_app.aggregates`, :mod:`modbias_app.compare`), so
+the app and the figures always agree.
 
 Run as scripts, e.g. ``python analyses/fig3a.py --run cache/<run>``; without
 ``--run`` the newest suitable run in ``--cache`` is used.

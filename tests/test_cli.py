@@ -79,7 +79,8 @@ def test_help_imports_nothing_heavy():
 
 
 def test_debug_shows_the_traceback():
-    for env, args in (({}, ["--debug", "trace", "--model", "nosuch"]), ({"MODBIAS_DEBUG": "1"}, ["trace", "--model", "nosuch"])):
+    for env, args in (({}, ["--debug", "trace", "--model", "nosuch"]),
+                      ({"MODBIAS_DEBUG": "1"}, ["trace", "--model", "nosuch"])):
         result = modbias_cli(*args, env=env)
         assert result.returncode != 0 and "Traceback" in result.stderr and "unknown model family" in result.stderr
 

@@ -237,7 +237,8 @@ def read_table(path: Path) -> list[dict | SampleError]:
         raise DatasetError(f"{path} is not UTF-8 text ({err})") from None
     if suffix in (".csv", ".tsv"):
         try:
-            return [_plain_row(row) for row in csv.DictReader(text.splitlines(), delimiter="\t" if suffix == ".tsv" else ",")]
+            delimiter = "\t" if suffix == ".tsv" else ","
+            return [_plain_row(row) for row in csv.DictReader(text.splitlines(), delimiter=delimiter)]
         except csv.Error as err:
             raise DatasetError(f"{path} is not a readable {suffix[1:].upper()} table ({err})") from None
     if suffix == ".json":
@@ -298,7 +299,8 @@ def _feature_paths(value) -> dict[str, str]:
         return {Path(_text(v)).stem: _text(v) for v in value}
     text = _text(value)
     if "=" in text:
-        return dict(part.split("=", 1) if "=" in part else ("features", part) for part in text.split(";") if part.strip())
+        return dict(part.split("=", 1) if "=" in part else ("features", part)
+                    for part in text.split(";") if part.strip())
     return {"features": text}
 
 
