@@ -15,7 +15,7 @@ from typing import Optional
 import typer
 from rich.console import Console
 
-from modbias.cli_errors import main, validate
+from modbias.cli_errors import main, use_device, validate
 
 app = typer.Typer(help="Modality-bias interpretability for audio-visual emotion LLMs.", no_args_is_help=True,
                   pretty_exceptions_enable=False)
@@ -33,13 +33,6 @@ def _root(debug: bool = typer.Option(False, "--debug", help="show the traceback 
         import os
 
         os.environ["MODBIAS_DEBUG"] = "1"
-
-
-def _threads(device: str) -> None:
-    import torch
-
-    if device == "cpu":
-        torch.set_num_threads(min(torch.get_num_threads(), 2) or 1)
 
 
 @app.command()
@@ -63,7 +56,7 @@ def trace(
     from modbias.report import summary_table, trace_summary
     from modbias.tracing import run_name
 
-    _threads(device)
+    use_device(device)
     adapter = modbias.load_model(model, device=device)
     out = out or Path("cache") / run_name(adapter, subset)
     console.print(f"tracing {len(bench)} samples of {bench.name}/{subset} with {model} → {out}")
@@ -126,7 +119,7 @@ def intervene(
         raise typer.BadParameter("--out names one store; a sweep writes one run per value under --cache")
     for params in settings:  # every method name and parameter, before the model loads
         build_interventions(method, **params)
-    _threads(device)
+    use_device(device)
     adapter = modbias.load_model(model, device=device)
     for params in settings:
         console.print(f"{method} {params or ''} on {len(bench)} samples of {bench.name}/{subset}")
@@ -187,7 +180,7 @@ def mose_train(
     from modbias.interventions.mose import format_parameter_table
     from modbias.models.mose_training import train_mose
 
-    _threads("cpu")
+    use_device("cpu")
     adapter = modbias.load_model(model)
     start = time.time()
     train_mose(adapter, r=r, n_experts=n_experts, eps=eps, epochs=epochs, seed=seed, out=out, n_train=n_train)

@@ -79,6 +79,20 @@ def main(argv: list[str] | None = None) -> None:
     sys.exit(status if isinstance(status, int) else 0)
 
 
+def use_device(device: str) -> None:
+    """Check ``--device`` (a torch device this machine has) and, on the CPU, use at most 2 threads."""
+    import torch
+
+    try:
+        kind = torch.device(device).type
+    except RuntimeError as err:
+        raise typer.BadParameter(f"{device!r} is not a torch device ({err})", param_hint="--device") from None
+    if kind == "cuda" and not torch.cuda.is_available():
+        raise typer.BadParameter(f"{device!r}: this machine has no CUDA device (use cpu)", param_hint="--device")
+    if kind == "cpu":
+        torch.set_num_threads(min(torch.get_num_threads(), 2) or 1)
+
+
 def choice(option: str, value: str, choices) -> str:
     if value not in choices:
         raise typer.BadParameter(f"{value!r} is not one of {', '.join(choices)}", param_hint=option)

@@ -12,16 +12,9 @@ from typing import List, Optional
 import typer
 from rich.console import Console
 
-from modbias.cli_errors import choice, validate
+from modbias.cli_errors import choice, use_device, validate
 
 console = Console()
-
-
-def _threads(device: str) -> None:
-    import torch
-
-    if device == "cpu":
-        torch.set_num_threads(min(torch.get_num_threads(), 2) or 1)
 
 
 def mi(
@@ -45,7 +38,7 @@ def mi(
     from modbias.tracing import run_name
 
     choice("--ablation", ablation, ABLATIONS)
-    _threads(device)
+    use_device(device)
     adapter = modbias.load_model(model, device=device)
     neutral = None
     if ablation in ("mean", "noise"):  # statistics of the whole benchmark, so subset runs agree
@@ -87,7 +80,7 @@ def drift(
     from modbias.report import summary_table
     from modbias.tracing import run_name
 
-    _threads(device)
+    use_device(device)
     adapter = modbias.load_model(model, device=device)
     out = out or Path("cache") / run_name(adapter, subset, kind="drift")
     console.print(f"drift of {len(bench)} samples of {bench.name}/{subset} with {model} → {out}")
