@@ -38,7 +38,7 @@ def main() -> None:
             train_organism(TrainConfig(epochs=args.epochs, audio_repeat=k)).save(weights)
         torch.set_num_threads(2)
         model = modbias.load_model(f"organism:{weights}")
-        ds = modbias.intervene(model, data, method="none", cache_dir=args.cache, batch_size=50, show_progress=True)
+        ds = modbias.intervene(model, data, method="none", cache_dir=args.cache, batch_size=50, progress=True)
         console.print(intervention_table(ds.attrs["summary"], title=f"audio_repeat={k} ({weights})"))
 
 

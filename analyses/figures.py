@@ -2,10 +2,11 @@
 
 Each ``fig*``/``table*`` function takes run paths (or RunInfos) and returns
 a plotly figure (and, for tables, markdown); :func:`save` writes HTML and a
-static PNG (kaleido, which drives the system Chromium) into
-``docs/figures/``.  Titles name the run(s), the model and the data.  The
-reductions are the dashboard's (:mod:`modbias_app.aggregates`,
-:mod:`modbias_app.compare`), so the app and the figures always agree.
+static PNG (kaleido, which drives the system Chromium) into ``cache/figures/``
+(``--out DIR`` elsewhere; ``--docs`` regenerates the tracked ``docs/figures/``).
+Titles name the run(s), the model and the data.  The reductions are the
+dashboard's (:mod:`modbias_app.aggregates`, :mod:`modbias_app.compare`), so
+the app and the figures always agree.
 
 Run as scripts, e.g. ``python analyses/fig3a.py --run cache/<run>``; without
 ``--run`` the newest suitable run in ``--cache`` is used.
@@ -30,7 +31,8 @@ from modbias_app.figures import (MODALITY_COLORS, intervention_bars, layers_figu
                                  sweep_figure, token_figure)
 from modbias_app.runs import RunInfo, StoreFieldError, head_mean_rows, head_sums, run_info, sample_table, scan
 
-OUT = Path(__file__).resolve().parents[1] / "docs" / "figures"
+OUT = Path("cache") / "figures"  # default output, git-ignored like every run
+DOCS = Path(__file__).resolve().parents[1] / "docs" / "figures"  # the tracked figures (--docs)
 FAILURES = ("video_aligned", "incorrect")  # the paper's Fig. 3a/3b case: video-aligned samples the model gets wrong
 
 
@@ -194,13 +196,21 @@ def newest(cache: Path, suitable: Callable[[RunInfo], bool], what: str) -> RunIn
     return runs[-1]
 
 
+def output_options(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """``--out DIR`` (default ``cache/figures``) or ``--docs`` (the tracked ``docs/figures``)."""
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument("--out", type=Path, default=OUT, help=f"output folder (default {OUT})")
+    where.add_argument("--docs", dest="out", action="store_const", const=DOCS,
+                       help=f"regenerate the tracked figures in {DOCS.relative_to(DOCS.parents[1])}")
+    return parser
+
+
 def single_run_parser(doc: str) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=doc)
     parser.add_argument("--run", type=Path, help="run store; default: the newest suitable run in --cache")
     parser.add_argument("--cache", type=Path, default=Path("cache"))
     parser.add_argument("--at", default="first", help="probed emotion token: first | answer")
-    parser.add_argument("--out", type=Path, default=OUT)
-    return parser
+    return output_options(parser)
 
 
 def many_runs_parser(doc: str) -> argparse.ArgumentParser:
@@ -208,8 +218,7 @@ def many_runs_parser(doc: str) -> argparse.ArgumentParser:
     parser.add_argument("--runs", type=Path, nargs="*", help="run stores; default: every suitable run in --cache")
     parser.add_argument("--cache", type=Path, default=Path("cache"))
     parser.add_argument("--metric", default="avg", choices=sorted(METRICS))
-    parser.add_argument("--out", type=Path, default=OUT)
-    return parser
+    return output_options(parser)
 
 
 def chosen_runs(args) -> tuple[list[RunInfo], list[RunInfo]]:

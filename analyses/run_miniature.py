@@ -46,7 +46,7 @@ def main() -> None:
         if "mose" in method:
             params = {**params, "checkpoint": str(args.mose)}
         ds = modbias.intervene(model, data, method=method, cache_dir=args.cache, batch_size=100,
-                               show_progress=True, **params)
+                               progress=True, **params)
         console.print(intervention_table(ds.attrs["summary"], title=f"{method} {params} → {ds.attrs['path']}"))
 
 

@@ -1,6 +1,6 @@
-"""Screenshots of every dashboard view, for docs/screenshots/.
+"""Screenshots of every dashboard view, into cache/screenshots/ (``--docs``: the tracked docs/screenshots/).
 
-    python analyses/screenshots.py --demo            # build /tmp/modbias-demo first, then shoot it
+    python analyses/screenshots.py --demo --docs     # build /tmp/modbias-demo first, then shoot it
     python analyses/screenshots.py --cache cache     # shoot an existing cache
 
 The demo cache holds real runs of the shipped organism on the synthetic
@@ -22,7 +22,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from analyses.browser import click_cell, click_option, dashboard, figure, load, open_tab  # noqa: E402
 from modbias_app.runs import at_values, scan  # noqa: E402
 
-OUT = Path(__file__).resolve().parents[1] / "docs" / "screenshots"
+OUT = Path("cache") / "screenshots"
+DOCS = Path(__file__).resolve().parents[1] / "docs" / "screenshots"
 
 
 def build_demo(cache: Path, limit: int = 20) -> None:
@@ -81,7 +82,9 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--cache", type=Path, default=Path("/tmp/modbias-demo"))
     parser.add_argument("--demo", action="store_true", help="build the demo cache in --cache first")
-    parser.add_argument("--out", type=Path, default=OUT)
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument("--out", type=Path, default=OUT, help=f"output folder (default {OUT})")
+    where.add_argument("--docs", dest="out", action="store_const", const=DOCS, help="the tracked docs/screenshots")
     args = parser.parse_args(argv)
     if args.demo and not scan(args.cache):
         build_demo(args.cache)

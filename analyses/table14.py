@@ -12,7 +12,8 @@ weights).  ``--real-size`` replaces --model/--data by a randomly initialised
 Emotion-LLaMA-sized model (LLaMA-2-7B backbone, its 260 feature tokens;
 :mod:`analyses.bench_real_size`) and MoSE of the paper's rank r = 64.
 Prints the table and writes table14.md and table14.json (numbers
-with the command that made them) into --out.
+with the command that made them) into --out (default cache/figures; --docs: the
+tracked docs/figures).
 """
 
 import argparse
@@ -25,10 +26,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch  # noqa: E402
 
 import modbias  # noqa: E402
+from analyses.figures import output_options  # noqa: E402
 from modbias.cost import measure_cost  # noqa: E402
 from modbias.intervening import build_interventions  # noqa: E402
 
-OUT = Path(__file__).resolve().parents[1] / "docs" / "figures"
 CONFIGURATIONS = (("base", "none"), ("+ AR", "ar"), ("MoSE", "mose"), ("MoSE + AR (MoSEAR)", "mose+ar"))
 
 
@@ -45,8 +46,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--real-size", action="store_true", help="a random Emotion-LLaMA-sized model instead of --model")
     p.add_argument("--scale", type=float, default=1.0, help="with --real-size: shrink the model (CPU smoke test)")
     p.add_argument("--dtype", default="bfloat16", help="with --real-size: parameter dtype")
-    p.add_argument("--out", type=Path, default=OUT)
-    return p
+    return output_options(p)
 
 
 def real_size(args):

@@ -1,6 +1,6 @@
 """The MoSEAR paper's Tables 1-4, 7, 8, 13 and 14 in its layout, every cell from a stored run.
 
-    python analyses/tables.py [--runs cache/<run> ...] [--cache cache] [--cost docs/figures/table14.json]
+    python analyses/tables.py [--runs cache/<run> ...] [--cache cache] [--cost cache/figures/table14.json] [--docs]
 
 Each run contributes the evaluation its benchmark calls for
 (:mod:`modbias.benchmark_metrics`: the summary stored with the run, or
@@ -14,7 +14,7 @@ computed from the store for runs traced before summaries held it):
 - Table 13 (``modbias chair`` runs): CHAIR_s / CHAIR_i;  Table 14: the cost file of analyses/table14.py.
 
 Every row names its run(s); in the HTML each cell's tooltip gives the run path and the metric.
-Writes tables.md and tables.html into --out (default docs/figures).
+Writes tables.md and tables.html into --out (default cache/figures; --docs: the tracked docs/figures).
 """
 
 from __future__ import annotations
@@ -32,8 +32,8 @@ from modbias.benchmark_metrics import EVALUATIONS, evaluate_run  # noqa: E402
 from modbias.data.readers import DFEW_CLASSES  # noqa: E402
 from modbias.store import open_run  # noqa: E402
 from modbias_app.runs import RunInfo, intervention_label, run_info, scan  # noqa: E402
+from analyses.figures import output_options  # noqa: E402
 
-OUT = Path(__file__).resolve().parents[1] / "docs" / "figures"
 SUBSETS = (("video_aligned", "Video-Aligned"), ("audio_aligned", "Audio-Aligned"), ("consistent", "Consistent"),
            ("overall", "Overall"))
 METHODS = ("pai", "ar")  # attention edits compared in Table 7; everything else belongs to the design
@@ -240,12 +240,12 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=Path, nargs="*", help="run stores; default: every run in --cache")
     parser.add_argument("--cache", type=Path, default=Path("cache"))
-    parser.add_argument("--cost", type=Path, default=OUT / "table14.json", help="analyses/table14.py's JSON")
+    parser.add_argument("--cost", type=Path, default=None,
+                        help="analyses/table14.py's JSON (default: table14.json in the output folder)")
     parser.add_argument("--tau", type=float, default=1.0, help="Table 7's AR runs: this τ (the paper's 1) if run")
-    parser.add_argument("--out", type=Path, default=OUT)
-    args = parser.parse_args(argv)
+    args = output_options(parser).parse_args(argv)
     runs = [run_info(p) for p in args.runs] if args.runs else scan(args.cache)
-    tables = paper_tables(runs, args.cost, args.tau)
+    tables = paper_tables(runs, args.cost or args.out / "table14.json", args.tau)
     command = " ".join(["python", "analyses/tables.py", *(sys.argv[1:] if argv is None else argv)])
     title = f"MoSEAR paper tables from stored runs (`{command}`)"
     text = f"{title}\n\n" + "\n".join(t.markdown() for t in tables)

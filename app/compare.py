@@ -3,11 +3,19 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from modbias_app.runs import RunInfo, StoreFieldError, baseline_of, consistency_of, deltas_of, metrics, subset_names
 
-METRICS = {"avg": "Avg (Eq. 24)", "acc": "Acc (Eq. 23)", "rec": "Rec (Eq. 23)", "hit": "conclusion = label"}
+METRICS = {"avg": "Avg (Eq. 24)", "acc": "Acc (Eq. 23)", "rec": "Rec (Eq. 23)", "hit": "Correct (conclusion = label)"}
+
+
+def md(text) -> str:
+    """``text`` as literal markdown (run names and labels are user text): every character that could
+    open a link, an image, HTML, code, a table cell or emphasis is backslash-escaped; an underscore
+    inside a word (``duplicate_audio``) is left as it is, since it cannot."""
+    return re.sub(r"([\\`*\[\]<>|~])|(?<!\w)_|_(?!\w)", lambda m: "\\" + m.group(0), str(text))
 
 
 @dataclass
@@ -48,8 +56,8 @@ def metrics_markdown(rows: list[MetricRow], metric: str = "avg") -> str:
     lines = ["| run | model | interventions | baseline | " + " | ".join(subsets) + " |",
              "|---|---|---|---|" + "---|" * len(subsets)]
     for row in rows:
-        base = row.baseline.name if row.baseline else "–"
-        lines.append(f"| {row.run.name} | {row.run.model} | {row.run.label} | {base} | "
+        base = md(row.baseline.name) if row.baseline else "–"
+        lines.append(f"| {md(row.run.name)} | {md(row.run.model)} | {md(row.run.label)} | {base} | "
                      + " | ".join(_cell(row, s, metric) for s in subsets) + " |")
     return "\n".join(lines)
 
@@ -89,7 +97,8 @@ def consistency_markdown(rows: list[dict]) -> str:
             cells = ["–"] * (len(CONSISTENCY_COLUMNS) + 1)
         else:
             cells = [str(row["n"])] + [_percent(row[k]) for k in CONSISTENCY_COLUMNS]
-        lines.append(f"| {row['run']} | {row['interventions']} | {row['subset']} | " + " | ".join(cells) + " |")
+        lines.append(f"| {md(row['run'])} | {md(row['interventions'])} | {md(row['subset'])} | " + " | ".join(cells)
+                     + " |")
     return "\n".join(lines)
 
 
@@ -176,6 +185,6 @@ def sweep_markdown(points: list[SweepPoint], x_name: str) -> str:
     for line, x in keys:
         values = [cells.get((line, x, s)) for s in subsets]
         run = next(v.run for v in values if v is not None)
-        lines.append(f"| {line} | {x:g} | " + " | ".join(f"{v.value:.2f}" if v else "–" for v in values)
-                     + f" | {run} |")
+        lines.append(f"| {md(line)} | {x:g} | " + " | ".join(f"{v.value:.2f}" if v else "–" for v in values)
+                     + f" | {md(run)} |")
     return "\n".join(lines)

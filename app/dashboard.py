@@ -12,11 +12,11 @@ from pathlib import Path
 import dash
 from dash import Input, Output, State, ctx, dcc, html
 
-from modbias_app.runs import at_values, open_dataset, sample_table, scan
+from modbias_app.runs import at_values, open_dataset, run_in_cache, sample_table, scan
 from modbias_app.views import VIEWS
 from modbias_app.views import samples as samples_view
 from modbias_app.views import tokens as tokens_view
-from modbias_app.views.common import AT, FOCUS_RUN, SAMPLE, SELECTED_RUNS
+from modbias_app.views.common import AT, FOCUS_RUN, SAMPLE, SELECTED_RUNS, in_cache
 
 STYLE = """
 body { font-family: system-ui, sans-serif; margin: 0 1.5em; }
@@ -90,10 +90,11 @@ def create_app(cache_dir: str | Path) -> dash.Dash:
 
     app.callback(Output(AT, "options"), Output(AT, "value"), Output(tokens_view.LAYERS, "max"),
                  Output(tokens_view.LAYERS, "marks"), Output(tokens_view.LAYERS, "value"),
-                 Input(FOCUS_RUN, "value"))(run_controls)
+                 Input(FOCUS_RUN, "value"))(in_cache(cache, run_controls))
 
     @app.callback(Output(SAMPLE, "options"), Output(SAMPLE, "value"), Input(FOCUS_RUN, "value"),
                   Input(samples_view.TABLE, "selectedRows"))
+    @in_cache(cache)
     def _sample(path, ticked):
         return sample_choice(path, ticked, ctx.triggered_id)
 
@@ -102,6 +103,8 @@ def create_app(cache_dir: str | Path) -> dash.Dash:
     return app
 
 
-def serve(cache_dir: str | Path, port: int = 8050, debug: bool = False) -> None:
-    """Serve the dashboard on http://127.0.0.1:``port``."""
-    create_app(cache_dir).run(host="127.0.0.1", port=port, debug=debug)
+def serve(cache_dir: str | Path, port: int = 8050, host: str = "127.0.0.1") -> None:
+    """Serve the dashboard on http://``host``:``port`` (only this machine by default), never with the
+    Werkzeug debugger or Dash's dev tools: a page error must not open a console on the server."""
+    create_app(cache_dir).run(host=host, port=port, debug=False, dev_tools_ui=False, dev_tools_props_check=False,
+                              use_reloader=False)

@@ -40,6 +40,7 @@ class RunInfo:
     created: str
     has_rows: bool
     summary: dict | None = field(default=None, repr=False)
+    error: str | None = None  # why the store cannot be read (then it is listed, never analysed)
 
     @property
     def name(self) -> str:
@@ -64,8 +65,8 @@ class RunInfo:
 
     @property
     def traces_attention(self) -> bool:
-        """A trace or intervene run (other kinds, e.g. MI or drift runs, have other schemas)."""
-        return self.kind in ATTENTION_KINDS
+        """A readable trace or intervene run (other kinds, e.g. MI or drift runs, have other schemas)."""
+        return self.kind in ATTENTION_KINDS and self.error is None
 
     @property
     def is_baseline(self) -> bool:
@@ -101,6 +102,8 @@ def run_info(path: str | Path) -> RunInfo:
     manifest = read_manifest(path)
     if not manifest:
         raise FileNotFoundError(f"no modbias run store at {path}")
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("config", {}), dict):
+        raise ValueError(f"{path / MANIFEST} is not a modbias manifest")
     created = manifest.get("created") or _dt.datetime.fromtimestamp(
         (path / MANIFEST).stat().st_mtime).isoformat(timespec="seconds")
     return RunInfo(path=str(path), kind=manifest.get("kind", "?"), config=manifest.get("config", {}),
@@ -109,12 +112,43 @@ def run_info(path: str | Path) -> RunInfo:
 
 
 def scan(cache: str | Path) -> list[RunInfo]:
-    """Every run under ``cache``, oldest first."""
-    return sorted((run_info(p) for p in list_runs(cache)), key=lambda r: (r.created, r.path))
+    """Every run under ``cache``, oldest first; a store whose manifest cannot be read is listed with its
+    ``error`` (and kind ``?``), so one broken store never hides the others."""
+    return sorted((_described(p) for p in list_runs(cache)), key=lambda r: (r.created, r.path))
+
+
+def _described(path: Path) -> RunInfo:
+    try:
+        return run_info(path)
+    except Exception as error:  # noqa: BLE001 - any unreadable manifest is reported, not raised
+        stamp = _dt.datetime.fromtimestamp((path / MANIFEST).stat().st_mtime).isoformat(timespec="seconds")
+        return RunInfo(path=str(path), kind="?", config={}, samples=0, created=stamp, has_rows=False,
+                       error=f"{type(error).__name__}: {error}")
+
+
+def run_in_cache(cache: str | Path, path: str | None) -> str | None:
+    """``path`` when it names a run store directly under ``cache`` (else ``None``): what a dashboard
+    callback may read, whatever a client sends."""
+    if not path:
+        return None
+    try:
+        resolved = Path(path).resolve()
+    except (OSError, ValueError, TypeError):
+        return None
+    runs = {Path(p).resolve(): str(p) for p in list_runs(cache)}
+    return str(path) if resolved in runs else None
+
+
+def newest_with_heads(runs: list[RunInfo]) -> RunInfo | None:
+    """The newest readable trace or intervene run with samples (what the Heads view can show)."""
+    return next((r for r in reversed(runs) if r.traces_attention and r.samples), None)
 
 
 def _stamp(path: str | Path) -> int:
-    return (Path(path) / MANIFEST).stat().st_mtime_ns
+    try:
+        return (Path(path) / MANIFEST).stat().st_mtime_ns
+    except OSError as error:
+        raise StoreFieldError(f"run {path} is gone or unreadable: {error}") from error
 
 
 def open_dataset(path: str | Path) -> xr.Dataset:
@@ -124,7 +158,10 @@ def open_dataset(path: str | Path) -> xr.Dataset:
 
 @lru_cache(maxsize=32)
 def _open(path: str, stamp: int) -> xr.Dataset:
-    return open_run(path)
+    try:
+        return open_run(path)
+    except Exception as error:  # noqa: BLE001 - a damaged store is a message in the view, not an HTTP 500
+        raise StoreFieldError(f"run {path} cannot be read: {type(error).__name__}: {error}") from error
 
 
 def require(ds: xr.Dataset, *fields: str, view: str) -> None:
@@ -321,12 +358,10 @@ def _computed_metrics(path: str, stamp: int) -> dict:
 def baseline_of(info: RunInfo, runs: list[RunInfo]) -> RunInfo | None:
     """The run's baseline: the one its summary names, else the newest baseline of the same setup."""
     named = (info.summary or {}).get("baseline")
-    if named:
-        match = [r for r in runs if Path(r.path).resolve() == Path(named).resolve()]
+    if named:  # only among the given runs: a summary never makes the app read outside its cache
+        match = [r for r in runs if Path(r.path).resolve() == Path(str(named)).resolve()]
         if match:
             return match[0]
-        if Path(named, MANIFEST).exists():
-            return run_info(named)
     if info.is_baseline:
         return None
     candidates = [r for r in runs if r.is_baseline and r.same_setup(info)]

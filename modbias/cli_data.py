@@ -23,11 +23,26 @@ def check(
     path: Path = typer.Argument(..., help="annotation file or dataset folder"),
     reader: Optional[str] = typer.Option(None, help="camer | mer2023 | emer | dfew (default: detected)"),
     decode: bool = typer.Option(False, "--decode", help="also decode every video/audio/image file"),
+    model: Optional[str] = typer.Option(None, help="family[:path]: also check each prompt fits the model's positions"),
+    max_new_tokens: int = typer.Option(16, help="generation length the prompt must leave room for (with --model)"),
 ):
-    """Report every problem of a benchmark (missing file, unknown label, wrong feature shape, duplicate id)."""
-    from modbias.data.readers import check as check_benchmark
+    """Report every problem of a benchmark (malformed line, missing file or path outside the dataset, unknown
+    label, empty / wrong-shape / non-finite features, duplicate id; with --model, over-long prompts)."""
+    from modbias.data.readers import Problem, check as check_benchmark
+    from modbias.models import check_model_spec
 
+    if model is not None:
+        check_model_spec(model)
     report = check_benchmark(path, reader=reader, decode=decode)
+    if model is not None and report.samples:
+        from modbias.models import load_model
+        from modbias.tracing import position_problems
+
+        adapter = load_model(model)
+        lengths = [adapter.prompt_length(s) for s in report.samples]
+        long = position_problems(adapter, report.samples, lengths, max_new_tokens)
+        report.problems += [Problem(e.sample_id, e.field_name, str(e).split(": ", 1)[-1]) for e in long]
+        report.n_ok -= len(long)
     for line in report.lines():
         typer.echo(line)
     if report.ok:

@@ -12,20 +12,15 @@ from typing import List, Optional
 import typer
 from rich.console import Console
 
+from modbias.cli_errors import choice, use_device, validate
+
 console = Console()
-
-
-def _threads(device: str) -> None:
-    import torch
-
-    if device == "cpu":
-        torch.set_num_threads(min(torch.get_num_threads(), 2) or 1)
 
 
 def mi(
     subset: str = typer.Option("all", help="video_aligned | audio_aligned | consistent | all"),
     model: str = typer.Option("organism", help="family[:path]; 'organism' is the shipped default"),
-    data: str = typer.Option("synth", help="benchmark name"),
+    data: str = typer.Option("synth", help="synth, a dataset path, or reader:path"),
     limit: Optional[int] = typer.Option(None, help="at most N samples per subset"),
     batch_size: int = typer.Option(64, help="samples per batch (the unit of resume)"),
     device: str = typer.Option("cpu", help="torch device, e.g. cpu or cuda"),
@@ -36,22 +31,22 @@ def mi(
     seed: int = typer.Option(0, help="seed of the noise ablation"),
 ):
     """Modality Importance: audio-only / visual-only / audio-visual predictions → emotion-dominant modality."""
+    bench = validate(model=model, data=data, subset=subset, limit=limit, batch_size=batch_size,
+                     max_new_tokens=max_new_tokens, out=out)
     import modbias
     from modbias.modality_importance import ABLATIONS, NeutralFeatures, mi as run_mi, mi_crosstab, mi_tables
     from modbias.tracing import run_name
 
-    if ablation not in ABLATIONS:
-        raise typer.BadParameter(f"--ablation {ablation!r}; expected one of {', '.join(ABLATIONS)}")
-    _threads(device)
+    choice("--ablation", ablation, ABLATIONS)
+    use_device(device)
     adapter = modbias.load_model(model, device=device)
-    bench = modbias.load_benchmark(data, subset=subset, limit=limit)
     neutral = None
     if ablation in ("mean", "noise"):  # statistics of the whole benchmark, so subset runs agree
         neutral = NeutralFeatures.from_samples(modbias.load_benchmark(data, subset="all", limit=limit))
     out = out or Path("cache") / run_name(adapter, subset, kind="mi")
     console.print(f"MI ({ablation}) of {len(bench)} samples of {bench.name}/{subset} with {model} → {out}")
     ds = run_mi(adapter, bench, out=out, ablation=ablation, neutral=neutral, max_new_tokens=max_new_tokens,
-                batch_size=batch_size, seed=seed, show_progress=True)
+                batch_size=batch_size, seed=seed, progress=True)
     for table in mi_tables(ds.attrs["summary"], title=f"{out} — MI ({ablation})"):
         console.print(table)
     console.print("MI share per subset:")
@@ -61,7 +56,7 @@ def mi(
 def drift(
     subset: str = typer.Option("all", help="video_aligned | audio_aligned | consistent | all"),
     model: str = typer.Option("organism", help="family[:path]"),
-    data: str = typer.Option("synth", help="benchmark name"),
+    data: str = typer.Option("synth", help="synth, a dataset path, or reader:path"),
     limit: Optional[int] = typer.Option(None, help="at most N samples per subset"),
     batch_size: int = typer.Option(32, help="samples per batch (the unit of resume)"),
     device: str = typer.Option("cpu"),
@@ -74,18 +69,23 @@ def drift(
                                         help="renormalise over visual/audio/generated (the paper's Fig. 5)"),
 ):
     """Attention drift: per decoding step, attention shares on visual / audio / prompt / generated tokens."""
+    bench = validate(model=model, data=data, subset=subset, limit=limit, batch_size=batch_size,
+                     max_new_tokens=max_new_tokens, out=out)
+    if mi is not None and not mi.exists():
+        raise FileNotFoundError(f"--mi {mi} does not exist")
+    if layer not in ("paper", "mean") and not layer.lstrip("-").isdigit():
+        raise typer.BadParameter(f"{layer!r} is not paper, mean or a layer index", param_hint="--layer")
     import modbias
     from modbias.drift import drift_curves, drift_summary, paper_layer, trace_drift
     from modbias.report import summary_table
     from modbias.tracing import run_name
 
-    _threads(device)
+    use_device(device)
     adapter = modbias.load_model(model, device=device)
-    bench = modbias.load_benchmark(data, subset=subset, limit=limit)
     out = out or Path("cache") / run_name(adapter, subset, kind="drift")
     console.print(f"drift of {len(bench)} samples of {bench.name}/{subset} with {model} → {out}")
     ds = trace_drift(adapter, bench, out=out, max_new_tokens=max_new_tokens, batch_size=batch_size,
-                     step_chunk=step_chunk, mi=mi, show_progress=True)
+                     step_chunk=step_chunk, mi=mi, progress=True)
     chosen = int(layer) if layer.lstrip("-").isdigit() else layer
     shown = paper_layer(ds.sizes["layer"]) if chosen == "paper" else chosen
     for by in ["subset"] + (["mi"] if "mi" in ds.coords else []):

@@ -265,8 +265,8 @@ def consistency_table(scores: dict[str, dict[str, float]], title: str = ""):
     from rich.table import Table
 
     table = Table(title=title)
-    for name in ("group", "n", "acc", "EEA", "EPC", "FCR", "R✗/A✓ all", "R✗/A✓ correct"):
-        table.add_column(name, justify="left" if name == "group" else "right")
+    for name in ("group", "n", "Correct", "EEA", "EPC", "FCR", "R✗/A✓ all", "R✗/A✓ correct"):
+        table.add_column(name, justify="left" if name == "group" else "right", no_wrap=name == "group")
     for group, s in scores.items():
         table.add_row(group, str(s["n"]), *(f"{100 * s[k]:.1f}" for k in ("accuracy", *METRICS)))
     return table

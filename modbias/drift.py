@@ -138,7 +138,7 @@ def _mi_source(mi, labels: dict[str, str]) -> str:
 
 def trace_drift(model: ModelAdapter, data: Iterable[Sample], *, out: str | Path | None = None,
                 max_new_tokens: int = 16, batch_size: int = 32, step_chunk: int | None = None, mi=None,
-                show_progress: bool = False, data_config: dict | None = None,
+                progress: bool = True, data_config: dict | None = None,
                 interventions: list[Intervention] = ()) -> xr.Dataset:
     """Attention drift of every sample's generated answer; returns the run Dataset (stored at ``out``).
 
@@ -162,7 +162,7 @@ def trace_drift(model: ModelAdapter, data: Iterable[Sample], *, out: str | Path 
         return run_in_batches(samples, lambda chunk: drift_batch(model, probe, chunk, config, list(interventions),
                                                                  labels),
                               out=out, config=run_config, kind="drift", batch_size=batch_size,
-                              show_progress=show_progress)
+                              progress=progress)
 
 
 # -- normalised curves ------------------------------------------------------------------

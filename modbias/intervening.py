@@ -59,8 +59,11 @@ def run_label(interventions: list[Intervention]) -> str:
 def intervene(model: ModelAdapter, data: Iterable[Sample], method: str = "ar", *,
               interventions: list[Intervention] | None = None, out: str | Path | None = None,
               cache_dir: str | Path = "cache", baseline: str | Path | None = None, batch_size: int = 64,
-              max_new_tokens: int = 16, at: str = "first", show_progress: bool = False, **params) -> xr.Dataset:
+              max_new_tokens: int = 16, at: str = "first", progress: bool = True, **params) -> xr.Dataset:
     """Run ``data`` under ``method`` (or an explicit ``interventions`` list) and compare with the baseline.
+
+    Two progress bars (``progress=False``: none) count samples: ``baseline`` (skipped when the
+    baseline is stored) and the run, named after its interventions.
 
     >>> import modbias                                                       # doctest: +SKIP
     >>> ds = modbias.intervene(modbias.load_model("organism"),
@@ -74,13 +77,13 @@ def intervene(model: ModelAdapter, data: Iterable[Sample], method: str = "ar", *
     key = _digest(model.describe(), data_config, [s.id for s in samples], at, max_new_tokens)
     cache_dir = Path(cache_dir)
     baseline = Path(baseline) if baseline else cache_dir / f"baseline-{model.family}-{key}"
-    base = trace(model, samples, out=baseline, kind="intervene", show_progress=show_progress, **common)
+    base = trace(model, samples, out=baseline, kind="intervene", progress=progress, label="baseline", **common)
     base_summary = record_summary(baseline, base)
     if not interventions:
         return base
     out = Path(out) if out else cache_dir / f"intervene-{model.family}-{run_label(interventions)}-{key}"
     run = trace(model, samples, out=out, kind="intervene", interventions=interventions,
-                show_progress=show_progress, **common)
+                progress=progress, label=f"run {run_label(interventions)}", **common)
     record_summary(out, run, baseline_path=baseline, baseline_summary=base_summary)
     return run
 

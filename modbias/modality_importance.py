@@ -234,7 +234,7 @@ def mi_batch(model: ModelAdapter, samples: list[Sample], config: MIConfig, neutr
 
 def mi(model: ModelAdapter, data: Iterable[Sample], *, out: str | Path | None = None, ablation: str = "remove",
        neutral: NeutralFeatures | None = None, max_new_tokens: int = 16, batch_size: int = 32, seed: int = 0,
-       show_progress: bool = False, data_config: dict | None = None,
+       progress: bool = True, data_config: dict | None = None,
        interventions: list[Intervention] = ()) -> xr.Dataset:
     """Modality Importance of every sample; returns the run Dataset (also stored at ``out``).
 
@@ -263,7 +263,7 @@ def mi(model: ModelAdapter, data: Iterable[Sample], *, out: str | Path | None = 
     with applied(model, list(interventions)):
         result = run_in_batches(samples, lambda chunk: mi_batch(model, chunk, config, neutral, list(interventions)),
                                 out=out, config=run_config, kind="mi", batch_size=batch_size,
-                                show_progress=show_progress)
+                                progress=progress)
     if result.sizes.get("sample", 0):
         result.attrs["summary"] = mi_summary(result)
         if out is not None:
@@ -325,11 +325,12 @@ def mi_summary(ds: xr.Dataset) -> dict:
 
 
 def mi_tables(summary: dict, title: str = "") -> list:
-    """Two rich tables of :func:`mi_summary`: accuracy per input condition (and whether each
+    """Two rich tables of :func:`mi_summary`: Correct (share whose answer = label) per input condition (and whether each
     unimodal answer names its cue's emotion), then MI counts with recovery and agreement."""
     from rich.table import Table
 
-    acc = Table(title=f"{title} — accuracy per input" if title else "accuracy per input")
+    heading = "Correct per input (share of answers = label)"
+    acc = Table(title=f"{title} — {heading}" if title else heading)
     for name in ("subset", "n", "AV", "A-only", "V-only", "A-only=cue", "V-only=cue"):
         acc.add_column(name, justify="left" if name == "subset" else "right")
     counts = Table(title=f"{title} — emotion-dominant modality" if title else "emotion-dominant modality")

@@ -5,6 +5,12 @@ Batches are appended along ``sample``.  After each append the manifest
 its ``done`` count: that is the commit point.  A run killed mid-append
 leaves arrays longer than ``done``; readers ignore the excess and a resumed
 run cuts it back, so every finished sample is stored exactly once.
+
+Two readers: :func:`open_run` (committed samples only, the manifest's
+config, kind and summary in ``attrs``; use it, or :func:`modbias.open_run`,
+to analyse a run) and plain ``xarray.open_zarr(path)``, which opens any
+store without warnings from its consolidated metadata (rewritten after
+every append) and shows the run's ``config`` and ``kind`` in ``attrs``.
 """
 
 from __future__ import annotations
@@ -20,7 +26,6 @@ import xarray as xr
 import zarr
 
 MANIFEST = "modbias.json"  # {"kind", "config", "done"}: the commit record, outside zarr's attrs
-CONFIG_ATTR = "modbias_config"  # mirror of the config for plain xarray users
 
 warnings.filterwarnings("ignore", message=".*StringDType.*")  # vlen strings in zarr v3 are fine for xarray
 warnings.filterwarnings("ignore", message=".*does not have a Zarr V3 specification.*")
@@ -95,23 +100,25 @@ class RunStore:
             raise RunConfigMismatch(f"{self.path} holds a {manifest.get('kind')} run with another configuration "
                                     f"(differs in {changed or ['kind']}); choose another --out or delete the store")
         done = int(manifest["done"])
-        group = zarr.open_group(self.path, mode="r+")
+        group = zarr.open_group(self.path, mode="r+", use_consolidated=False)  # the arrays as they are
         for name in group.array_keys():
             array = group[name]
             if (array.metadata.dimension_names or (None,))[0] == "sample" and array.shape[0] > done:
                 array.resize((done, *array.shape[1:]))
+        _consolidate(self.path)
         return set(open_run(self.path)["sample"].values.tolist()) if done else set()
 
     def append(self, batch: xr.Dataset) -> None:
         """Append a batch along ``sample``, then commit it in the manifest."""
         batch = _strings_as_objects(batch)
-        batch.attrs = {CONFIG_ATTR: json.dumps(self._config)}
+        batch.attrs = {"config": self._config, "kind": self._kind}  # for plain xarray.open_zarr readers
         if self.exists:
             done = int(read_manifest(self.path)["done"])
             batch.to_zarr(self.path, append_dim="sample", zarr_format=3, consolidated=False)
         else:
             done = 0
             batch.to_zarr(self.path, mode="w", zarr_format=3, consolidated=False)
+        _consolidate(self.path)
         manifest = read_manifest(self.path) if done else {"created": _dt.datetime.now().isoformat(timespec="seconds")}
         _write_manifest(self.path, {**manifest, "kind": self._kind, "config": self._config,
                                     "done": done + batch.sizes["sample"]})
@@ -120,13 +127,23 @@ class RunStore:
         return open_run(self.path)
 
 
+def _consolidate(path: Path) -> None:
+    """Rewrite the store's consolidated metadata, so ``xarray.open_zarr(path)`` opens it directly
+    (zarr lists no directory then, and so never meets the manifest)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*not recognized as a component.*")
+        warnings.filterwarnings("ignore", message=".*Consolidated metadata is currently not part.*")
+        zarr.consolidate_metadata(path, zarr_format=3)
+
+
 def run_in_batches(samples: list, process, *, out: str | Path | None, config: dict, kind: str, batch_size: int,
-                   show_progress: bool = False) -> xr.Dataset:
+                   progress: bool = True, label: str | None = None) -> xr.Dataset:
     """Apply ``process(batch) -> Dataset`` to ``samples`` batch by batch.
 
     With ``out`` every batch is committed to a :class:`RunStore` as it finishes,
     and samples already stored there are skipped (resume); returns the stored
-    run.  Without ``out`` the batches are concatenated in memory.
+    run.  Without ``out`` the batches are concatenated in memory.  ``progress``
+    shows a bar counting samples, described by ``label`` (default: ``kind``).
     """
     from modbias.progress import progress_bar
 
@@ -134,8 +151,8 @@ def run_in_batches(samples: list, process, *, out: str | Path | None, config: di
     done = store.begin(config, kind=kind) if store else set()
     todo = [s for s in samples if s.id not in done]
     parts = []
-    with progress_bar(show_progress) as bar:
-        task = bar.add_task(kind, total=len(samples), completed=len(samples) - len(todo))
+    with progress_bar(progress) as bar:
+        task = bar.add_task(f"{label or kind}: samples", total=len(samples), completed=len(samples) - len(todo))
         for start in range(0, len(todo), batch_size):
             chunk = todo[start:start + batch_size]
             ds = process(chunk)
@@ -151,14 +168,28 @@ def run_in_batches(samples: list, process, *, out: str | Path | None, config: di
     return result
 
 
-def open_run(path: str | Path) -> xr.Dataset:
-    """Open a stored run lazily, committed samples only; ``ds.attrs['config']`` is the run configuration."""
+def open_run(path: str | Path, tau: float | None = None) -> xr.Dataset:
+    """Open a stored run lazily, committed samples only: the reader to analyse a run with.
+
+    It verifies the store (a manifest, zarr metadata, arrays holding every committed sample)
+    and puts the run's ``config``, ``kind``, ``path``, ``created`` and ``summary`` in ``ds.attrs``.
+    With ``tau``, UAP, c_h, c and the biased heads are derived afresh from the stored sums
+    (:func:`modbias.metrics.with_metrics`, Eqs. 1, 5-7) at that threshold.
+    """
     path = Path(path)
     manifest = read_manifest(path)
     if not manifest or not (path / "zarr.json").exists():
         raise FileNotFoundError(f"no modbias run store at {path}")
-    ds = xr.open_zarr(path, consolidated=False).isel(sample=slice(0, int(manifest["done"])))
-    ds = _plain_strings(ds)
+    done = int(manifest["done"])
+    ds = xr.open_zarr(path, consolidated=False)
+    if ds.sizes.get("sample", 0) < done:
+        raise ValueError(f"{path}: the manifest commits {done} samples but the arrays hold "
+                         f"{ds.sizes.get('sample', 0)}; the store is damaged")
+    ds = _plain_strings(ds.isel(sample=slice(0, done)))
+    if tau is not None and "S_a" in ds:
+        from modbias.metrics import with_metrics
+
+        ds = with_metrics(ds, tau=tau)
     ds.attrs = {"config": manifest["config"], "kind": manifest["kind"], "path": str(path),
                 "created": manifest.get("created"), "summary": manifest.get("summary")}
     return ds

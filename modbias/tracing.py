@@ -23,7 +23,7 @@ import xarray as xr
 
 from modbias import __version__
 from modbias.benchmark_metrics import record_summary, run_summary
-from modbias.data.sample import Sample
+from modbias.data.sample import Sample, SampleError
 from modbias.emotions import answer_mention, find_emotions
 from modbias.hf_compat import crop_cache, with_cache
 from modbias.layout import batch_masks
@@ -102,6 +102,22 @@ class Generation:
     decoded: list[Decoded]
 
 
+def position_limit(model: ModelAdapter) -> int | None:
+    """The backbone's maximum positions (``max_position_embeddings`` of its text config), if it says."""
+    config = model.backbone.config
+    config = config.get_text_config() if hasattr(config, "get_text_config") else config
+    return getattr(config, "max_position_embeddings", None)
+
+
+def position_problems(model: ModelAdapter, samples: list[Sample], prompt_lengths: list[int],
+                      max_new_tokens: int) -> list[SampleError]:
+    """One :class:`SampleError` per sample whose prompt plus ``max_new_tokens`` exceeds the model's positions."""
+    limit = position_limit(model)
+    return [SampleError(s.id, "prompt", f"{n} prompt tokens + {max_new_tokens} new tokens exceed the model's "
+                                        f"{limit} positions (max_position_embeddings)")
+            for s, n in zip(samples, prompt_lengths) if limit is not None and n + max_new_tokens > limit]
+
+
 def generate_under(model: ModelAdapter, samples: list[Sample], max_new_tokens: int,
                    interventions: list[Intervention] = ()) -> Generation:
     """Generate for ``samples`` exactly as :func:`modbias.trace` does (input-level, row and
@@ -113,6 +129,8 @@ def generate_under(model: ModelAdapter, samples: list[Sample], max_new_tokens: i
         instrument(model.backbone)  # row edits need the probe attention even without a trace
     with torch.no_grad():
         batch = model.prepare(model_inputs)
+        for problem in position_problems(model, samples, [lay.prompt_len for lay in batch.layouts], max_new_tokens):
+            raise problem
         for intervention in interventions:
             intervention.begin_batch(model, batch, model_inputs)
         masks = batch_masks(batch.layouts, batch.offsets, batch.inputs_embeds.shape[1])
@@ -212,12 +230,14 @@ def run_name(model: ModelAdapter, subset: str, kind: str = "trace") -> str:
 
 def trace(model: ModelAdapter, data: Iterable[Sample], *, out: str | Path | None = None, at: str = "first",
           max_new_tokens: int = 16, batch_size: int = 32, save_rows: bool = False, tau: float = 1.0,
-          show_progress: bool = False, data_config: dict | None = None,
-          interventions: list[Intervention] = (), kind: str = "trace") -> xr.Dataset:
+          progress: bool = True, data_config: dict | None = None,
+          interventions: list[Intervention] = (), kind: str = "trace", label: str | None = None) -> xr.Dataset:
     """Trace ``model`` on ``data``; returns the run Dataset (also stored at ``out`` if given).
 
     With ``out``, finished batches are committed as they complete; calling
     again with the same arguments resumes (or, when complete, just opens) it.
+    ``progress`` shows a bar of samples done (terminal or notebook), named ``label``
+    (default: the kind of run); ``progress=False`` turns it off.
 
     >>> import modbias                                                  # doctest: +SKIP
     >>> ds = modbias.trace(modbias.load_model("organism"),
@@ -237,7 +257,7 @@ def trace(model: ModelAdapter, data: Iterable[Sample], *, out: str | Path | None
         ds = run_in_batches(samples, lambda chunk: trace_batch(model, probe, chunk, config, capacity,
                                                                list(interventions)),
                             out=out, config=run_config, kind=kind, batch_size=batch_size,
-                            show_progress=show_progress)
+                            progress=progress, label=label)
     if kind == "trace" and ds.sizes.get("sample"):  # the evaluation its benchmark calls for (intervene: with deltas)
         if out is not None:
             record_summary(out, ds)

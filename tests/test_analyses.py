@@ -146,3 +146,18 @@ def test_scripts_write_html_and_png(cache, tmp_path):
     assert markdown.count("\n| ") == 1 + 6  # header + the five intervene runs and their baseline
     assert "| dup-16 | random | duplicate_audio(k=16) | baseline |" in result.stdout
     assert (tmp_path / "table7.png").exists() and (tmp_path / "table7.html").exists()
+
+
+def test_scripts_write_under_cache_unless_told_docs(cache, tmp_path):
+    """A plain run never touches the tracked docs/figures/; --docs names it and only it."""
+    parse = figures.single_run_parser("")
+    assert parse.parse_args([]).out == Path("cache/figures")
+    assert parse.parse_args(["--docs"]).out == ROOT / "docs" / "figures"
+    with pytest.raises(SystemExit):  # one destination
+        parse.parse_args(["--docs", "--out", str(tmp_path)])
+    tracked = {p: p.stat().st_mtime_ns for p in (ROOT / "docs" / "figures").iterdir()}
+    result = subprocess.run([sys.executable, str(ROOT / "analyses" / "table8.py"), "--cache", str(cache)],
+                            capture_output=True, text=True, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "cache" / "figures" / "table8.md").exists()
+    assert {p: p.stat().st_mtime_ns for p in (ROOT / "docs" / "figures").iterdir()} == tracked

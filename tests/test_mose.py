@@ -252,7 +252,7 @@ def trained_tiny(tiny, tmp_path_factory):
         loss0 = mose_loss(tiny, mose0, fixed).item()
         attachment.detach()
     mose = train_mose(tiny, r=4, n_experts=2, eps=0.1, epochs=6, lr=1e-2, out=out, batch_size=8, warmup_steps=1,
-                      data=SynthConfig(**TINY_DATA), n_train=8, threads=None, show_progress=False)
+                      data=SynthConfig(**TINY_DATA), n_train=8, threads=None, progress=False)
     after = tiny.state_dict()
     assert all(torch.equal(after[k], v) for k, v in before.items()), "train_mose changed the backbone"
     assert [p.requires_grad for p in tiny.parameters()] == flags

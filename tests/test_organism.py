@@ -20,8 +20,8 @@ def test_shipped_weights_show_audio_bias(organism):
 
 def test_training_split_balances_conflicts_and_training_is_deterministic(tmp_path):
     data = SynthConfig(n_train=48, n_visual=8)
-    first = train_organism(TrainConfig(epochs=1, batch_size=16), data, show_progress=False)
-    second = train_organism(TrainConfig(epochs=1, batch_size=16), data, show_progress=False)
+    first = train_organism(TrainConfig(epochs=1, batch_size=16), data, progress=False)
+    second = train_organism(TrainConfig(epochs=1, batch_size=16), data, progress=False)
     for (name, a), b in zip(first.state_dict().items(), second.state_dict().values()):
         assert torch.equal(a, b), name
     first.save(tmp_path)

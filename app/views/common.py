@@ -8,7 +8,7 @@ from dash import dcc, html
 from dash.exceptions import PreventUpdate
 
 from modbias_app.figures import message_figure
-from modbias_app.runs import StoreFieldError, sample_table
+from modbias_app.runs import StoreFieldError, run_in_cache, sample_table
 
 # ids of the controls in the page header, read by several views
 FOCUS_RUN = "focus-run"  # the run the single-run views show
@@ -29,6 +29,22 @@ def check_run(path: str | None, at: str | None) -> None:
         raise NoRun(NO_RUN)
     if not at:
         raise PreventUpdate
+
+
+def in_cache(cache: str, function=None):
+    """The callback ``function(path, ...)``, refusing (no update) a ``path`` that is not a run store
+    directly under ``cache``: a client can send any value, the app reads only its cache.
+    Without ``function``, a decorator."""
+    if function is None:
+        return functools.partial(in_cache, cache)
+
+    @functools.wraps(function)
+    def wrapper(path, *args):
+        if path and run_in_cache(cache, path) is None:
+            raise PreventUpdate
+        return function(path, *args)
+
+    return wrapper
 
 
 def shows_errors(function):
@@ -64,7 +80,7 @@ def selection_words(path: str, subset: str, outcome: str, sample: str | None, n:
     return f"{subset} samples" + ("" if outcome == "all" else f", {outcome} only") + f" (n={n})"
 
 
-def column_defs(fields, wrap: tuple[str, ...] = ("text", "interventions")) -> list[dict]:
+def column_defs(fields, wrap: tuple[str, ...] = ("text", "interventions", "error")) -> list[dict]:
     """AG Grid columns with readable headers; long text columns wrap."""
     return [{"field": f, "headerName": f.replace("_", " "),
              **({"wrapText": True, "autoHeight": True, "minWidth": 300} if f in wrap else {})} for f in fields]

@@ -8,7 +8,7 @@ from dash import Input, Output, dcc, html
 
 from modbias.drift import drift_curves
 from modbias_app.runs import RunInfo, StoreFieldError, open_dataset
-from modbias_app.views.common import shows_errors
+from modbias_app.views.common import in_cache, shows_errors
 
 TAB, ID = "Drift", "drift"
 RUN, SPLIT, LAYER, GRAPH = "drift-run", "drift-split", "drift-layer", "drift-graph"
@@ -63,4 +63,5 @@ def drift_view(path: str | None, split: str, layer: str):
 
 def register(app, cache: str) -> None:
     app.callback(Output(GRAPH, "figure"), Output("drift-note", "children"),
-                 Input(RUN, "value"), Input(SPLIT, "value"), Input(LAYER, "value"))(drift_view)
+                 Input(RUN, "value"), Input(SPLIT, "value"), Input(LAYER, "value"))(
+        in_cache(cache, drift_view))

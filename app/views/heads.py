@@ -15,8 +15,8 @@ from dash import Input, Output, dcc, html
 from modbias_app.aggregates import HEAD_QUANTITIES, biased_share, head_map
 from modbias_app.figures import heads_figure, message_figure, token_figure
 from modbias_app.runs import RunInfo, StoreFieldError, head_row, head_sums, row_lengths, sample_table
-from modbias_app.views.common import AT, FOCUS_RUN, SAMPLE, check_run, graph, selection_words, shows_errors, \
-    subset_controls
+from modbias_app.views.common import (AT, FOCUS_RUN, SAMPLE, check_run, graph, in_cache, selection_words,
+                                      shows_errors, subset_controls)
 
 TAB, ID = "Heads", "heads"
 GRAPH, DETAIL = "heads-graph", "head-detail"
@@ -87,6 +87,8 @@ def register(app, cache: str) -> None:
     inputs = [Input(FOCUS_RUN, "value"), Input(AT, "value"), Input("heads-subset", "value"),
               Input("heads-outcome", "value"), Input(SAMPLE, "value")]
     app.callback(Output(GRAPH, "figure"), Output("heads-note", "children"),
-                 *inputs, Input(QUANTITY, "value"), Input(TAU, "value"))(heads_view)
+                 *inputs, Input(QUANTITY, "value"), Input(TAU, "value"))(
+        in_cache(cache, heads_view))
     app.callback(Output(DETAIL, "figure"), Output("head-detail-note", "children"),
-                 *inputs, Input(GRAPH, "clickData"))(head_detail)
+                 *inputs, Input(GRAPH, "clickData"))(
+        in_cache(cache, head_detail))

@@ -6,10 +6,10 @@ from __future__ import annotations
 
 from dash import Input, Output, dcc, html
 
-from modbias_app.compare import (METRICS, consistency_markdown, consistency_rows, duplication_sweep, metric_rows,
+from modbias_app.compare import (METRICS, consistency_markdown, consistency_rows, duplication_sweep, md, metric_rows,
                                  metrics_markdown, tau_sweep)
 from modbias_app.figures import intervention_bars, message_figure, run_names, sweep_figure
-from modbias_app.runs import RunInfo, scan
+from modbias_app.runs import RunInfo, StoreFieldError, scan
 from modbias_app.views.common import SELECTED_RUNS, graph
 
 TAB, ID = "Interventions", "interventions"
@@ -72,4 +72,8 @@ def register(app, cache: str) -> None:
                   Output(DUPLICATION, "figure"), Output(CONSISTENCY, "children"), Input(SELECTED_RUNS, "data"),
                   Input(METRIC, "value"))
     def update(selected, metric):
-        return interventions_view(cache, selected, metric)
+        try:
+            return interventions_view(cache, selected, metric)
+        except StoreFieldError as error:  # a run whose arrays cannot be read: say so instead of failing
+            message = message_figure(str(error))
+            return message, md(str(error)), message, message, ""

@@ -8,7 +8,7 @@ from modbias.metrics import middle_layers
 from modbias_app.aggregates import layer_profile
 from modbias_app.figures import layers_figure
 from modbias_app.runs import RunInfo, head_sums, sample_table
-from modbias_app.views.common import AT, FOCUS_RUN, check_run, graph, shows_errors
+from modbias_app.views.common import AT, FOCUS_RUN, check_run, graph, in_cache, shows_errors
 
 TAB, ID = "Layers", "layers"
 GRAPH, LOG_Y = "layers-graph", "layers-log-y"
@@ -50,4 +50,5 @@ def layers_view(path: str | None, at: str, log_y: list[str]):
 
 def register(app, cache: str) -> None:
     app.callback(Output(GRAPH, "figure"), Output("layers-note", "children"),
-                 Input(FOCUS_RUN, "value"), Input(AT, "value"), Input(LOG_Y, "value"))(layers_view)
+                 Input(FOCUS_RUN, "value"), Input(AT, "value"), Input(LOG_Y, "value"))(
+        in_cache(cache, layers_view))

@@ -11,7 +11,7 @@ import dash_ag_grid as dag
 from dash import Input, Output, html
 
 from modbias_app.runs import RunInfo, mi_labels, mi_source, sample_table, scan
-from modbias_app.views.common import FOCUS_RUN, column_defs
+from modbias_app.views.common import FOCUS_RUN, column_defs, in_cache
 
 TAB, ID = "Samples", "samples"
 TABLE, NOTE = "samples-table", "samples-note"
@@ -65,7 +65,5 @@ def layout(runs: list[RunInfo], cache: str) -> html.Div:
 
 
 def register(app, cache: str) -> None:
-    @app.callback(Output(TABLE, "rowData"), Output(TABLE, "columnDefs"), Output(NOTE, "children"),
-                  Input(FOCUS_RUN, "value"))
-    def update(path):
-        return samples_view(cache, path)
+    app.callback(Output(TABLE, "rowData"), Output(TABLE, "columnDefs"), Output(NOTE, "children"),
+                 Input(FOCUS_RUN, "value"))(in_cache(cache, lambda path: samples_view(cache, path)))

@@ -8,8 +8,8 @@ from modbias.metrics import middle_layers
 from modbias_app.aggregates import token_profile
 from modbias_app.figures import message_figure, token_figure
 from modbias_app.runs import RunInfo, head_mean_rows, sample_table
-from modbias_app.views.common import AT, FOCUS_RUN, SAMPLE, check_run, graph, selection_words, shows_errors, \
-    subset_controls
+from modbias_app.views.common import (AT, FOCUS_RUN, SAMPLE, check_run, graph, in_cache, selection_words,
+                                      shows_errors, subset_controls)
 
 TAB, ID = "Tokens", "tokens"
 GRAPH, LAYERS = "tokens-graph", "tokens-layers"
@@ -56,4 +56,5 @@ def tokens_view(path: str | None, at: str, subset: str, outcome: str, sample: st
 def register(app, cache: str) -> None:
     app.callback(Output(GRAPH, "figure"), Output("tokens-note", "children"),
                  Input(FOCUS_RUN, "value"), Input(AT, "value"), Input("tokens-subset", "value"),
-                 Input("tokens-outcome", "value"), Input(SAMPLE, "value"), Input(LAYERS, "value"))(tokens_view)
+                 Input("tokens-outcome", "value"), Input(SAMPLE, "value"), Input(LAYERS, "value"))(
+        in_cache(cache, tokens_view))

@@ -18,8 +18,12 @@ def load_benchmark(name: str = "synth", subset: str = "all", limit: int | None =
     reader, sep, path = name.partition(":")
     if sep and reader in READERS:
         return load(path, reader=reader, subset=subset, limit=limit, **params)
+    if sep and reader not in READERS and not Path(name).exists():
+        raise ValueError(f"unknown reader {reader!r} in {name!r}; available: {sorted(READERS)}")
     if Path(name).exists():
         return load(name, subset=subset, limit=limit, **params)
+    if "/" in name or "\\" in name or name.startswith("."):
+        raise FileNotFoundError(f"benchmark path {name} does not exist")
     raise ValueError(f"unknown benchmark {name!r}; available: 'synth', a dataset path, or reader:path "
                      f"with reader in {sorted(READERS)}")
 

@@ -2,9 +2,13 @@
 
 Every reader turns a dataset on disk into :class:`~modbias.data.sample.Sample`
 objects; problems are :class:`~modbias.data.sample.SampleError` naming the
-sample and the field (missing file, unknown label, wrong feature shape,
-duplicate id).  :func:`load` stops at the first problem; :func:`check`
-(``modbias data check PATH``) lists them all without running a model.
+sample and the field (missing file, unknown label, wrong, empty or non-finite
+features, a path outside the dataset, a line that is not a JSON object,
+duplicate id).  :func:`load` stops at the first problem and raises only
+``SampleError``, :class:`~modbias.data.sample.DatasetError` (a file that cannot
+be read as its layout) or ``FileNotFoundError``; :func:`check` (``modbias data
+check PATH``) lists every problem without running a model and never raises.
+Paths inside annotations must stay inside the dataset folder.
 
 Layouts read (paths inside annotation files are relative to the file):
 
@@ -40,13 +44,13 @@ from __future__ import annotations
 import csv
 import json
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
-from modbias.data.sample import SUBSETS, Benchmark, Sample, SampleError
+from modbias.data.sample import SUBSETS, Benchmark, DatasetError, Sample, SampleError
 from modbias.emotions import CLASSES
 
 CONFIG_FILE = "modbias_benchmark.json"
@@ -88,9 +92,16 @@ def as_tokens(sample_id: str, field_name: str, array) -> np.ndarray:
         array = array[None]
     if array.ndim != 2 or array.shape[1] == 0:
         raise SampleError(sample_id, field_name, f"expected [dim] or [tokens, dim] features, got shape {array.shape}")
-    if not np.issubdtype(array.dtype, np.number):
-        raise SampleError(sample_id, field_name, f"features of dtype {array.dtype} are not numeric")
-    return array.astype(np.float32, copy=False)
+    if not np.issubdtype(array.dtype, np.number) or np.iscomplexobj(array):
+        raise SampleError(sample_id, field_name, f"features of dtype {array.dtype} are not real numbers")
+    if array.shape[0] == 0:
+        raise SampleError(sample_id, field_name, f"no feature tokens (shape {array.shape})")
+    with np.errstate(over="ignore"):  # values beyond float32 become inf, reported below
+        array = array.astype(np.float32, copy=False)
+    if not np.isfinite(array).all():
+        raise SampleError(sample_id, field_name, f"{int((~np.isfinite(array)).sum())} feature values are NaN or inf "
+                                                 "(or too large for float32)")
+    return array
 
 
 def pack_streams(sample_id: str, modality: str, streams: dict[str, np.ndarray]) -> tuple[np.ndarray, list[list]]:
@@ -153,19 +164,30 @@ def normalise_subset(sample_id: str, value) -> str:
 
 
 def existing(sample_id: str, field_name: str, path: Path) -> Path:
-    if not path.exists():
+    if not path.is_file() and not path.is_dir():
         raise SampleError(sample_id, field_name, f"file {path} does not exist")
+    return path
+
+
+def inside(sample_id: str, field_name: str, root: Path, value) -> Path:
+    """``root / value``, refused when it leaves ``root`` (an absolute path, ``..``, a link out)."""
+    path = root / str(value)
+    try:
+        path.resolve().relative_to(root.resolve())
+    except ValueError:
+        raise SampleError(sample_id, field_name, f"path {value!r} is outside the dataset folder {root}") from None
     return path
 
 
 def load_npy(sample_id: str, field_name: str, path: Path) -> np.ndarray:
     existing(sample_id, field_name, path)
     try:
-        return as_tokens(sample_id, field_name, np.load(path, allow_pickle=False))
-    except (ValueError, OSError) as err:
-        if isinstance(err, SampleError):
-            raise
-        raise SampleError(sample_id, field_name, f"cannot read {path}: {err}") from err
+        array = np.load(path, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as err:  # a 0-byte or truncated file raises EOFError
+        raise SampleError(sample_id, field_name, f"cannot read {path} as .npy: {err or 'empty file'}") from err
+    if not isinstance(array, np.ndarray):
+        raise SampleError(sample_id, field_name, f"{path} holds several arrays (.npz), not one")
+    return as_tokens(sample_id, field_name, array)
 
 
 def check_widths(entries_streams: dict[str, dict[str, np.ndarray]], dims: dict[str, int] | None) -> list[SampleError]:
@@ -202,47 +224,84 @@ def media_sample(sid: str, subset: str, label: str, subtitle: str, features: dic
 
 
 # -- table reading ---------------------------------------------------------------------------------
-def read_table(path: Path) -> list[dict]:
-    """Rows of a ``.jsonl`` / ``.json`` / ``.csv`` / ``.tsv`` file as dicts."""
-    if not path.exists():
+def read_table(path: Path) -> list[dict | SampleError]:
+    """Rows of a ``.jsonl`` / ``.json`` / ``.csv`` / ``.tsv`` file as dicts; a row that is not a JSON
+    object comes back as the :class:`SampleError` naming its line, so a reader reports it and goes on."""
+    if not path.is_file():
         raise FileNotFoundError(f"annotation file {path} does not exist")
     suffix = path.suffix.lower()
-    if suffix == ".jsonl":
-        rows = []
-        for n, line in enumerate(path.read_text().splitlines(), 1):
-            if line.strip():
-                try:
-                    rows.append(json.loads(line))
-                except json.JSONDecodeError as err:
-                    raise ValueError(f"{path}, line {n}: not JSON ({err})") from err
-        return rows
-    if suffix == ".json":
-        data = json.loads(path.read_text())
-        return data["samples"] if isinstance(data, dict) else data
+    if suffix not in (".jsonl", ".json", ".csv", ".tsv"):
+        raise DatasetError(f"{path}: unsupported annotation format {suffix!r} (jsonl, json, csv, tsv)")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        raise DatasetError(f"{path} is not UTF-8 text ({err})") from None
     if suffix in (".csv", ".tsv"):
-        with open(path, newline="") as f:
-            return list(csv.DictReader(f, delimiter="\t" if suffix == ".tsv" else ","))
-    raise ValueError(f"{path}: unsupported annotation format {suffix!r} (jsonl, json, csv, tsv)")
+        try:
+            delimiter = "\t" if suffix == ".tsv" else ","
+            return [_plain_row(row) for row in csv.DictReader(text.splitlines(), delimiter=delimiter)]
+        except csv.Error as err:
+            raise DatasetError(f"{path} is not a readable {suffix[1:].upper()} table ({err})") from None
+    if suffix == ".json":
+        try:
+            data = json.loads(text)
+        except (ValueError, RecursionError) as err:
+            raise DatasetError(f"{path} is not JSON ({err})") from None
+        if isinstance(data, dict):
+            if not isinstance(data.get("samples"), list):
+                raise DatasetError(f"{path}: expected a list of samples or {{\"samples\": [...]}}")
+            data = data["samples"]
+        if not isinstance(data, list):
+            raise DatasetError(f"{path}: expected a list of samples, got a JSON {type(data).__name__}")
+        return [_object_row(row, f"item {n}") for n, row in enumerate(data, 1)]
+    rows = []
+    for n, line in enumerate(text.splitlines(), 1):
+        if line.strip():
+            try:
+                rows.append(_object_row(json.loads(line), f"line {n}"))
+            except (ValueError, RecursionError) as err:
+                rows.append(SampleError(f"<line {n}>", "line", f"{path.name} line {n} is not JSON ({err})"))
+    return rows
+
+
+def _object_row(row, where: str) -> dict | SampleError:
+    if isinstance(row, dict):
+        return row
+    return SampleError(f"<{where}>", "line", f"{where} is a JSON {type(row).__name__}, not an object")
+
+
+def _plain_row(row: dict) -> dict:
+    """A CSV row without the extra-cell list DictReader files under the key ``None``."""
+    return {k: v for k, v in row.items() if isinstance(k, str)}
 
 
 def _first(row: dict, *names, default=None):
     for name in names:
-        if row.get(name) not in (None, ""):
-            return row[name]
+        value = row.get(name)
+        if value is not None and not (isinstance(value, str) and value == ""):
+            return value
     return default
+
+
+def _text(value) -> str:
+    """A scalar cell as text; a list or object where text belongs is a problem of the row."""
+    if isinstance(value, (dict, list)):
+        raise TypeError(f"expected text, got a JSON {type(value).__name__}")
+    return str(value)
 
 
 def _feature_paths(value) -> dict[str, str]:
     """``path`` | ``{"name": path}`` | ``"name=path;name=path"`` → ``{name: path}``."""
-    if value in (None, ""):
+    if value is None or value == "":
         return {}
     if isinstance(value, dict):
-        return {str(k): str(v) for k, v in value.items()}
+        return {str(k): _text(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return {Path(v).stem: str(v) for v in value}
-    text = str(value)
+        return {Path(_text(v)).stem: _text(v) for v in value}
+    text = _text(value)
     if "=" in text:
-        return dict(part.split("=", 1) for part in text.split(";") if part.strip())
+        return dict(part.split("=", 1) if "=" in part else ("features", part)
+                    for part in text.split(";") if part.strip())
     return {"features": text}
 
 
@@ -259,28 +318,38 @@ def read_camer(path, *, annotation: str | None = None, **_) -> tuple[str, list[E
     root = path.parent
     entries = []
     for n, row in enumerate(read_table(path), 1):
-        sid = str(_first(row, "id", "name", "video_id", default=f"<row {n}>"))
+        if isinstance(row, SampleError):
+            entries.append(Entry(row.sample_id, _raise(row)))
+            continue
+        sid = _sample_id(row, n, "id", "name", "video_id")
 
         def build(row=row, sid=sid) -> Sample:
             label = normalise_label(sid, _first(row, "label", default=""))
             subset = normalise_subset(sid, _first(row, "subset", default=""))
             features = {}
             for modality in ("visual", "audio"):
-                named = _feature_paths(_first(row, f"{modality}_features"))
-                features[modality] = {name: load_npy(sid, f"{modality}_features.{name}", root / p)
+                field_name = f"{modality}_features"
+                named = _feature_paths(_first(row, field_name))
+                features[modality] = {name: load_npy(sid, f"{field_name}.{name}", inside(sid, field_name, root, p))
                                       for name, p in named.items()}
             media = {}
             for key in ("video", "audio", "image"):
                 value = _first(row, key, f"{key}_path")
                 if value:
-                    media[key] = existing(sid, key, root / value)
+                    media[key] = existing(sid, key, inside(sid, key, root, _text(value)))
             emotions = {k: normalise_label(sid, row[k], k) if row.get(k) else None
                         for k in ("visual_emotion", "audio_emotion")}
-            extra = {"reasoning": row["reasoning"]} if row.get("reasoning") else {}
-            return media_sample(sid, subset, label, str(_first(row, "subtitle", default="")), features, media,
+            extra = {"reasoning": _text(row["reasoning"])} if row.get("reasoning") else {}
+            return media_sample(sid, subset, label, _text(_first(row, "subtitle", default="")), features, media,
                                 extra, **emotions)
         entries.append(Entry(sid, build))
     return path.stem, entries
+
+
+def _sample_id(row: dict, n: int, *names) -> str:
+    """The row's id as text (``<row n>`` when it has none; a list or object id is kept visible)."""
+    value = _first(row, *names, default=f"<row {n}>")
+    return value if isinstance(value, str) else json.dumps(value)
 
 
 def _encoders(encoders) -> dict[str, tuple[str, str]]:
@@ -308,9 +377,8 @@ def _transcripts(root: Path, transcripts: str | None) -> dict[str, str]:
         if transcripts:
             raise FileNotFoundError(f"transcript file {file} does not exist")
         return {}
-    rows = read_table(file)
     return {str(_first(r, "name", "names", "id")): str(_first(r, "sentence", "english", "subtitle", default=""))
-            for r in rows}
+            for r in read_table(file) if isinstance(r, dict)}
 
 
 def _mer_builder(root: Path, name: str, label, subtitle: str, encoders: dict, video_dir: str | None, subset: str,
@@ -319,8 +387,11 @@ def _mer_builder(root: Path, name: str, label, subtitle: str, encoders: dict, vi
         emotion = normalise_label(name, label, aliases=aliases)
         features = {"visual": {}, "audio": {}}
         for stream, (folder, modality) in encoders.items():
-            features[modality][stream] = load_npy(name, f"{modality}_features.{stream}", root / folder / f"{name}.npy")
+            features[modality][stream] = load_npy(name, f"{modality}_features.{stream}",
+                                                  inside(name, f"{modality}_features.{stream}", root,
+                                                         f"{folder}/{name}.npy"))
         media = {}
+        inside(name, "name", root, name)
         video = _find_video(root, video_dir, name)
         if video is not None:
             media["video"] = existing(name, "video", video)
@@ -345,7 +416,7 @@ def read_mer2023(path, *, annotation: str | None = None, transcripts: str | None
     file = _annotation_txt(root, annotation)
     if not file.exists():
         raise FileNotFoundError(f"annotation file {file} does not exist")
-    lines = [line.split() for line in file.read_text().splitlines() if line.strip()]
+    lines = [line.split() for line in _read_text(file).splitlines() if line.strip()]
     subtitles, encoders = _transcripts(root, transcripts), _encoders(encoders)
     entries = []
     for n, parts in enumerate(lines, 1):
@@ -368,12 +439,15 @@ def read_emer(path, *, reasoning: str = "emer.csv", annotation: str | None = Non
     rows = read_table(root / reasoning)
     labels = {}
     if annotation or len(list(root.glob("*.txt"))) == 1:
-        labels = {p[0]: p[2] for p in (line.split() for line in _annotation_txt(root, annotation).read_text()
+        labels = {p[0]: p[2] for p in (line.split() for line in _read_text(_annotation_txt(root, annotation))
                                        .splitlines()) if len(p) >= 3}
     subtitles, encoders = _transcripts(root, transcripts), _encoders(encoders)
     entries = []
     for n, row in enumerate(rows, 1):
-        name = str(_first(row, "name", "names", "id", default=f"<row {n}>"))
+        if isinstance(row, SampleError):
+            entries.append(Entry(row.sample_id, _raise(row)))
+            continue
+        name = _sample_id(row, n, "name", "names", "id")
         text = _first(row, "reason", "reasoning", "english", "description", default="")
         label = _first(row, "label", "discrete", "emotion", default=labels.get(name, ""))
         if not text:
@@ -397,7 +471,10 @@ def read_dfew(path, *, annotation: str | None = None, video_dir: str = "videos",
         file = found[0]
     entries = []
     for n, row in enumerate(read_table(file), 1):
-        name = str(_first(row, "video_name", "name", "id", default=f"<row {n}>"))
+        if isinstance(row, SampleError):
+            entries.append(Entry(row.sample_id, _raise(row)))
+            continue
+        name = _sample_id(row, n, "video_name", "name", "id")
         raw = str(_first(row, "label", default="")).strip()
 
         def build(name=name, raw=raw) -> Sample:
@@ -409,11 +486,21 @@ def read_dfew(path, *, annotation: str | None = None, video_dir: str = "videos",
             if label not in DFEW_CLASSES:
                 raise SampleError(name, "label", f"unknown label {raw!r}; DFEW has {DFEW_CLASSES} (or 1-7)")
             emotion = DFEW_TO_CAMER.get(label, label)
-            video = existing(name, "video", _find_video(root, video_dir, name))
+            video = existing(name, "video", _find_video(root, video_dir, str(inside(name, "video_name", root, name)
+                                                                             .relative_to(root))))
             extra = {"label_options": list(DFEW_CLASSES), **({"source_label": label} if label != emotion else {})}
             return media_sample(name, subset, emotion, "", {}, {"video": video}, extra)
         entries.append(Entry(name, build))
     return "dfew", entries
+
+
+def _read_text(file: Path) -> str:
+    if not file.is_file():
+        raise FileNotFoundError(f"annotation file {file} does not exist")
+    try:
+        return file.read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        raise DatasetError(f"{file} is not UTF-8 text ({err})") from None
 
 
 def _raise(error: Exception) -> Callable[[], Sample]:
@@ -429,7 +516,15 @@ def dataset_options(path) -> dict:
     """Options stored beside the data in ``modbias_benchmark.json`` (``{}`` if none)."""
     path = Path(path)
     file = (path if path.is_dir() else path.parent) / CONFIG_FILE
-    return json.loads(file.read_text()) if file.exists() else {}
+    if not file.is_file():
+        return {}
+    try:
+        options = json.loads(_read_text(file))
+    except ValueError as err:
+        raise DatasetError(f"{file} is not JSON ({err})") from None
+    if not isinstance(options, dict):
+        raise DatasetError(f"{file}: expected a JSON object of reader options")
+    return options
 
 
 def detect_reader(path) -> str:
@@ -438,7 +533,7 @@ def detect_reader(path) -> str:
     if not path.exists():
         raise FileNotFoundError(f"benchmark path {path} does not exist")
     if (reader := dataset_options(path).get("reader")):
-        return reader
+        return str(reader)
     if path.is_file():
         return "camer"
     names = {p.name for p in path.iterdir()}
@@ -448,7 +543,7 @@ def detect_reader(path) -> str:
         return "emer" if "emer.csv" in names else "mer2023"
     if "videos" in names and any(n.endswith(".csv") for n in names):
         return "dfew"
-    raise ValueError(f"cannot tell which reader fits {path}; use reader:path with one of {sorted(READERS)} "
+    raise DatasetError(f"cannot tell which reader fits {path}; use reader:path with one of {sorted(READERS)} "
                      f"or add {CONFIG_FILE} with a 'reader' key")
 
 
@@ -456,8 +551,11 @@ def _entries(path, reader: str | None, options: dict) -> tuple[str, str, list[En
     options = {**{k: v for k, v in dataset_options(path).items() if k != "reader"}, **options}
     reader = reader or detect_reader(path)
     if reader not in READERS:
-        raise ValueError(f"unknown reader {reader!r}; available: {sorted(READERS)}")
-    name, entries = READERS[reader](path, **options)
+        raise DatasetError(f"unknown reader {reader!r}; available: {sorted(READERS)}")
+    try:
+        name, entries = READERS[reader](path, **options)
+    except (TypeError, AttributeError, KeyError, IndexError) as err:  # options of the wrong shape
+        raise DatasetError(f"{path}: cannot read it as {reader} with options {options} ({err})") from err
     return reader, name, entries, options
 
 
@@ -472,24 +570,30 @@ def _build_all(entries: list[Entry], dims: dict | None, strict: bool) -> tuple[l
             continue
         seen.add(entry.id)
         try:
-            samples.append(entry.build())
+            samples.append(_built(entry))
         except SampleError as err:
             if strict:
                 raise
             problems.append(Problem(err.sample_id, err.field_name, str(err).split(": ", 1)[-1]))
-    streams = {}
-    for s in samples:
-        named = {}
-        for modality in ("visual", "audio"):
-            if s.extra.get("streams", {}).get(modality):
-                named.update(unpack_streams(s, modality))
-        streams[s.id] = named
+    streams = {s.id: {name: a for modality in ("visual", "audio") if s.extra.get("streams", {}).get(modality)
+                      for name, a in unpack_streams(s, modality).items()} for s in samples}
     for err in check_widths(streams, dims):
         if strict:
             raise err
         problems.append(Problem(err.sample_id, err.field_name, str(err).split(": ", 1)[-1]))
     bad = {p.sample_id for p in problems if p.field != "id"}  # a duplicate's first occurrence stays
     return [s for s in samples if s.id not in bad], problems
+
+
+def _built(entry: Entry) -> Sample:
+    """The entry's sample; a row whose cells have the wrong type (a list where text belongs, a path
+    the system cannot hold) is a :class:`SampleError` of that row."""
+    try:
+        return entry.build()
+    except SampleError:
+        raise
+    except (TypeError, ValueError, AttributeError, OSError) as err:
+        raise SampleError(entry.id, "row", f"cannot read the row: {err}") from err
 
 
 def load(path, reader: str | None = None, subset: str = "all", limit: int | None = None,
@@ -526,6 +630,7 @@ class CheckReport:
     n_entries: int
     n_ok: int
     problems: list[Problem]
+    samples: list[Sample] = field(default_factory=list, repr=False)  # the samples without problems
 
     @property
     def ok(self) -> bool:
@@ -541,7 +646,7 @@ def check(path, reader: str | None = None, dims: dict | None = None, decode: boo
     """Every problem of a benchmark, without running a model (``decode`` also decodes each media file)."""
     try:
         reader, _, entries, options = _entries(path, reader, options)
-    except (OSError, ValueError, KeyError) as err:
+    except (OSError, ValueError, TypeError, KeyError) as err:
         return CheckReport(str(path), reader or "?", 0, 0, [Problem("", str(path), str(err))])
     samples, problems = _build_all(entries, dims, strict=False)
     if decode:
@@ -557,4 +662,4 @@ def check(path, reader: str | None = None, dims: dict | None = None, decode: boo
                     except (media.MediaError, ImportError) as err:
                         problems.append(Problem(s.id, key.removesuffix("_path"), str(err)))
         samples = [s for s in samples if s.id not in {p.sample_id for p in problems}]
-    return CheckReport(str(path), reader, len(entries), len(samples), problems)
+    return CheckReport(str(path), reader, len(entries), len(samples), problems, samples)

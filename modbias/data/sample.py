@@ -12,6 +12,10 @@ from modbias.emotions import CLASSES
 SUBSETS = ("video_aligned", "audio_aligned", "consistent")
 
 
+class DatasetError(ValueError):
+    """A dataset file that cannot be read as its layout (not UTF-8, not a table, a bad options file)."""
+
+
 class SampleError(ValueError):
     """Bad input, naming the sample and the field."""
 

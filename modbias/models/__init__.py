@@ -1,22 +1,37 @@
-"""Model families behind one adapter protocol (:class:`~modbias.models.base.ModelAdapter`)."""
+"""Model families behind one adapter protocol (:class:`~modbias.models.base.ModelAdapter`).
+
+This module imports no torch: :func:`check_model_spec` validates a ``family[:path]``
+before anything heavy loads, and each family's loader imports its module on use.
+"""
 
 from __future__ import annotations
 
-from modbias.models.base import ModelAdapter, PreparedBatch
-from modbias.models.organism import WEIGHTS_DIR, Organism
+import importlib
+from pathlib import Path
 
 
-def load_model(spec: str = "organism", device: str = "cpu") -> ModelAdapter:
-    """Load a model by ``family[:path]``; ``organism`` alone loads the shipped weights."""
+def check_model_spec(spec: str) -> tuple[str, str]:
+    """``(family, path)`` of a ``family[:path]`` spec; raises ``ValueError`` / ``FileNotFoundError``
+    for an unknown family, a missing path, or a path that does not exist (nothing is loaded)."""
     family, _, path = spec.partition(":")
-    if family == "organism":
-        model = Organism.load(path or WEIGHTS_DIR)
-    elif family in FAMILIES:
-        if not path:
-            raise ValueError(f"model family {family!r} needs a checkpoint path: '{family}:/path/to/checkpoint'")
-        model = FAMILIES[family](path)
-    else:
+    if family != "organism" and family not in FAMILIES:
         raise ValueError(f"unknown model family {family!r} in {spec!r}; available: {['organism', *FAMILIES]}")
+    if family != "organism" and not path:
+        raise ValueError(f"model family {family!r} needs a checkpoint path: '{family}:/path/to/checkpoint'")
+    if path and not Path(path).exists():
+        raise FileNotFoundError(f"checkpoint path {path} (from --model {spec!r}) does not exist")
+    return family, path
+
+
+def load_model(spec: str = "organism", device: str = "cpu"):
+    """Load a model by ``family[:path]``; ``organism`` alone loads the shipped weights."""
+    family, path = check_model_spec(spec)
+    if family == "organism":
+        from modbias.models.organism import WEIGHTS_DIR, Organism
+
+        model = Organism.load(path or WEIGHTS_DIR)
+    else:
+        model = FAMILIES[family](path)
     return model.to(device)
 
 
@@ -53,5 +68,14 @@ def _load_r1_omni(path):
 FAMILIES = {"features": _load_features, "qwen2_5_omni": _load_qwen2_5_omni, "llava": _load_llava,
             "emotion_llama": _load_emotion_llama, "r1_omni": _load_r1_omni}
 
+_LAZY = {"ModelAdapter": "modbias.models.base", "PreparedBatch": "modbias.models.base",
+         "Organism": "modbias.models.organism", "WEIGHTS_DIR": "modbias.models.organism"}
 
-__all__ = ["ModelAdapter", "PreparedBatch", "Organism", "load_model"]
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+__all__ = ["ModelAdapter", "PreparedBatch", "Organism", "check_model_spec", "load_model"]

@@ -57,7 +57,7 @@ def train_mose(model: Organism, r: int = 8, n_experts: int = 2, eps: float = 0.1
                lr: float = 2e-3, seed: int = 0, out: str | Path | None = None, *, batch_size: int = 32,
                weight_decay: float = 0.05, warmup_steps: int = 20, router_hidden: int = 8,
                nonvisual: str = "audio_text", data: SynthConfig | None = None, n_train: int | None = 3000,
-               max_steps: int | None = None, threads: int | None = 2, show_progress: bool = True) -> MoSE:
+               max_steps: int | None = None, threads: int | None = 2, progress: bool = True) -> MoSE:
     """Fine-tune a fresh MoSE on ``model`` (frozen) and save it to ``out`` (if given).
 
     ``data`` defaults to the organism's training data config; ``n_train`` caps the
@@ -88,8 +88,8 @@ def train_mose(model: Organism, r: int = 8, n_experts: int = 2, eps: float = 0.1
     mose.train()
     history, step, start = [], 0, time.time()
     try:
-        with progress_bar(show_progress) as bar:
-            task = bar.add_task("training MoSE", total=total)
+        with progress_bar(progress) as bar:
+            task = bar.add_task("training MoSE: optimiser steps", total=total)
             for epoch in range(epochs):
                 order = torch.randperm(len(samples), generator=gen).tolist()
                 for i in range(steps_per_epoch):

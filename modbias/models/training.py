@@ -50,7 +50,7 @@ def answer_batch(model: Organism, samples) -> tuple[torch.Tensor, torch.Tensor, 
 
 
 def train_organism(train: TrainConfig | None = None, data: SynthConfig | None = None,
-                   show_progress: bool = True) -> Organism:
+                   progress: bool = True) -> Organism:
     """Train an organism from scratch; deterministic for a given config and thread count."""
     train, data = train or TrainConfig(), data or SynthConfig()
     torch.manual_seed(train.seed)
@@ -66,8 +66,8 @@ def train_organism(train: TrainConfig | None = None, data: SynthConfig | None = 
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / train.warmup_steps)
                                               * 0.5 * (1 + math.cos(math.pi * min(s, total) / total)))
     gen = torch.Generator().manual_seed(train.seed)
-    with progress_bar(show_progress) as bar:
-        task = bar.add_task("training organism", total=total)
+    with progress_bar(progress) as bar:
+        task = bar.add_task("training organism: optimiser steps", total=total)
         for epoch in range(train.epochs):
             order = torch.randperm(len(samples), generator=gen).tolist()
             for step in range(steps_per_epoch):
