@@ -65,7 +65,7 @@ def _caption_batch(model: ModelAdapter, samples, truth: dict[str, frozenset], ma
 
 def caption_chair(model: ModelAdapter, images: list[CocoImage], interventions: list[Intervention] = (), *,
                   out: str | Path | None = None, data_config: dict | None = None, max_new_tokens: int = 512,
-                  batch_size: int = 8, show_progress: bool = False) -> xr.Dataset:
+                  batch_size: int = 8, progress: bool = True) -> xr.Dataset:
     """Caption ``images`` under ``interventions``; returns the run (stored at ``out`` with its CHAIR summary)."""
     interventions = list(interventions)
     bench = coco_benchmark(images, data_config)
@@ -79,7 +79,7 @@ def caption_chair(model: ModelAdapter, images: list[CocoImage], interventions: l
             ds = run_in_batches(list(bench), lambda chunk: _caption_batch(model, chunk, truth, max_new_tokens,
                                                                           interventions),
                                 out=out, config=config, kind="chair", batch_size=batch_size,
-                                show_progress=show_progress)
+                                progress=progress, label="captions")
     if out is not None and ds.sizes.get("sample"):
         record_summary(out, ds)
     elif ds.sizes.get("sample"):

@@ -58,7 +58,7 @@ def chair(
     data = {"path": str(coco.resolve()), "split": split, "limit": limit, "seed": seed}
     try:
         ds = caption_chair(adapter, images, interventions, out=out, data_config=data, max_new_tokens=max_new_tokens,
-                           batch_size=batch_size, show_progress=True)
+                           batch_size=batch_size)
     except SampleError as err:
         raise typer.BadParameter(str(err)) from err
     console.print(evaluation_table(ds.attrs["summary"]["evaluation"], title=str(out)))
