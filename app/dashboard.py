@@ -12,7 +12,7 @@ from pathlib import Path
 import dash
 from dash import Input, Output, State, ctx, dcc, html
 
-from modbias_app.runs import at_values, open_dataset, run_in_cache, sample_table, scan
+from modbias_app.runs import at_values, open_dataset, sample_table, scan
 from modbias_app.views import VIEWS
 from modbias_app.views import samples as samples_view
 from modbias_app.views import tokens as tokens_view

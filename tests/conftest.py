@@ -8,6 +8,7 @@ from transformers import (LlamaConfig, LlamaForCausalLM, MistralConfig, MistralF
                           Qwen2ForCausalLM)
 
 import modbias
+from analyses.browser import CHROMIUM, DRIVER, console_errors, dashboard, load
 
 ARCHITECTURES = {
     "llama": (LlamaForCausalLM, LlamaConfig),
@@ -53,3 +54,24 @@ def organism():
 @pytest.fixture(scope="session")
 def small_bench():
     return modbias.load_benchmark("synth", subset="all", limit=6)
+
+
+# -- the dashboard in headless Chromium (tests/test_app*.py) ---------------------------------------
+browser = pytest.mark.skipif(not (CHROMIUM and DRIVER),
+                             reason="headless Chromium not installed (apt-get install -y chromium chromium-driver)")
+
+
+@pytest.fixture(scope="module")
+def driver(cache):
+    """Chromium on the dashboard serving the test module's own ``cache`` fixture of run stores."""
+    with dashboard(cache) as chrome:
+        yield chrome
+
+
+@pytest.fixture
+def page(driver):
+    """A freshly loaded dashboard (state from earlier tests is gone); afterwards, no errors in the console."""
+    console_errors(driver)
+    load(driver)
+    yield driver
+    assert console_errors(driver) == []

@@ -11,8 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from analyses.browser import (CHROMIUM, DRIVER, FIGURE_JS, click_cell, click_option, console_errors, dashboard,
-                              figure, load, open_tab, tick_row, wait_for, wait_for_rows)
+from analyses.browser import FIGURE_JS, click_cell, click_option, figure, open_tab, tick_row, wait_for, wait_for_rows
 from analyses.synthetic_runs import random_run, run_config, write_run
 from modbias.store import open_run
 from modbias_app.aggregates import biased_share, head_map
@@ -20,6 +19,7 @@ from modbias_app.dashboard import focus_choices
 from modbias_app.figures import heads_figure
 from modbias_app.runs import HeadSums, StoreFieldError, baseline_of, clear_caches, sample_table, scan
 from modbias_app.views import heads, tokens
+from tests.conftest import browser
 
 L, H = 4, 6  # distinct, so a transposed map cannot pass
 pytestmark = [pytest.mark.filterwarnings("ignore:Object at modbias.json is not recognized"),
@@ -108,23 +108,6 @@ def test_views_name_missing_rows(cache):
 
 # ----------------------------------------------------------------------------- browser
 
-browser = pytest.mark.skipif(not (CHROMIUM and DRIVER),
-                             reason="headless Chromium not installed (apt-get install -y chromium chromium-driver)")
-
-
-@pytest.fixture(scope="module")
-def driver(cache):
-    with dashboard(cache) as chrome:
-        yield chrome
-
-
-@pytest.fixture
-def page(driver):
-    """A freshly loaded dashboard (state from earlier tests is gone); afterwards, no errors in the console."""
-    console_errors(driver)
-    load(driver)
-    yield driver
-    assert console_errors(driver) == []
 
 
 def layer_marks(fig):

@@ -9,13 +9,13 @@ import shutil
 
 import pytest
 
-from analyses.browser import CHROMIUM, DRIVER, console_errors, dashboard, figure, load, open_tab, tick_row, wait_for, \
-    wait_for_rows
+from analyses.browser import figure, open_tab, tick_row, wait_for, wait_for_rows
 from analyses.synthetic_runs import mi_config, random_mi_run, random_run, run_config, write_run
 from modbias_app import create_app
 from modbias_app.figures import message_figure
 from modbias_app.runs import clear_caches, newest_with_heads, scan
 from modbias_app.views import heads
+from tests.conftest import browser
 
 SHAPE = dict(n_layers=3, n_heads=5)
 MARKDOWN_NAME = "![pixel](evil.png)"
@@ -122,23 +122,6 @@ def test_an_error_page_has_no_debugger(cache):
 
 # ----------------------------------------------------------------------------- browser
 
-browser = pytest.mark.skipif(not (CHROMIUM and DRIVER),
-                             reason="headless Chromium not installed (apt-get install -y chromium chromium-driver)")
-
-
-@pytest.fixture(scope="module")
-def driver(cache):
-    with dashboard(cache) as chrome:
-        yield chrome
-
-
-@pytest.fixture
-def page(driver):
-    """A freshly loaded dashboard; afterwards, no errors in the browser console."""
-    console_errors(driver)
-    load(driver)
-    yield driver
-    assert console_errors(driver) == []
 
 
 # the Interventions table as rendered, read in one step (no element can go stale between reads)

@@ -12,13 +12,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from analyses.browser import CHROMIUM, DRIVER, console_errors, dashboard, load, open_tab, tick_row, wait_for
+from analyses.browser import load, open_tab, tick_row, wait_for
 from analyses.synthetic_runs import mi_config, random_mi_run, random_run, run_config, write_run
 from modbias.consistency import consistency
 from modbias.store import open_run, update_manifest
 from modbias_app.compare import CONSISTENCY_COLUMNS, consistency_markdown, consistency_rows
 from modbias_app.runs import _consistency, clear_caches, consistency_of, mi_source, scan
 from modbias_app.views import samples
+from tests.conftest import browser
 
 SHAPE = dict(n_layers=2, n_heads=3)
 N = 24
@@ -138,16 +139,6 @@ def test_samples_view_adds_the_mi_column(cache, tmp_path):
 
 # ----------------------------------------------------------------------------- browser
 
-browser = pytest.mark.skipif(not (CHROMIUM and DRIVER),
-                             reason="headless Chromium not installed (apt-get install -y chromium chromium-driver)")
-
-
-@pytest.fixture(scope="module")
-def page(cache):
-    with dashboard(cache) as chrome:
-        console_errors(chrome)
-        yield chrome
-        assert console_errors(chrome) == []
 
 
 @browser
