@@ -118,21 +118,46 @@ def dashboard(
 
 @organism_app.command("train")
 def organism_train(
-    out: Path = typer.Option(None, help="weights directory; default: the package's shipped weights"),
-    epochs: int = typer.Option(3),
+    name: str = typer.Option("organism", help="organism | organism-attn (its data preset and weights dir)"),
+    out: Path = typer.Option(None, help="weights directory; default: the package's shipped weights of NAME"),
+    epochs: int = typer.Option(3, help="task epochs (organism-attn: fine-tuning epochs from its base state)"),
+    base_epochs: int = typer.Option(3, help="epochs of the base state (consistent samples only)"),
+    base_only: bool = typer.Option(False, "--base-only", help="train only the base state into OUT/base"),
     audio_repeat: int = typer.Option(1, help="copies of each audio token (App. C.2)"),
     seed: int = typer.Option(0),
+    threads: int = typer.Option(2, help="torch CPU threads"),
 ):
-    """Train the model organism on the synthetic training split (fixed seed, CPU)."""
+    """Train a model organism on its synthetic training split (fixed seed, CPU).
+
+    ``organism`` trains from scratch; ``organism-attn`` trains its base state first, then fine-tunes
+    it.  Either way the base state (consistent samples only) is saved under OUT/base (float16),
+    the starting point of `modbias mose train` and its LoRA baseline.
+    """
     import time
 
-    from modbias.models.organism import WEIGHTS_DIR
-    from modbias.models.training import TrainConfig, train_organism
+    from modbias.data.synth import ATTN_CONFIG, SynthConfig
+    from modbias.models.organism import BASE_STATE, ORGANISMS
+    from modbias.models.training import TrainConfig, train_base_state, train_from_base, train_organism
 
+    import torch
+
+    if name not in ORGANISMS:
+        raise typer.BadParameter(f"unknown organism {name!r}; choose from {sorted(ORGANISMS)}")
+    out = out or ORGANISMS[name]
+    data = ATTN_CONFIG if name == "organism-attn" else SynthConfig()
     start = time.time()
-    model = train_organism(TrainConfig(epochs=epochs, audio_repeat=audio_repeat, seed=seed))
-    model.save(out or WEIGHTS_DIR)
-    console.print(f"saved organism to {out or WEIGHTS_DIR} after {time.time() - start:.0f} s")
+    base = train_base_state(name, data, epochs=base_epochs, seed=seed, threads=threads)
+    base.save(out / BASE_STATE, dtype=torch.float16)
+    console.print(f"saved base state to {out / BASE_STATE} after {time.time() - start:.0f} s")
+    if base_only:
+        return
+    if name == "organism-attn":
+        model = train_from_base(base, name, data, epochs=epochs, seed=seed, threads=threads)
+    else:
+        model = train_organism(TrainConfig(epochs=epochs, audio_repeat=audio_repeat, seed=seed, threads=threads), data,
+                               name=name)
+    model.save(out)
+    console.print(f"saved {name} to {out} after {time.time() - start:.0f} s")
 
 
 @mose_app.command("train")

@@ -20,7 +20,7 @@ from typing import Iterable
 import xarray as xr
 
 from modbias.data.sample import Sample
-from modbias.evaluation import deltas, subset_metrics
+from modbias.evaluation import Grouper, deltas, grouper_name, lexicon_grouper, subset_metrics
 from modbias.interventions import REGISTRY, Intervention, make
 from modbias.models.base import ModelAdapter
 from modbias.store import read_manifest, update_manifest
@@ -58,8 +58,12 @@ def run_label(interventions: list[Intervention]) -> str:
 def intervene(model: ModelAdapter, data: Iterable[Sample], method: str = "ar", *,
               interventions: list[Intervention] | None = None, out: str | Path | None = None,
               cache_dir: str | Path = "cache", baseline: str | Path | None = None, batch_size: int = 64,
-              max_new_tokens: int = 16, at: str = "first", show_progress: bool = False, **params) -> xr.Dataset:
+              max_new_tokens: int = 16, at: str = "first", show_progress: bool = False,
+              scope: str = "conclusion", grouper: Grouper | None = None, **params) -> xr.Dataset:
     """Run ``data`` under ``method`` (or an explicit ``interventions`` list) and compare with the baseline.
+
+    ``scope`` and ``grouper`` choose how Ŷ is read for the summary (:func:`modbias.evaluation.subset_metrics`:
+    the final conclusion by default, ``"answer"`` for the whole answer; the built-in lexicon grouper).
 
     >>> import modbias                                                       # doctest: +SKIP
     >>> ds = modbias.intervene(modbias.load_model("organism"),
@@ -74,23 +78,33 @@ def intervene(model: ModelAdapter, data: Iterable[Sample], method: str = "ar", *
     cache_dir = Path(cache_dir)
     baseline = Path(baseline) if baseline else cache_dir / f"baseline-{model.family}-{key}"
     base = trace(model, samples, out=baseline, kind="intervene", show_progress=show_progress, **common)
-    base_metrics = _summarise(baseline, base, None, None)
+    grouper = grouper or lexicon_grouper
+    base_metrics = _summarise(baseline, base, None, None, scope, grouper)
     if not interventions:
         return base
     out = Path(out) if out else cache_dir / f"intervene-{model.family}-{run_label(interventions)}-{key}"
     run = trace(model, samples, out=out, kind="intervene", interventions=interventions,
                 show_progress=show_progress, **common)
-    _summarise(out, run, baseline, base_metrics)
+    _summarise(out, run, baseline, base_metrics, scope, grouper)
     return run
 
 
-def _summarise(path: Path, ds: xr.Dataset, baseline: Path | None, base_metrics: dict | None) -> dict:
-    metrics = subset_metrics(ds)
+def _summarise(path: Path, ds: xr.Dataset, baseline: Path | None, base_metrics: dict | None, scope: str,
+               grouper: Grouper) -> dict:
+    metrics = subset_metrics(ds, grouper, scope)
     summary = {"metrics": metrics, "baseline": str(baseline) if baseline else None,
-               "deltas": deltas(metrics, base_metrics) if base_metrics else None}
+               "deltas": deltas(metrics, base_metrics) if base_metrics else None,
+               "scope": scope, "grouper": grouper_name(grouper), **edit_counts(ds)}
     update_manifest(path, summary=summary)
     ds.attrs["summary"] = summary
     return metrics
+
+
+def edit_counts(ds: xr.Dataset) -> dict:
+    """Run totals of the interventions' per-sample counters (``edits_*`` variables, e.g. AR's
+    edited and floored head rows), as ``{"edits": {name: total}}`` (empty when there are none)."""
+    totals = {str(name)[len("edits_"):]: int(ds[name].sum()) for name in ds.data_vars if str(name).startswith("edits_")}
+    return {"edits": totals} if totals else {}
 
 
 def sweep(values: dict[str, list]) -> list[dict]:

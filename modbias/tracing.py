@@ -23,7 +23,7 @@ import xarray as xr
 
 from modbias import __version__
 from modbias.data.sample import Sample
-from modbias.emotions import find_emotions
+from modbias.emotions import FAMILY_CONCLUSION, find_emotions, parse_prediction
 from modbias.layout import batch_masks
 from modbias.metrics import modality_sums, with_metrics
 from modbias.models.base import ModelAdapter, generated_mask
@@ -65,8 +65,10 @@ def decode_generation(model: ModelAdapter, generated: torch.Tensor) -> list[Deco
     """Text, emotion steps and prediction of each generated row.
 
     ``first`` is the first emotion word (y_k of Eq. 1); ``answer`` is the
-    conclusion's, i.e. the last emotion word, which is also the prediction.
+    conclusion's, i.e. the last emotion word.  The prediction is the emotion of the
+    final conclusion under the family's rule (:func:`modbias.emotions.parse_prediction`).
     """
+    rule = FAMILY_CONCLUSION.get(model.family, "auto")
     out = []
     lengths = generated_mask(generated, model.eos_token_id).sum(-1)
     for row, n in zip(generated.tolist(), lengths.tolist()):
@@ -75,7 +77,8 @@ def decode_generation(model: ModelAdapter, generated: torch.Tensor) -> list[Deco
         mentions = find_emotions(pieces)
         steps = {"first": mentions[0].token_index, "answer": mentions[-1].token_index} if mentions else \
             {"first": -1, "answer": -1}
-        out.append(Decoded(ids, "".join(pieces).strip(), mentions[-1].emotion if mentions else "", steps))
+        text = "".join(pieces).strip()
+        out.append(Decoded(ids, text, parse_prediction(text, rule) or "", steps))
     return out
 
 
@@ -96,6 +99,7 @@ class Generation:
     generated: torch.Tensor
     cache: object
     decoded: list[Decoded]
+    counts: dict[str, np.ndarray]  # per-sample counters of the interventions, ``edits_<name>_<counter>``
 
 
 def generate_under(model: ModelAdapter, samples: list[Sample], max_new_tokens: int,
@@ -115,7 +119,8 @@ def generate_under(model: ModelAdapter, samples: list[Sample], max_new_tokens: i
         processors = [p for iv in interventions for p in iv.logits_processors(model, batch, model_inputs)]
         with probing(ProbeRequest(None, masks, editors) if editors else None):
             generated, cache = model.generate(batch, max_new_tokens, return_cache=True, logits_processor=processors)
-    return Generation(batch, masks, editors, generated, cache, decode_generation(model, generated))
+    counts = {f"edits_{iv.name}_{key}": value for iv in interventions for key, value in iv.batch_counts().items()}
+    return Generation(batch, masks, editors, generated, cache, decode_generation(model, generated), counts)
 
 
 def rows_at_steps(model: ModelAdapter, probe: AttentionProbe, batch, generated: torch.Tensor, cache,
@@ -162,6 +167,7 @@ def trace_batch(model: ModelAdapter, probe: AttentionProbe, samples: list[Sample
         value[~found] = float("nan")
     dims = ("sample", "at", "layer", "head")
     data = {name: (dims, value.numpy().astype(np.float32)) for name, value in sums.items()}
+    data.update({name: ("sample", np.asarray(value, dtype=np.int64)) for name, value in gen.counts.items()})
     coords = {
         "sample": [s.id for s in samples], "at": list(at),
         "subset": ("sample", [s.subset for s in samples]), "label": ("sample", [s.label for s in samples]),

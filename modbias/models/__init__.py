@@ -3,20 +3,20 @@
 from __future__ import annotations
 
 from modbias.models.base import ModelAdapter, PreparedBatch
-from modbias.models.organism import WEIGHTS_DIR, Organism
+from modbias.models.organism import ORGANISMS, WEIGHTS_DIR, Organism
 
 
 def load_model(spec: str = "organism", device: str = "cpu") -> ModelAdapter:
-    """Load a model by ``family[:path]``; ``organism`` alone loads the shipped weights."""
+    """Load a model by ``family[:path]``; ``organism`` / ``organism-attn`` alone load the shipped weights."""
     family, _, path = spec.partition(":")
-    if family == "organism":
-        model = Organism.load(path or WEIGHTS_DIR)
+    if family in ORGANISMS:
+        model = Organism.load(path or ORGANISMS[family])
     elif family in FAMILIES:
         if not path:
             raise ValueError(f"model family {family!r} needs a checkpoint path: '{family}:/path/to/checkpoint'")
         model = FAMILIES[family](path)
     else:
-        raise ValueError(f"unknown model family {family!r} in {spec!r}; available: {['organism', *FAMILIES]}")
+        raise ValueError(f"unknown model family {family!r} in {spec!r}; available: {[*ORGANISMS, *FAMILIES]}")
     return model.to(device)
 
 
