@@ -1,6 +1,6 @@
 """Fig. 3a: UAP_v vs. UAP_a over the middle layers (video-aligned failures first) and per layer.
 
-    python analyses/fig3a.py [--run cache/<run>] [--at first] [--out docs/figures]
+    python analyses/fig3a.py [--run cache/<run>] [--at first] [--out cache/figures | --docs]
 
 Default run: the newest baseline (trace, or intervene with 'none') in --cache.
 Writes fig3a.{html,png} and fig3a_layers.{html,png}.

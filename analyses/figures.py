@@ -3,7 +3,7 @@
 Each ``fig*``/``table*`` function takes run paths (or RunInfos) and returns
 a plotly figure (and, for tables, markdown); :func:`save` writes HTML and a
 static PNG (kaleido, which drives the system Chromium) into
-``docs/figures/``.  Titles name the run(s), the model and the data.  The
+``cache/figures/`` (``--docs``: the tracked ``docs/figures/``).  Titles name the run(s), the model and the data.  The
 reductions are the dashboard's (:mod:`modbias_app.aggregates`,
 :mod:`modbias_app.compare`), so the app and the figures always agree.
 
@@ -30,7 +30,8 @@ from modbias_app.figures import (MODALITY_COLORS, intervention_bars, layers_figu
                                  sweep_figure, token_figure)
 from modbias_app.runs import RunInfo, StoreFieldError, head_mean_rows, head_sums, run_info, sample_table, scan
 
-OUT = Path(__file__).resolve().parents[1] / "docs" / "figures"
+OUT = Path("cache") / "figures"  # default output: untracked
+DOCS = Path(__file__).resolve().parents[1] / "docs" / "figures"  # --docs: the figures the README shows
 FAILURES = ("video_aligned", "incorrect")  # the paper's Fig. 3a/3b case: video-aligned samples the model gets wrong
 
 
@@ -199,8 +200,15 @@ def single_run_parser(doc: str) -> argparse.ArgumentParser:
     parser.add_argument("--run", type=Path, help="run store; default: the newest suitable run in --cache")
     parser.add_argument("--cache", type=Path, default=Path("cache"))
     parser.add_argument("--at", default="first", help="probed emotion token: first | answer")
-    parser.add_argument("--out", type=Path, default=OUT)
+    add_output_options(parser)
     return parser
+
+
+def add_output_options(parser: argparse.ArgumentParser) -> None:
+    """``--out DIR`` (default ``cache/figures``) or ``--docs`` (``docs/figures``, tracked)."""
+    parser.add_argument("--out", type=Path, default=OUT, help=f"output directory (default {OUT})")
+    parser.add_argument("--docs", dest="out", action="store_const", const=DOCS,
+                        help="write into docs/figures (the README's figures) instead")
 
 
 def many_runs_parser(doc: str) -> argparse.ArgumentParser:
@@ -208,7 +216,7 @@ def many_runs_parser(doc: str) -> argparse.ArgumentParser:
     parser.add_argument("--runs", type=Path, nargs="*", help="run stores; default: every suitable run in --cache")
     parser.add_argument("--cache", type=Path, default=Path("cache"))
     parser.add_argument("--metric", default="avg", choices=sorted(METRICS))
-    parser.add_argument("--out", type=Path, default=OUT)
+    add_output_options(parser)
     return parser
 
 

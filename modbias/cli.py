@@ -163,26 +163,46 @@ def organism_train(
 @mose_app.command("train")
 def mose_train(
     out: Path = typer.Option(Path("cache/mose-organism"), help="checkpoint directory"),
-    model: str = typer.Option("organism", help="the frozen backbone (an organism)"),
+    model: str = typer.Option("organism", help="the organism whose base state MoSE fine-tunes (organism, organism-attn)"),
+    start: str = typer.Option("base", help="base: the organism's base state, as the paper (default); "
+                                           "tuned: the converged organism"),
     r: int = typer.Option(8, help="LoRA rank (paper: 64 at d=4096)"),
     n_experts: int = typer.Option(2, help="expansion matrices B per expert (paper: N=2)"),
     eps: float = typer.Option(0.1, help="routing bound of Eq. 3 (paper: 0.1)"),
-    epochs: int = typer.Option(1),
-    n_train: int = typer.Option(3000, help="training samples from the synthetic training split"),
+    without: Optional[str] = typer.Option(None, help="experts not built, e.g. visual or visual,omni (Table 6 d)"),
+    no_router: bool = typer.Option(False, "--no-router", help="no router f: lambda = 1/2 (Table 6 c)"),
+    lora_baseline: bool = typer.Option(False, "--lora-baseline",
+                                       help="train the plain-LoRA baseline instead: one LoRA on every token's "
+                                            "FFN, its rank matched to this MoSE's parameter count"),
+    epochs: int = typer.Option(2),
+    n_train: int = typer.Option(2400, help="training samples from the synthetic training split"),
     seed: int = typer.Option(0),
 ):
-    """Fine-tune MoSE on a frozen organism; print trainable-parameter counts (Table 6/15 style)."""
+    """Train MoSE (or its plain-LoRA baseline) on a frozen organism; print parameter counts (Table 6/15 style).
+
+    Evaluate it on the model it was trained on, e.g. `modbias intervene --model organism-base --method mose
+    --checkpoint OUT`.
+    """
     import time
 
     import modbias
-    from modbias.interventions.mose import format_parameter_table
-    from modbias.models.mose_training import train_mose
+    from modbias.interventions.mose import EXPERTS, count_parameters, format_parameter_table
+    from modbias.models.mose_training import lora_baseline_rank, train_mose
 
     _threads("cpu")
-    adapter = modbias.load_model(model)
-    start = time.time()
-    train_mose(adapter, r=r, n_experts=n_experts, eps=eps, epochs=epochs, seed=seed, out=out, n_train=n_train)
-    console.print(f"saved MoSE to {out} after {time.time() - start:.0f} s")
+    if start not in ("base", "tuned"):
+        raise typer.BadParameter(f"--start must be base or tuned, got {start!r}")
+    adapter = modbias.load_model(f"{model}-base" if start == "base" else model)
+    experts = tuple(e for e in EXPERTS if e not in (without or "").split(","))
+    d, layers = adapter.backbone.config.hidden_size, adapter.backbone.config.num_hidden_layers
+    design = dict(r=r, n_experts=n_experts, experts=experts, router=not no_router)
+    if lora_baseline:
+        matched = count_parameters(d, layers, r, n_experts, router=not no_router, experts=len(experts))
+        design = dict(r=lora_baseline_rank(d, layers, matched), n_experts=1, experts=("omni",), router=False)
+    start_time = time.time()
+    mose = train_mose(adapter, eps=eps, epochs=epochs, seed=seed, out=out, n_train=n_train, **design)
+    console.print(f"saved {'LoRA baseline' if lora_baseline else 'MoSE'} ({mose.trainable_parameters():,} trainable, "
+                  f"{design}) to {out} after {time.time() - start_time:.0f} s")
     console.print(format_parameter_table(adapter, r=r))
 
 

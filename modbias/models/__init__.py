@@ -3,20 +3,23 @@
 from __future__ import annotations
 
 from modbias.models.base import ModelAdapter, PreparedBatch
-from modbias.models.organism import ORGANISMS, WEIGHTS_DIR, Organism
+from modbias.models.organism import BASE_STATE, ORGANISMS, WEIGHTS_DIR, Organism
+
+SHIPPED = {**ORGANISMS, **{f"{name}-base": path / BASE_STATE for name, path in ORGANISMS.items()}}
+"""Organisms loadable by name: ``organism``, ``organism-attn`` and their base states ``<name>-base``."""
 
 
 def load_model(spec: str = "organism", device: str = "cpu") -> ModelAdapter:
-    """Load a model by ``family[:path]``; ``organism`` / ``organism-attn`` alone load the shipped weights."""
+    """Load a model by ``family[:path]``; a name of :data:`SHIPPED` alone loads the shipped weights."""
     family, _, path = spec.partition(":")
-    if family in ORGANISMS:
-        model = Organism.load(path or ORGANISMS[family])
+    if family in SHIPPED:
+        model = Organism.load(path or SHIPPED[family])
     elif family in FAMILIES:
         if not path:
             raise ValueError(f"model family {family!r} needs a checkpoint path: '{family}:/path/to/checkpoint'")
         model = FAMILIES[family](path)
     else:
-        raise ValueError(f"unknown model family {family!r} in {spec!r}; available: {[*ORGANISMS, *FAMILIES]}")
+        raise ValueError(f"unknown model family {family!r} in {spec!r}; available: {[*SHIPPED, *FAMILIES]}")
     return model.to(device)
 
 
