@@ -24,11 +24,18 @@ def _threads(device: str) -> None:
         torch.set_num_threads(min(torch.get_num_threads(), 2) or 1)
 
 
+def _own_benchmark(model: str) -> str:
+    """The synthetic benchmark a shipped organism was trained for."""
+    return "synth-attn" if model.partition(":")[0].startswith("organism-attn") else "synth"
+
+
 @app.command()
 def trace(
     subset: str = typer.Option("all", help="video_aligned | audio_aligned | consistent | all"),
-    model: str = typer.Option("organism", help="family[:path]; 'organism' is the shipped default"),
-    data: str = typer.Option("synth", help="benchmark name"),
+    model: str = typer.Option("organism", help="family[:path]; 'organism' (default), 'organism-attn' and their "
+                                               "'-base' states are shipped"),
+    data: Optional[str] = typer.Option(None, help="benchmark name or path; default: the model's own synthetic "
+                                                  "benchmark (synth; synth-attn for organism-attn)"),
     limit: Optional[int] = typer.Option(None, help="at most N samples per subset"),
     batch_size: int = typer.Option(64, help="samples per batch (the unit of resume)"),
     device: str = typer.Option("cpu", help="torch device, e.g. cpu or cuda"),
@@ -45,7 +52,7 @@ def trace(
 
     _threads(device)
     adapter = modbias.load_model(model, device=device)
-    bench = modbias.load_benchmark(data, subset=subset, limit=limit)
+    bench = modbias.load_benchmark(data or _own_benchmark(model), subset=subset, limit=limit)
     out = out or Path("cache") / run_name(adapter, subset)
     console.print(f"tracing {len(bench)} samples of {bench.name}/{subset} with {model} → {out}")
     ds = modbias.trace(adapter, bench, out=out, at=at, max_new_tokens=max_new_tokens, batch_size=batch_size,
@@ -64,14 +71,18 @@ def intervene(
     method: str = typer.Option("ar", help="ar | pai | duplicate_audio | mose | none, or a stack like mose+ar"),
     tau: Optional[str] = typer.Option(None, help="AR threshold of Eq. 7; a list like 0,1,2,3 sweeps"),
     layers: Optional[str] = typer.Option(None, help="layers to edit: all, start:end, or 1,3,5"),
-    alpha: Optional[str] = typer.Option(None, help="PAI amplification; a list sweeps"),
-    gamma: Optional[float] = typer.Option(None, help="PAI guidance scale (off by default)"),
+    alpha: Optional[str] = typer.Option(None, help="PAI amplification (default 0.2, the reference's); a list sweeps"),
+    gamma: Optional[float] = typer.Option(None, help="PAI image-free guidance γ on log-probabilities "
+                                                      "(default 1.1, the reference's; 1: conditional branch only)"),
+    floor: Optional[float] = typer.Option(None, help="AR: heads with 0 < S_v < floor are left unedited "
+                                                      "(default 1e-6)"),
     repeat: Optional[str] = typer.Option(None, help="audio-token copies k for duplicate_audio; a list sweeps"),
     competitor: Optional[str] = typer.Option(None, help="AR's competing token set: audio (default) or text"),
     checkpoint: Optional[Path] = typer.Option(None, help="MoSE checkpoint directory"),
     subset: str = typer.Option("all", help="video_aligned | audio_aligned | consistent | all"),
     model: str = typer.Option("organism", help="family[:path]"),
-    data: str = typer.Option("synth", help="benchmark name"),
+    data: Optional[str] = typer.Option(None, help="benchmark name or path; default: the model's own synthetic "
+                                                  "benchmark (synth; synth-attn for organism-attn)"),
     limit: Optional[int] = typer.Option(None, help="at most N samples per subset"),
     batch_size: int = typer.Option(64),
     device: str = typer.Option("cpu"),
@@ -79,27 +90,40 @@ def intervene(
     cache: Path = typer.Option(Path("cache"), help="where runs and the shared baseline live"),
     at: str = typer.Option("first", help="which emotion token's attention to store: first | answer | both"),
     max_new_tokens: int = typer.Option(16),
+    scope: str = typer.Option("conclusion", help="read Ŷ from the final conclusion (Sec. 6.1) or the whole answer"),
+    grouper: Optional[str] = typer.Option(None, help="module:function mapping an emotion word to its group "
+                                                     "(default: the built-in lexicon)"),
 ):
     """Run the benchmark under an intervention; print per-subset Acc/Rec/Avg with deltas vs the baseline."""
     import modbias
+    from modbias.evaluation import SCOPES, load_grouper
     from modbias.intervening import sweep
     from modbias.report import intervention_table
+
+    if scope not in SCOPES:
+        raise typer.BadParameter(f"--scope must be one of {SCOPES}, got {scope!r}")
+    try:
+        group = load_grouper(grouper)
+    except ValueError as error:
+        raise typer.BadParameter(str(error)) from None
 
     _threads(device)
     grid = {k: v for k, v in {"tau": _values(tau, float), "alpha": _values(alpha, float), "k": _values(repeat, int),
                               "layers": None if layers is None else [layers],
                               "gamma": None if gamma is None else [gamma],
+                              "floor": None if floor is None else [floor],
                               "competitor": None if competitor is None else [competitor],
                               "checkpoint": None if checkpoint is None else [str(checkpoint)]}.items() if v}
     settings = sweep(grid)
     if out is not None and len(settings) > 1:
         raise typer.BadParameter("--out names one store; a sweep writes one run per value under --cache")
     adapter = modbias.load_model(model, device=device)
-    bench = modbias.load_benchmark(data, subset=subset, limit=limit)
+    bench = modbias.load_benchmark(data or _own_benchmark(model), subset=subset, limit=limit)
     for params in settings:
         console.print(f"{method} {params or ''} on {len(bench)} samples of {bench.name}/{subset}")
         ds = modbias.intervene(adapter, bench, method=method, out=out, cache_dir=cache, batch_size=batch_size,
-                               max_new_tokens=max_new_tokens, at=at, show_progress=True, **params)
+                               max_new_tokens=max_new_tokens, at=at, show_progress=True, scope=scope,
+                               grouper=group, **params)
         console.print(intervention_table(ds.attrs["summary"], title=f"{ds.attrs.get('path', '')}"))
 
 
