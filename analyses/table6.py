@@ -93,10 +93,11 @@ def main(argv=None) -> None:
         return
     data_name = "synth-attn" if args.model == "organism-attn" else "synth"
     data = modbias.load_benchmark(data_name, subset="all", limit=args.limit)
-    rows = [("base state, no fine-tuning", 0, "", modbias.intervene(base, data, method="none", cache_dir=args.cache))]
+    rows = [("base state, no fine-tuning", 0, "", modbias.intervene(base, data, method="none", cache_dir=args.cache,
+                                                                        batch_size=100))]
     tuned = modbias.load_model(args.model)
     rows.append((f"full fine-tuning (shipped {args.model})", sum(p.numel() for p in tuned.parameters()), "",
-                 modbias.intervene(tuned, data, method="none", cache_dir=args.cache)))
+                 modbias.intervene(tuned, data, method="none", cache_dir=args.cache, batch_size=100)))
     for name in names:
         mose = load_mose(root / name)
         ds = modbias.intervene(base, data, method="mose", checkpoint=str(root / name), cache_dir=args.cache,
