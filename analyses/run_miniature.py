@@ -48,16 +48,16 @@ def main() -> None:
     torch.set_num_threads(1)
     console = Console()
     model, base = modbias.load_model(args.model), modbias.load_model(f"{args.model}-base")
-    mose = args.mose or args.cache / f"table6-{args.model}" / "mose"
-    if not (mose / "mose.safetensors").exists():
-        from analyses.table6 import main as table6
-
-        console.print(f"training MoSE into {mose}")
-        table6(["--model", args.model, "--cache", str(args.cache), "--variants", "mose", "--train-only"])
     data = modbias.load_benchmark(DATA[args.model], subset="all", limit=args.limit)
+    mose = args.mose or args.cache / f"table6-{args.model}" / "mose"
     runs = [(model, m, p) for m, p in TABLE7 + TABLE8 + ([] if args.no_duplication else FIG3C)]
     runs += [(base, m, {**p, "checkpoint": str(mose)}) for m, p in TABLE7_MOSE]
     for adapter, method, params in runs:  # a repeated run re-opens its finished store
+        if "checkpoint" in params and not (mose / "mose.safetensors").exists():
+            from analyses.table6 import main as table6
+
+            console.print(f"training MoSE into {mose}")
+            table6(["--model", args.model, "--cache", str(args.cache), "--variants", "mose", "--train-only"])
         ds = modbias.intervene(adapter, data, method=method, cache_dir=args.cache, batch_size=100,
                                show_progress=True, **params)
         console.print(intervention_table(ds.attrs["summary"], title=f"{method} {params} → {ds.attrs['path']}"))
