@@ -5,7 +5,8 @@
 As in the paper (Sec. 6.2, Table 6), every row fine-tunes the same frozen base
 (``<model>-base``: the organism trained on consistent samples only) on the same
 data with the same schedule (``modbias mose train`` defaults: 2,400 training
-samples, 2 epochs, batch 32, AdamW lr 2e-3, weight decay 0.05), then is scored
+samples, 4 epochs = 300 steps of batch 32, AdamW lr 1e-2 with 20 warm-up steps and
+cosine decay, weight decay 0.05), then is scored
 on the synthetic test subsets (conclusion-only Ŷ).  Rows:
 
 - LoRA baseline: one LoRA on the FFN of every token, its rank matched to MoSE's parameter count;
@@ -70,8 +71,9 @@ def main(argv=None) -> None:
     parser.add_argument("--limit", type=int, default=200, help="test samples per subset")
     parser.add_argument("--variants", default=",".join(VARIANTS), help="rows to train/score (comma list)")
     parser.add_argument("--train-only", action="store_true", help="train missing checkpoints, print no table")
-    parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--epochs", type=int, default=4)
     parser.add_argument("--n-train", type=int, default=2400)
+    parser.add_argument("--lr", type=float, default=1e-2)
     parser.add_argument("--threads", type=int, default=1)
     add_output_options(parser)
     args = parser.parse_args(argv)
@@ -86,7 +88,7 @@ def main(argv=None) -> None:
     for name in names:
         if not (root / name / "mose.safetensors").exists():
             start = time.time()
-            train_mose(base, epochs=args.epochs, n_train=args.n_train, out=root / name, threads=args.threads,
+            train_mose(base, epochs=args.epochs, n_train=args.n_train, lr=args.lr, out=root / name, threads=args.threads,
                        show_progress=False, **design(name, d, n_layers))
             print(f"trained {name} in {time.time() - start:.0f} s", flush=True)
     if args.train_only:
@@ -114,7 +116,7 @@ def main(argv=None) -> None:
     text = "\n".join(lines)
     command = " ".join(["python", "analyses/table6.py", *(argv if argv is not None else sys.argv[1:])])
     title = (f"Table 6 layout on {args.model} (trained from `{args.model}-base`, {args.epochs} epochs of "
-             f"{args.n_train} samples), Avg % (conclusion-only Ŷ) on {args.limit} test samples per subset (`{command}`)")
+             f"{args.n_train} samples, lr {args.lr:g}), Avg % (conclusion-only Ŷ) on {args.limit} test samples per subset (`{command}`)")
     print(title, text, sep="\n\n")
     print("wrote", save_markdown(text, title, "table6", args.out))
 

@@ -198,8 +198,9 @@ def mose_train(
     lora_baseline: bool = typer.Option(False, "--lora-baseline",
                                        help="train the plain-LoRA baseline instead: one LoRA on every token's "
                                             "FFN, its rank matched to this MoSE's parameter count"),
-    epochs: int = typer.Option(2),
+    epochs: int = typer.Option(4, help="epochs over the training samples (4 x 2,400 = 300 steps of 32)"),
     n_train: int = typer.Option(2400, help="training samples from the synthetic training split"),
+    lr: float = typer.Option(1e-2, help="AdamW learning rate (warm-up, cosine decay)"),
     seed: int = typer.Option(0),
 ):
     """Train MoSE (or its plain-LoRA baseline) on a frozen organism; print parameter counts (Table 6/15 style).
@@ -224,7 +225,7 @@ def mose_train(
         matched = count_parameters(d, layers, r, n_experts, router=not no_router, experts=len(experts))
         design = dict(r=lora_baseline_rank(d, layers, matched), n_experts=1, experts=("omni",), router=False)
     start_time = time.time()
-    mose = train_mose(adapter, eps=eps, epochs=epochs, seed=seed, out=out, n_train=n_train, **design)
+    mose = train_mose(adapter, eps=eps, epochs=epochs, lr=lr, seed=seed, out=out, n_train=n_train, **design)
     console.print(f"saved {'LoRA baseline' if lora_baseline else 'MoSE'} ({mose.trainable_parameters():,} trainable, "
                   f"{design}) to {out} after {time.time() - start_time:.0f} s")
     console.print(format_parameter_table(adapter, r=r))
