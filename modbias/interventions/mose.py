@@ -47,6 +47,12 @@ zero-initialised (lambda = 1/2 at the start), one router per layer with a
 small hidden width (8 by default: Table 6 (c) puts the router at ~0.5 % of
 MoSE's parameters; on the organism it is ~17 %).
 
+**Table 6 designs** are built, not toggled: ``MoSEConfig.experts`` names the
+experts that exist (a MoSE without the visual expert has no parameters for
+it) and ``router=False`` drops f (lambda = 1/2).  ``experts=("omni",),
+n_experts=1, router=False`` is a plain LoRA on every token's FFN, the
+baseline of :func:`modbias.models.mose_training.lora_baseline_rank`.
+
 >>> from modbias.interventions.mose import MoSEIntervention   # doctest: +SKIP
 >>> ds = modbias.trace(model, data, interventions=[MoSEIntervention(checkpoint="cache/mose")])
 """
