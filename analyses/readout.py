@@ -7,8 +7,10 @@ gets wrong, and report per layer the accuracy of a linear readout of the
 visual emotion from the mean hidden state of the visual tokens
 (:mod:`modbias.readout`), fitted on ``--n-train`` training samples of the
 organism's own training data.  Also printed: the readout on all video-aligned
-samples, and how often the answer's own description of the face
-("face looks X") names the visual emotion on the failures.
+samples, how often the answer's own description of the face ("face looks X")
+names the visual emotion on the failures, and the attention (UAP_v / UAP_a of
+Eq. 1, mean over heads and samples) per layer at the conclusion's emotion token
+for video-aligned failures and successes and audio-aligned successes.
 """
 
 from __future__ import annotations
@@ -34,14 +36,16 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", default="organism,organism-attn")
     parser.add_argument("--n-train", type=int, default=1500)
-    parser.add_argument("--limit", type=int, default=500, help="video-aligned test samples")
+    parser.add_argument("--limit", type=int, default=500, help="test samples per subset")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     for name in args.models.split(","):
         model = modbias.load_model(name)
         train = list(synth_benchmark("train", organism_data_config(model), limit=args.n_train))
-        test = list(modbias.load_benchmark(DATA[name], subset="video_aligned", limit=args.limit))
-        ds = modbias.trace(model, test, batch_size=100)
+        both = list(modbias.load_benchmark(DATA[name], subset="all", limit=args.limit))
+        traced = modbias.trace(model, both, batch_size=100, at="both")
+        video = np.asarray(traced.subset.values) == "video_aligned"
+        test, ds = [s for s, v in zip(both, video) if v], traced.isel(sample=video)
         failed = ~np.asarray(ds.correct.values, bool)
         described = np.mean([t.split()[2] == s.visual_emotion for t, s, f in zip(ds.text.values, test, failed) if f])
         train_x, test_x = visual_features(model, train), visual_features(model, test)
@@ -53,6 +57,13 @@ def main(argv=None) -> None:
         print("layer | readout on failures % | readout on all video-aligned %")
         for layer, (a, b) in enumerate(zip(on_failures, on_all)):
             print(f"{layer:5d} | {a:20.1f} | {b:30.1f}")
+        answer, correct = traced.sel(at="answer"), np.asarray(traced.correct.values, bool)
+        subsets = np.asarray(traced.subset.values)
+        print("UAP_v / UAP_a per layer at the conclusion token")
+        for label, pick in (("video-aligned wrong", video & ~correct), ("video-aligned right", video & correct),
+                            ("audio-aligned right", (subsets == "audio_aligned") & correct)):
+            v, a = (np.nanmean(answer[k].values[pick], axis=0) for k in ("UAP_v", "UAP_a"))
+            print(f"{label:20s} ({pick.sum():3d}) " + "  ".join(f"{x:.3f}/{y:.3f}" for x, y in zip(v, a)))
 
 
 if __name__ == "__main__":
