@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from modbias.models.base import ModelAdapter, PreparedBatch
-from modbias.models.organism import BASE_STATE, ORGANISMS, WEIGHTS_DIR, Organism
+from modbias.models.organism import BASE_STATE, ORGANISMS, Organism
 
 SHIPPED = {**ORGANISMS, **{f"{name}-base": path / BASE_STATE for name, path in ORGANISMS.items()}}
 """Organisms loadable by name: ``organism``, ``organism-attn`` and their base states ``<name>-base``."""
