@@ -20,8 +20,9 @@ def main(argv=None) -> None:
     runs, known = chosen_runs(args)
     if not args.runs:
         runs = [r for r in runs if r.kind == "intervene"]
-    bases = [b for b in (baseline_of(r, known) for r in runs) if b is not None]
-    runs += [b for b in bases if b.path not in {r.path for r in runs}]
+    for base in [b for b in (baseline_of(r, known) for r in runs) if b is not None]:
+        if base.path not in {r.path for r in runs}:
+            runs.append(base)
     text, fig = table7(runs, known, args.metric)
     title = f"Table 7 layout: {METRICS[args.metric]} per subset, Δ vs. each run's baseline " \
             f"(`{' '.join(['python', 'analyses/table7.py', *sys.argv[1:]])}`)"

@@ -22,7 +22,6 @@ emotion counts as wrong.
 
 from __future__ import annotations
 
-import importlib
 import inspect
 from dataclasses import dataclass
 from typing import Callable
@@ -34,7 +33,8 @@ from rich.table import Table
 from modbias.chair import chair
 from modbias.data.readers import DFEW_CLASSES, DFEW_TO_CAMER
 from modbias.emotions import find_emotions
-from modbias.evaluation import deltas, recognition_metrics, sample_scores, subset_metrics
+from modbias.evaluation import (conclusion_rule, deltas, grouper_name, lexicon_grouper, recognition_metrics,
+                                sample_scores, subset_metrics)
 
 MER2023_CLASSES = ("neutral", "angry", "happy", "sad", "worry", "surprise")  # MER2023's six, in CA-MER names
 DFEW_AS_CAMER = tuple(DFEW_TO_CAMER.get(c, c) for c in DFEW_CLASSES)  # the labels DFEW samples are stored with
@@ -61,7 +61,7 @@ def _emer(ds: xr.Dataset, **options) -> dict:
         raise EvaluationError(f"run {ds.attrs.get('path', '')} stores no 'reference' (the EMER reference "
                               "reasoning); trace it again with this version of modbias")
     truth = [reference_emotions(t) for t in np.asarray(ds.reference.values).astype(str)]
-    scores = sample_scores(np.asarray(ds.text.values).astype(str), truth, **options)
+    scores = sample_scores(np.asarray(ds.text.values).astype(str), truth, rule=conclusion_rule(ds), **options)
     acc, rec = (float(x) for x in scores.mean(0) * 100) if len(scores) else (0.0, 0.0)
     return {"acc": acc, "rec": rec, "avg": (acc + rec) / 2, "n": int(len(scores)),
             "no_reference_emotion": int(sum(not t for t in truth))}
@@ -121,20 +121,6 @@ def benchmark_of(ds_or_config) -> str:
 
 
 # -- options ----------------------------------------------------------------------------------------
-def load_grouper(spec: str) -> Callable[[str], str | None]:
-    """A grouper G (Eq. 22) named ``module:function``."""
-    module, sep, name = spec.partition(":")
-    if not (sep and module and name):
-        raise EvaluationError(f"grouper {spec!r}: expected 'module:function'")
-    try:
-        grouper = getattr(importlib.import_module(module), name)
-    except (ImportError, AttributeError) as err:
-        raise EvaluationError(f"grouper {spec!r} cannot be loaded: {err}") from err
-    if not callable(grouper):
-        raise EvaluationError(f"grouper {spec!r} is not callable")
-    return grouper
-
-
 def check_options(options: dict) -> dict:
     """Options that :func:`modbias.evaluation.subset_metrics` takes (e.g. ``grouper``, ``scope``); a clear
     error for one it does not take.  ``None`` values are dropped (the evaluation's defaults apply)."""
@@ -191,14 +177,25 @@ def evaluate_run(ds: xr.Dataset, benchmark: str | None = None, baseline: dict | 
             "options": _described(options)}
 
 
+def edit_counts(ds: xr.Dataset) -> dict:
+    """Run totals of the interventions' per-sample counters (``edits_*`` variables, e.g. AR's
+    edited and floored head rows), as ``{"edits": {name: total}}`` (empty when there are none)."""
+    totals = {str(name)[len("edits_"):]: int(ds[name].sum()) for name in ds.data_vars if str(name).startswith("edits_")}
+    return {"edits": totals} if totals else {}
+
+
 def run_summary(ds: xr.Dataset, baseline_path=None, baseline_summary: dict | None = None,
                 benchmark: str | None = None, **options) -> dict:
-    """The summary a trace / intervene run stores: per-subset metrics (Table 1 style), the evaluation
-    its benchmark calls for, and both as deltas against the baseline's summary when one is given."""
-    metrics = subset_metrics(ds, **check_options(options)) if "correct" in ds.variables else None  # emotion runs
+    """The summary a trace / intervene run stores: per-subset metrics (Table 1 style) with the scope
+    and grouper that read Ŷ, the interventions' edit counts, the evaluation its benchmark calls
+    for, and both as deltas against the baseline's summary when one is given."""
+    options = check_options(options)
+    metrics = subset_metrics(ds, **options) if "correct" in ds.variables else None  # emotion runs
     base_eval = (baseline_summary or {}).get("evaluation")
     return {"metrics": metrics, "baseline": str(baseline_path) if baseline_path else None,
             "deltas": deltas(metrics, baseline_summary["metrics"]) if metrics and baseline_summary else None,
+            "scope": options.get("scope", "conclusion"),
+            "grouper": grouper_name(options.get("grouper", lexicon_grouper)), **edit_counts(ds),
             "evaluation": evaluate_run(ds, benchmark, baseline=base_eval, **options)}
 
 

@@ -35,11 +35,18 @@ def _root(debug: bool = typer.Option(False, "--debug", help="show the traceback 
         os.environ["MODBIAS_DEBUG"] = "1"
 
 
+def _own_benchmark(model: str) -> str:
+    """The synthetic benchmark a shipped organism was trained for."""
+    return "synth-attn" if model.partition(":")[0].startswith("organism-attn") else "synth"
+
+
 @app.command()
 def trace(
     subset: str = typer.Option("all", help="video_aligned | audio_aligned | consistent | all"),
-    model: str = typer.Option("organism", help="family[:path]; 'organism' is the shipped default"),
-    data: str = typer.Option("synth", help="synth, a dataset path, or reader:path"),
+    model: str = typer.Option("organism", help="family[:path]; 'organism' (default), 'organism-attn' and their "
+                                               "'-base' states are shipped"),
+    data: Optional[str] = typer.Option(None, help="benchmark name or path; default: the model's own synthetic "
+                                                  "benchmark (synth; synth-attn for organism-attn)"),
     limit: Optional[int] = typer.Option(None, help="at most N samples per subset"),
     batch_size: int = typer.Option(64, help="samples per batch (the unit of resume)"),
     device: str = typer.Option("cpu", help="torch device, e.g. cpu or cuda"),
@@ -50,8 +57,8 @@ def trace(
     tau: float = typer.Option(1.0, help="threshold of Eq. 7 for the biased-head columns"),
 ):
     """Trace attention at the first emotion token; store per-sample, per-layer, per-head metrics."""
-    bench = validate(model=model, at=at, subset=subset, data=data, limit=limit, batch_size=batch_size,
-                     max_new_tokens=max_new_tokens, out=out)
+    bench = validate(model=model, at=at, subset=subset, data=data or _own_benchmark(model), limit=limit,
+                     batch_size=batch_size, max_new_tokens=max_new_tokens, out=out)
     import modbias
     from modbias.benchmark_metrics import evaluation_table
     from modbias.report import summary_table, trace_summary
@@ -85,14 +92,18 @@ def intervene(
     method: str = typer.Option("ar", help="ar | pai | duplicate_audio | mose | none, or a stack like mose+ar"),
     tau: Optional[str] = typer.Option(None, help="AR threshold of Eq. 7; a list like 0,1,2,3 sweeps"),
     layers: Optional[str] = typer.Option(None, help="layers to edit: all, start:end, or 1,3,5"),
-    alpha: Optional[str] = typer.Option(None, help="PAI amplification; a list sweeps"),
-    gamma: Optional[float] = typer.Option(None, help="PAI guidance scale (off by default)"),
+    alpha: Optional[str] = typer.Option(None, help="PAI amplification (default 0.2, the reference's); a list sweeps"),
+    gamma: Optional[float] = typer.Option(None, help="PAI image-free guidance γ on log-probabilities "
+                                                      "(default 1.1, the reference's; 1: conditional branch only)"),
+    floor: Optional[float] = typer.Option(None, help="AR: heads with 0 < S_v < floor are left unedited "
+                                                      "(default 1e-6)"),
     repeat: Optional[str] = typer.Option(None, help="audio-token copies k for duplicate_audio; a list sweeps"),
     competitor: Optional[str] = typer.Option(None, help="AR's competing token set: audio (default) or text"),
     checkpoint: Optional[Path] = typer.Option(None, help="MoSE checkpoint directory"),
     subset: str = typer.Option("all", help="video_aligned | audio_aligned | consistent | all"),
     model: str = typer.Option("organism", help="family[:path]"),
-    data: str = typer.Option("synth", help="synth, a dataset path, or reader:path"),
+    data: Optional[str] = typer.Option(None, help="benchmark name or path; default: the model's own synthetic "
+                                                  "benchmark (synth; synth-attn for organism-attn)"),
     limit: Optional[int] = typer.Option(None, help="at most N samples per subset"),
     batch_size: int = typer.Option(64),
     device: str = typer.Option("cpu"),
@@ -100,22 +111,34 @@ def intervene(
     cache: Path = typer.Option(Path("cache"), help="where runs and the shared baseline live"),
     at: str = typer.Option("first", help="which emotion token's attention to store: first | answer | both"),
     max_new_tokens: int = typer.Option(16),
+    scope: str = typer.Option("conclusion", help="read Ŷ from the final conclusion (Sec. 6.1) or the whole answer"),
+    grouper: Optional[str] = typer.Option(None, help="module:function mapping an emotion word to its group "
+                                                     "(default: the built-in lexicon)"),
 ):
     """Run the benchmark under an intervention; print per-subset Acc/Rec/Avg/Correct with deltas vs the baseline."""
     grid = {k: v for k, v in {"tau": _values(tau, float, "--tau"), "alpha": _values(alpha, float, "--alpha"),
                               "k": _values(repeat, int, "--repeat"),
                               "layers": None if layers is None else [layers],
                               "gamma": None if gamma is None else [gamma],
+                              "floor": None if floor is None else [floor],
                               "competitor": None if competitor is None else [competitor],
                               "checkpoint": None if checkpoint is None else [str(checkpoint)]}.items() if v}
     if checkpoint is not None and not checkpoint.exists():
         raise FileNotFoundError(f"--checkpoint {checkpoint} does not exist")
-    bench = validate(model=model, at=at, subset=subset, data=data, limit=limit, batch_size=batch_size,
-                     max_new_tokens=max_new_tokens, out=out)
+    bench = validate(model=model, at=at, subset=subset, data=data or _own_benchmark(model), limit=limit,
+                     batch_size=batch_size, max_new_tokens=max_new_tokens, out=out)
     import modbias
     from modbias.benchmark_metrics import evaluation_table
+    from modbias.evaluation import SCOPES, load_grouper
     from modbias.intervening import build_interventions, sweep
     from modbias.report import intervention_table
+
+    if scope not in SCOPES:
+        raise typer.BadParameter(f"must be one of {SCOPES}, got {scope!r}", param_hint="--scope")
+    try:
+        group = load_grouper(grouper)
+    except ValueError as error:
+        raise typer.BadParameter(str(error), param_hint="--grouper") from None
 
     settings = sweep(grid)
     if out is not None and len(settings) > 1:
@@ -127,7 +150,8 @@ def intervene(
     for params in settings:
         console.print(f"{method} {params or ''} on {len(bench)} samples of {bench.name}/{subset}")
         ds = modbias.intervene(adapter, bench, method=method, out=out, cache_dir=cache, batch_size=batch_size,
-                               max_new_tokens=max_new_tokens, at=at, progress=True, **params)
+                               max_new_tokens=max_new_tokens, at=at, progress=True, scope=scope,
+                               grouper=group, **params)
         console.print(intervention_table(ds.attrs["summary"], title=f"{ds.attrs.get('path', '')}"))
         if ds.attrs["summary"]["evaluation"]["table"] != "Table 1":  # Table 1 is the per-subset one above
             console.print(evaluation_table(ds.attrs["summary"]["evaluation"], title=f"{ds.attrs.get('path', '')}"))
@@ -150,46 +174,92 @@ def dashboard(
 
 @organism_app.command("train")
 def organism_train(
-    out: Path = typer.Option(None, help="weights directory; default: the package's shipped weights"),
-    epochs: int = typer.Option(3),
+    name: str = typer.Option("organism", help="organism | organism-attn (its data preset and weights dir)"),
+    out: Path = typer.Option(None, help="weights directory; default: the package's shipped weights of NAME"),
+    epochs: int = typer.Option(3, help="task epochs (organism-attn: fine-tuning epochs from its base state)"),
+    base_epochs: int = typer.Option(3, help="epochs of the base state (consistent samples only)"),
+    base_only: bool = typer.Option(False, "--base-only", help="train only the base state into OUT/base"),
     audio_repeat: int = typer.Option(1, help="copies of each audio token (App. C.2)"),
     seed: int = typer.Option(0),
+    threads: int = typer.Option(2, help="torch CPU threads"),
 ):
-    """Train the model organism on the synthetic training split (fixed seed, CPU)."""
+    """Train a model organism on its synthetic training split (fixed seed, CPU).
+
+    ``organism`` trains from scratch; ``organism-attn`` trains its base state first, then fine-tunes
+    it.  Either way the base state (consistent samples only) is saved under OUT/base (float16),
+    the starting point of `modbias mose train` and its LoRA baseline.
+    """
     import time
 
-    from modbias.models.organism import WEIGHTS_DIR
-    from modbias.models.training import TrainConfig, train_organism
+    from modbias.data.synth import ATTN_CONFIG, SynthConfig
+    from modbias.models.organism import BASE_STATE, ORGANISMS
+    from modbias.models.training import TrainConfig, train_base_state, train_from_base, train_organism
 
+    import torch
+
+    if name not in ORGANISMS:
+        raise typer.BadParameter(f"unknown organism {name!r}; choose from {sorted(ORGANISMS)}")
+    out = out or ORGANISMS[name]
+    data = ATTN_CONFIG if name == "organism-attn" else SynthConfig()
     start = time.time()
-    model = train_organism(TrainConfig(epochs=epochs, audio_repeat=audio_repeat, seed=seed))
-    model.save(out or WEIGHTS_DIR)
-    console.print(f"saved organism to {out or WEIGHTS_DIR} after {time.time() - start:.0f} s")
+    base = train_base_state(name, data, epochs=base_epochs, seed=seed, threads=threads)
+    base.save(out / BASE_STATE, dtype=torch.float16)
+    console.print(f"saved base state to {out / BASE_STATE} after {time.time() - start:.0f} s")
+    if base_only:
+        return
+    if name == "organism-attn":
+        model = train_from_base(base, name, data, epochs=epochs, seed=seed, threads=threads)
+    else:
+        model = train_organism(TrainConfig(epochs=epochs, audio_repeat=audio_repeat, seed=seed, threads=threads), data,
+                               name=name)
+    model.save(out)
+    console.print(f"saved {name} to {out} after {time.time() - start:.0f} s")
 
 
 @mose_app.command("train")
 def mose_train(
     out: Path = typer.Option(Path("cache/mose-organism"), help="checkpoint directory"),
-    model: str = typer.Option("organism", help="the frozen backbone (an organism)"),
+    model: str = typer.Option("organism", help="the organism whose base state MoSE fine-tunes (organism, organism-attn)"),
+    start: str = typer.Option("base", help="base: the organism's base state, as the paper (default); "
+                                           "tuned: the converged organism"),
     r: int = typer.Option(8, help="LoRA rank (paper: 64 at d=4096)"),
     n_experts: int = typer.Option(2, help="expansion matrices B per expert (paper: N=2)"),
     eps: float = typer.Option(0.1, help="routing bound of Eq. 3 (paper: 0.1)"),
-    epochs: int = typer.Option(1),
-    n_train: int = typer.Option(3000, help="training samples from the synthetic training split"),
+    without: Optional[str] = typer.Option(None, help="experts not built, e.g. visual or visual,omni (Table 6 d)"),
+    no_router: bool = typer.Option(False, "--no-router", help="no router f: lambda = 1/2 (Table 6 c)"),
+    lora_baseline: bool = typer.Option(False, "--lora-baseline",
+                                       help="train the plain-LoRA baseline instead: one LoRA on every token's "
+                                            "FFN, its rank matched to this MoSE's parameter count"),
+    epochs: int = typer.Option(4, help="epochs over the training samples (4 x 2,400 = 300 steps of 32)"),
+    n_train: int = typer.Option(2400, help="training samples from the synthetic training split"),
+    lr: float = typer.Option(1e-2, help="AdamW learning rate (warm-up, cosine decay)"),
     seed: int = typer.Option(0),
 ):
-    """Fine-tune MoSE on a frozen organism; print trainable-parameter counts (Table 6/15 style)."""
+    """Train MoSE (or its plain-LoRA baseline) on a frozen organism; print parameter counts (Table 6/15 style).
+
+    Evaluate it on the model it was trained on, e.g. `modbias intervene --model organism-base --method mose
+    --checkpoint OUT`.
+    """
     import time
 
     import modbias
-    from modbias.interventions.mose import format_parameter_table
-    from modbias.models.mose_training import train_mose
+    from modbias.interventions.mose import EXPERTS, count_parameters, format_parameter_table
+    from modbias.models.mose_training import lora_baseline_rank, train_mose
 
     use_device("cpu")
-    adapter = modbias.load_model(model)
-    start = time.time()
-    train_mose(adapter, r=r, n_experts=n_experts, eps=eps, epochs=epochs, seed=seed, out=out, n_train=n_train)
-    console.print(f"saved MoSE to {out} after {time.time() - start:.0f} s")
+    if start not in ("base", "tuned"):
+        raise typer.BadParameter(f"--start must be base or tuned, got {start!r}")
+    adapter = modbias.load_model(f"{model}-base" if start == "base" else model)
+    experts = tuple(e for e in EXPERTS if e not in (without or "").split(","))
+    d, layers = adapter.backbone.config.hidden_size, adapter.backbone.config.num_hidden_layers
+    design = dict(r=r, n_experts=n_experts, experts=experts, router=not no_router)
+    if lora_baseline:
+        matched = count_parameters(d, layers, r, n_experts, router=not no_router, experts=len(experts))
+        design = dict(r=lora_baseline_rank(d, layers, matched), n_experts=1, experts=("omni",), router=False)
+    start_time = time.time()
+    mose = train_mose(adapter, eps=eps, epochs=epochs, lr=lr, seed=seed, out=out, n_train=n_train, **design)
+    console.print(f"saved {'LoRA baseline' if lora_baseline else 'MoSE'} ({mose.trainable_parameters():,} trainable, "
+                  f"{design}) to {out} after {time.time() - start_time:.0f} s")
     console.print(format_parameter_table(adapter, r=r))
 
 

@@ -36,7 +36,8 @@ def evaluate(
     write: bool = typer.Option(False, "--write", help="store the re-scored summary in each run's manifest"),
 ):
     """Score stored runs (Tables 1-4 layout), with deltas vs. each run's baseline re-scored the same way."""
-    from modbias.benchmark_metrics import EvaluationError, evaluation_table, load_grouper, run_summary
+    from modbias.benchmark_metrics import EvaluationError, evaluation_table, run_summary
+    from modbias.evaluation import load_grouper
     from modbias.store import open_run, update_manifest
 
     try:

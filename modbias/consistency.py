@@ -17,7 +17,7 @@ the answer is right, as R✗/A✓.
 e_i comes from a pluggable *explanation classifier*: any callable
 ``classifier(explanation: str) -> str | None`` returning one of
 :data:`modbias.emotions.CLASSES` (or None).  It receives the explanation
-only — the text before the conclusion, cut by :func:`split_explanation` —
+only — the text before the conclusion, cut by :func:`modbias.emotions.split_conclusion` —
 so the conclusion's own emotion word cannot leak into e_i.
 
 - Default, offline: :class:`LexiconClassifier` — the CA-MER class named most
@@ -43,7 +43,6 @@ so the conclusion's own emotion word cannot leak into e_i.
 
 from __future__ import annotations
 
-import re
 from collections import Counter
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
@@ -52,47 +51,14 @@ import numpy as np
 import xarray as xr
 
 from modbias.data.sample import SUBSETS
-from modbias.emotions import _PATTERN, CLASSES, WORD_TO_CLASS
+from modbias.emotions import CLASSES, emotion_words, group_of, split_conclusion
 
 ExplanationClassifier = Callable[[str], "str | None"]
 METRICS = ("EEA", "EPC", "FCR", "RxA_all", "RxA_correct")
 
-_ANSWER_TAG = re.compile(r"<answer>", re.I)
-_TAGS = re.compile(r"</?\s*(think|answer|aud_desc|vis_desc)\s*>", re.I)
-_CONCLUSION = re.compile(r"\b(so|therefore|thus|hence|overall|in conclusion|in summary|to conclude|"
-                         r"the (?:final )?answer is|final answer)\b", re.I | re.A)
-
-
-def split_explanation(text: str) -> tuple[str, str]:
-    """``(explanation, conclusion)`` of a generated answer.
-
-    1. ``<answer>`` tag (R1-Omni / MIGR format): everything before it, think
-       tags removed, is the explanation.
-    2. Otherwise the conclusion starts at the last conclusion marker (``so``,
-       ``therefore``, ``thus``, ``hence``, ``overall``, ``in conclusion``,
-       ``the answer is`` ...) that precedes the last emotion word.
-    3. Otherwise the explanation is everything before the last emotion word
-       (the conclusion's emotion).  Text without emotion words is all explanation.
-
-    The organism's ``face looks X , voice sounds Y , so feels Z .`` splits into
-    ``face looks X , voice sounds Y ,`` and ``so feels Z .``.
-    """
-    text = str(text)
-    tag = _ANSWER_TAG.search(text)
-    if tag:
-        return _TAGS.sub(" ", text[:tag.start()]).strip(), _TAGS.sub(" ", text[tag.start():]).strip()
-    mentions = list(_PATTERN.finditer(text))
-    if not mentions:
-        return text.strip(), ""
-    last = mentions[-1].start()
-    markers = [m for m in _CONCLUSION.finditer(text) if m.start() < last]
-    cut = markers[-1].start() if markers else last
-    return text[:cut].strip(), text[cut:].strip()
-
-
 def named_emotions(text: str) -> list[str]:
-    """CA-MER classes of every emotion word in ``text``, in order of mention."""
-    return [WORD_TO_CLASS[w.lower()] for w in _PATTERN.findall(str(text))]
+    """Groups (CA-MER classes, or ``other:<word>``) of every emotion word in ``text``, in order of mention."""
+    return [group_of(w) for w in emotion_words(text)]
 
 
 class LexiconClassifier:
@@ -149,7 +115,7 @@ def llm_judge(ask: Callable[[str], str], classes: Sequence[str] = CLASSES, templ
 
 
 def explanation_emotions(texts: Iterable[str], classifier: ExplanationClassifier | None = None,
-                         splitter: Callable[[str], tuple[str, str]] = split_explanation) -> list[str | None]:
+                         splitter: Callable[[str], tuple[str, str]] = split_conclusion) -> list[str | None]:
     """e_i for each generated text: ``classifier(splitter(text)[0])``."""
     classifier = classifier or LexiconClassifier()
     return [classifier(splitter(str(t))[0]) for t in texts]

@@ -22,6 +22,7 @@ import xarray as xr
 
 from modbias.data.sample import Sample
 from modbias.benchmark_metrics import record_summary
+from modbias.evaluation import Grouper
 from modbias.interventions import REGISTRY, Intervention, make
 from modbias.models.base import ModelAdapter
 from modbias.store import read_manifest
@@ -59,11 +60,14 @@ def run_label(interventions: list[Intervention]) -> str:
 def intervene(model: ModelAdapter, data: Iterable[Sample], method: str = "ar", *,
               interventions: list[Intervention] | None = None, out: str | Path | None = None,
               cache_dir: str | Path = "cache", baseline: str | Path | None = None, batch_size: int = 64,
-              max_new_tokens: int = 16, at: str = "first", progress: bool = True, **params) -> xr.Dataset:
+              max_new_tokens: int = 16, at: str = "first", progress: bool = True,
+              scope: str = "conclusion", grouper: Grouper | None = None, **params) -> xr.Dataset:
     """Run ``data`` under ``method`` (or an explicit ``interventions`` list) and compare with the baseline.
 
     Two progress bars (``progress=False``: none) count samples: ``baseline`` (skipped when the
-    baseline is stored) and the run, named after its interventions.
+    baseline is stored) and the run, named after its interventions.  ``scope`` and ``grouper``
+    choose how Ŷ is read for the summary (:func:`modbias.evaluation.subset_metrics`: the final
+    conclusion by default, ``"answer"`` for the whole answer; the built-in lexicon grouper).
 
     >>> import modbias                                                       # doctest: +SKIP
     >>> ds = modbias.intervene(modbias.load_model("organism"),
@@ -78,13 +82,14 @@ def intervene(model: ModelAdapter, data: Iterable[Sample], method: str = "ar", *
     cache_dir = Path(cache_dir)
     baseline = Path(baseline) if baseline else cache_dir / f"baseline-{model.family}-{key}"
     base = trace(model, samples, out=baseline, kind="intervene", progress=progress, label="baseline", **common)
-    base_summary = record_summary(baseline, base)
+    scoring = {"scope": scope, "grouper": grouper}
+    base_summary = record_summary(baseline, base, **scoring)
     if not interventions:
         return base
     out = Path(out) if out else cache_dir / f"intervene-{model.family}-{run_label(interventions)}-{key}"
     run = trace(model, samples, out=out, kind="intervene", interventions=interventions,
                 progress=progress, label=f"run {run_label(interventions)}", **common)
-    record_summary(out, run, baseline_path=baseline, baseline_summary=base_summary)
+    record_summary(out, run, baseline_path=baseline, baseline_summary=base_summary, **scoring)
     return run
 
 

@@ -67,4 +67,7 @@ def intervention_table(summary: dict, title: str) -> Table:
             delta = changes.get(subset, {}).get(metric)
             cells.append(f"{values[metric]:.1f}" + (f" ({delta:+.1f})" if delta is not None else ""))
         table.add_row(subset, *cells)
+    notes = [f"Ŷ from the {summary['scope']}" if summary.get("scope") else ""]
+    notes += [f"{name.replace('_', ' ')} head rows: {total:,}" for name, total in summary.get("edits", {}).items()]
+    table.caption = "; ".join(n for n in notes if n) or None
     return table

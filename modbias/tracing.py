@@ -24,7 +24,7 @@ import xarray as xr
 from modbias import __version__
 from modbias.benchmark_metrics import record_summary, run_summary
 from modbias.data.sample import Sample, SampleError
-from modbias.emotions import answer_mention, find_emotions
+from modbias.emotions import FAMILY_CONCLUSION, answer_mention, find_emotions, parse_prediction
 from modbias.hf_compat import crop_cache, with_cache
 from modbias.layout import batch_masks
 from modbias.metrics import modality_sums, with_metrics
@@ -67,10 +67,11 @@ def decode_generation(model: ModelAdapter, generated: torch.Tensor) -> list[Deco
     """Text, emotion steps and prediction of each generated row.
 
     ``first`` is the first emotion word (y_k of Eq. 1); ``answer`` is the
-    conclusion's, which is also the prediction: the last emotion word, or for
-    a model with an ``answer_tag`` (R1-Omni) the first one inside its answer
-    (:func:`modbias.emotions.answer_mention`).
+    conclusion's emotion word: the last one, or for a model with an ``answer_tag`` (R1-Omni) the
+    first one inside its answer (:func:`modbias.emotions.answer_mention`).  The prediction is the
+    emotion of the final conclusion under the family's rule (:func:`modbias.emotions.parse_prediction`).
     """
+    rule = FAMILY_CONCLUSION.get(model.family, "auto")
     out = []
     lengths = generated_mask(generated, model.eos_token_id).sum(-1)
     for row, n in zip(generated.tolist(), lengths.tolist()):
@@ -79,7 +80,8 @@ def decode_generation(model: ModelAdapter, generated: torch.Tensor) -> list[Deco
         mentions = find_emotions(pieces)
         answer = answer_mention(pieces, mentions, getattr(model, "answer_tag", None))
         steps = {"first": mentions[0].token_index if mentions else -1, "answer": answer.token_index if answer else -1}
-        out.append(Decoded(ids, "".join(pieces).strip(), answer.emotion if answer else "", steps))
+        text = "".join(pieces).strip()
+        out.append(Decoded(ids, text, parse_prediction(text, rule) or "", steps))
     return out
 
 
@@ -100,6 +102,7 @@ class Generation:
     generated: torch.Tensor
     cache: object
     decoded: list[Decoded]
+    counts: dict[str, np.ndarray]  # per-sample counters of the interventions, ``edits_<name>_<counter>``
 
 
 def position_limit(model: ModelAdapter) -> int | None:
@@ -137,7 +140,8 @@ def generate_under(model: ModelAdapter, samples: list[Sample], max_new_tokens: i
         processors = [p for iv in interventions for p in iv.logits_processors(model, batch, model_inputs)]
         with probing(ProbeRequest(None, masks, editors) if editors else None):
             generated, cache = model.generate(batch, max_new_tokens, return_cache=True, logits_processor=processors)
-    return Generation(batch, masks, editors, generated, cache, decode_generation(model, generated))
+    counts = {f"edits_{iv.name}_{key}": value for iv in interventions for key, value in iv.batch_counts().items()}
+    return Generation(batch, masks, editors, generated, cache, decode_generation(model, generated), counts)
 
 
 def rows_at_steps(model: ModelAdapter, probe: AttentionProbe, batch, generated: torch.Tensor, cache,
@@ -184,6 +188,7 @@ def trace_batch(model: ModelAdapter, probe: AttentionProbe, samples: list[Sample
         value[~found] = float("nan")
     dims = ("sample", "at", "layer", "head")
     data = {name: (dims, value.numpy().astype(np.float32)) for name, value in sums.items()}
+    data.update({name: ("sample", np.asarray(value, dtype=np.int64)) for name, value in gen.counts.items()})
     coords = {
         "sample": [s.id for s in samples], "at": list(at),
         "subset": ("sample", [s.subset for s in samples]), "label": ("sample", [s.label for s in samples]),

@@ -161,3 +161,21 @@ def test_scripts_write_under_cache_unless_told_docs(cache, tmp_path):
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "cache" / "figures" / "table8.md").exists()
     assert {p: p.stat().st_mtime_ns for p in (ROOT / "docs" / "figures").iterdir()} == tracked
+
+
+def test_table6_trains_from_the_base_state_and_scores_each_row(tmp_path, capsys):
+    """A tiny Table 6: the LoRA baseline and MoSE without router, trained a few steps; rows equal the runs."""
+    from analyses import table6
+
+    table6.main(["--variants", "lora,no-router", "--n-train", "16", "--epochs", "1", "--limit", "2",
+                 "--cache", str(tmp_path), "--out", str(tmp_path / "figures")])
+    out = capsys.readouterr().out
+    text = (tmp_path / "figures" / "table6.md").read_text()
+    lines = [line for line in text.splitlines() if line.startswith("| ") and not line.startswith("| row")]
+    assert [line.split(" | ")[0] for line in lines] == [
+        "| base state, no fine-tuning", "| full fine-tuning (shipped organism-attn)",
+        "| LoRA baseline (matched parameters)", "| MoSE w/o router"]
+    ds = open_run(next(p for p in tmp_path.iterdir() if "checkpointlora" in p.name))
+    video = subset_metrics(ds)["video_aligned"]["avg"]
+    assert f"| {video:.1f} |" in lines[2] and "48,640" in lines[2] and "39,936" in lines[3]
+    assert "python analyses/table6.py" in out

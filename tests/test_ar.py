@@ -8,11 +8,12 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from modbias.interventions.ar import log_factors, reallocate
+from modbias.interventions.ar import DEFAULT_FLOOR, edit_plan, log_factors, reallocate
 
 
-def algorithm_1(w: np.ndarray, v: np.ndarray, a: np.ndarray, tau: float) -> np.ndarray:
-    """Algorithm 1 written head by head with plain loops, Eqs. (5)-(7), (12)-(14)."""
+def algorithm_1(w: np.ndarray, v: np.ndarray, a: np.ndarray, tau: float, floor: float = DEFAULT_FLOOR) -> np.ndarray:
+    """Algorithm 1 written head by head with plain loops, Eqs. (5)-(7), (12)-(14); heads with
+    S_v below ``floor`` are left alone (modbias's documented floor)."""
     H, T = w.shape
     S_v = [sum(w[h, t] for t in range(T) if v[t]) for h in range(H)]
     S_a = [sum(w[h, t] for t in range(T) if a[t]) for h in range(H)]
@@ -23,7 +24,7 @@ def algorithm_1(w: np.ndarray, v: np.ndarray, a: np.ndarray, tau: float) -> np.n
     if not c > tau:
         return out
     for h in range(H):
-        if S_v[h] == 0 or S_a[h] == 0 or not S_a[h] / S_v[h] > c:
+        if S_v[h] == 0 or S_v[h] < floor or S_a[h] == 0 or not S_a[h] / S_v[h] > c:
             continue
         delta = (S_a[h] - c * S_v[h]) / (1 + c)
         for t in range(T):
@@ -130,3 +131,31 @@ def test_heads_without_visual_or_audio_attention_stay_finite(zero):
     new = reallocate(w, v, a, 0.0)
     assert torch.isfinite(new).all()
     torch.testing.assert_close(new[0], w[0])  # S_v = 0 (c_h = inf) or S_a = 0 (c_h = 0): left as is
+
+
+def test_floor_leaves_heads_with_tiny_visual_attention_alone_and_counts_them():
+    # head 0: S_v = 2e-9 (c_h ~ 3e8, biased); head 1: ordinary; V = {0, 1}, A = {2}
+    w = torch.tensor([[1e-9, 1e-9, 0.6, 0.4 - 2e-9], [0.3, 0.3, 0.2, 0.2]], dtype=torch.float64)
+    v, a = torch.tensor([1, 1, 0, 0]).bool(), torch.tensor([0, 0, 1, 0]).bool()
+    f_a, f_v, edited, floored = edit_plan(w, v, a, tau=0.0)
+    assert floored.tolist() == [True, False] and not edited[0]
+    torch.testing.assert_close(reallocate(w, v, a, 0.0)[0], w[0])
+    without = reallocate(w, v, a, 0.0, floor=0.0)  # no floor: visual weights multiplied by ~1e8
+    assert without[0, 0] / w[0, 0] > 1e7
+    np.testing.assert_allclose(without.numpy(), algorithm_1(w.numpy(), v.numpy(), a.numpy(), 0.0, floor=0.0))
+    assert edit_plan(w, v, a, tau=0.0, floor=0.0)[3].sum() == 0
+
+
+def test_trace_records_edited_and_floored_heads(organism, small_bench):
+    import modbias
+    from modbias.interventions import make
+    from modbias.intervening import edit_counts
+
+    default = modbias.trace(organism, small_bench, batch_size=9, interventions=[make("ar", tau=0.0)])
+    high = modbias.trace(organism, small_bench, batch_size=9, interventions=[make("ar", tau=0.0, floor=0.5)])
+    counts, counts_high = edit_counts(default)["edits"], edit_counts(high)["edits"]
+    assert counts["ar_edited"] > 0 and counts_high["ar_floored"] > 0
+    assert default.edits_ar_edited.dims == ("sample",) and (default.edits_ar_edited.values >= 0).all()
+    # generation length differs between runs, so compare per generated step: the floor only removes edits
+    assert counts_high["ar_edited"] < counts["ar_edited"] + counts["ar_floored"]
+    assert edit_counts(modbias.trace(organism, small_bench[:2], batch_size=2)) == {}

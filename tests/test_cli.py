@@ -135,3 +135,29 @@ def test_a_store_of_another_configuration_is_one_line(tmp_path):
     result = modbias_cli("trace", "--out", str(store), "--limit", "1")
     assert result.returncode == 1 and result.stderr.count("\n") == 1, result.stderr
     assert "holds a trace run with another configuration" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_intervene_scope_grouper_and_the_second_organism(tmp_path):
+    args = ["intervene", "--model", "organism-attn", "--method", "ar", "--tau", "0", "--limit", "2",
+            "--cache", str(tmp_path), "--scope", "answer", "--grouper", "tests.test_evaluation:coarse"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    (run,) = [r for r in list_runs(tmp_path) if r.name.startswith("intervene-organism-attn-ar")]
+    summary = modbias.open_run(run).attrs.get("summary") or modbias.store.read_manifest(run)["summary"]
+    assert summary["scope"] == "answer" and summary["grouper"] == "tests.test_evaluation:coarse"
+    assert summary["edits"]["ar_edited"] > 0 and "ar edited head rows" in result.output
+    assert modbias.open_run(run).n_visual.values.tolist() == [64] * 6  # synth-attn, the model's own data
+    bad = runner.invoke(app, ["intervene", "--grouper", "nocolon", "--cache", str(tmp_path)])
+    assert bad.exit_code != 0 and "module:function" in bad.output
+
+
+def test_mose_train_lora_baseline_from_the_base_state(tmp_path):
+    out = tmp_path / "lora"
+    result = runner.invoke(app, ["mose", "train", "--model", "organism-attn", "--lora-baseline", "--n-train", "8",
+                                 "--epochs", "1", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    mose = modbias.interventions.mose.load_mose(out)
+    assert mose.config.experts == ("omni",) and mose.config.n_experts == 1 and not mose.config.router
+    assert mose.metadata["training"]["base_model"]["name"] == "organism-attn-base"
+    mose_size = modbias.interventions.mose.count_parameters(128, 4, 8, 2)
+    assert abs(mose.trainable_parameters() - mose_size) / mose_size < 0.02

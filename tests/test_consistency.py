@@ -8,7 +8,8 @@ import xarray as xr
 
 import modbias
 from modbias.consistency import (LexiconClassifier, consistency, consistency_runs, consistency_scores,
-                                 explanation_emotions, llm_judge, split_explanation)
+                                 explanation_emotions, llm_judge)
+from modbias.emotions import split_conclusion
 
 
 def test_metrics_by_hand():
@@ -33,15 +34,15 @@ def test_metrics_by_hand():
         consistency_scores(["happy"], [], ["happy"])
 
 
-def test_split_explanation():
-    assert split_explanation("face looks happy , voice sounds sad , so feels sad .") == \
+def test_split_conclusion():
+    assert split_conclusion("face looks happy , voice sounds sad , so feels sad .") == \
         ("face looks happy , voice sounds sad ,", "so feels sad .")
-    assert split_explanation("<think>She smiles but her voice trembles with fear.</think><answer>fear</answer>") == \
+    assert split_conclusion("<think>She smiles but her voice trembles with fear.</think><answer>fear</answer>") == \
         ("She smiles but her voice trembles with fear.", "fear")
-    assert split_explanation("He frowns and shouts; therefore he is angry.") == \
+    assert split_conclusion("He frowns and shouts; therefore he is angry.") == \
         ("He frowns and shouts;", "therefore he is angry.")
-    assert split_explanation("A calm face, a furious voice: angry") == ("A calm face, a furious voice:", "angry")
-    assert split_explanation("no emotion words here") == ("no emotion words here", "")
+    assert split_conclusion("A calm face, a furious voice: angry") == ("A calm face, a furious voice:", "angry")
+    assert split_conclusion("no emotion words here") == ("no emotion words here", "")
 
 
 def test_lexicon_classifier_and_ties():

@@ -396,3 +396,51 @@ def test_parameter_count_matches_module(tiny, r, n, h):
     assert mose.trainable_parameters() == count_parameters(cfg.hidden_size, cfg.num_hidden_layers, r, n, h)
     table = format_parameter_table(tiny, r=r, router_hidden=h)
     assert "N=2" in table and "symm" in table and "w.o. router" in table
+
+
+# -- Table 6 designs: structures built, the plain-LoRA baseline, training from the base state ------
+
+@pytest.mark.parametrize("experts,router", [(("visual", "nonvisual", "omni"), False), (("nonvisual", "omni"), True),
+                                            (("visual", "omni"), True), (("visual", "nonvisual"), True),
+                                            (("omni",), False)])
+def test_variant_structures_count_their_parameters(tiny, experts, router):
+    mose = MoSE.for_model(tiny, r=4, n_experts=2, experts=experts, router=router)
+    cfg = tiny.backbone.config
+    assert mose.trainable_parameters() == count_parameters(cfg.hidden_size, cfg.num_hidden_layers, 4, 2,
+                                                           router=router, experts=len(experts))
+    assert all(hasattr(layer, e) == (e in experts) for layer in mose.layers for e in EXPERTS)
+    assert all((layer.router is None) == (not router) for layer in mose.layers)
+
+
+def test_variant_without_router_uses_lambda_one_half_and_round_trips(tiny, tiny_bench, tmp_path):
+    free = randomize(MoSE.for_model(tiny, r=4, router=False, experts=("visual", "nonvisual")))
+    fixed = randomize(MoSE.for_model(tiny, r=4, router=True, experts=("visual", "nonvisual")))
+    fixed.load_state_dict({k: v for k, v in free.state_dict().items()}, strict=False)
+    batch = tiny.prepare(list(tiny_bench))
+    outputs = []
+    for mose, lam in ((free, None), (fixed, 0.5)):
+        with applied(tiny, [MoSEIntervention(module=mose, lam=lam)]):
+            outputs.append(forward_logits(tiny, batch, mose))
+    torch.testing.assert_close(outputs[0], outputs[1])
+    free.save(tmp_path)
+    loaded = load_mose(tmp_path)
+    assert loaded.config.experts == ("visual", "nonvisual") and loaded.config.router is False
+    with applied(tiny, [MoSEIntervention(checkpoint=str(tmp_path))]) as (iv,):
+        torch.testing.assert_close(forward_logits(tiny, batch, iv), outputs[0])
+
+
+def test_lora_baseline_rank_matches_the_mose_parameter_count():
+    from modbias.models.mose_training import lora_baseline_rank
+
+    for d, layers, r, n in ((128, 4, 8, 2), (4096, 32, 64, 2), (64, 2, 4, 3)):
+        target = count_parameters(d, layers, r, n)
+        rank = lora_baseline_rank(d, layers, target)
+        lora = count_parameters(d, layers, rank, 1, router=False, experts=1)
+        assert abs(lora - target) <= count_parameters(d, layers, 1, 1, router=False, experts=1) / 2 + layers * d
+
+
+def test_shipped_base_states_load_and_differ_from_the_tuned_organisms():
+    for name in ("organism", "organism-attn"):
+        tuned, base = modbias.load_model(name), modbias.load_model(f"{name}-base")
+        assert base.config.training["subsets"] == ["consistent"]
+        assert any(not torch.equal(a, b) for a, b in zip(tuned.state_dict().values(), base.state_dict().values()))

@@ -28,7 +28,7 @@ CASES = [
     pytest.param(lambda: AttentionReallocation(tau=1.0), "pattern", id="ar-tau1-pattern"),
     pytest.param(lambda: AttentionReallocation(tau=0.0), "scores", id="ar-tau0-scores"),
     pytest.param(lambda: AttentionReallocation(tau=1.0), "scores", id="ar-tau1-scores"),
-    pytest.param(lambda: PAI(alpha=0.5, layers="1:"), "scores", id="pai-0.5-layers1:"),
+    pytest.param(lambda: PAI(alpha=0.5, layers="1:", gamma=None), "scores", id="pai-0.5-layers1:"),
 ]
 
 
@@ -130,7 +130,7 @@ def test_fwd_hooks_follow_the_layer_spec_and_hook_point():
     masks = {"visual": torch.ones(1, 4, dtype=torch.bool), "audio": torch.zeros(1, 4, dtype=torch.bool),
              "text": torch.zeros(1, 4, dtype=torch.bool)}
     names = lambda hooks: [name for name, _ in hooks]  # noqa: E731
-    assert names(fwd_hooks_for(make("pai", alpha=0.5, layers="1:"), 3, masks)) == [
+    assert names(fwd_hooks_for(make("pai", alpha=0.5, layers="1:", gamma=None), 3, masks)) == [
         "blocks.1.attn.hook_attn_scores", "blocks.2.attn.hook_attn_scores"]
     assert names(fwd_hooks_for(make("ar", tau=1.0), 2, masks)) == [
         "blocks.0.attn.hook_pattern", "blocks.1.attn.hook_pattern"]
@@ -140,7 +140,7 @@ def test_fwd_hooks_follow_the_layer_spec_and_hook_point():
     with pytest.raises(ValueError):
         fwd_hooks_for(make("ar"), 2, masks, ar_form="z")
     with pytest.raises(ValueError):
-        fwd_hooks_for(make("pai", layers="5"), 2, masks)  # layer 5 of 2
+        fwd_hooks_for(make("pai", layers="5", gamma=None), 2, masks)  # layer 5 of 2
     with pytest.raises(ValueError, match="guidance"):
         fwd_hooks_for(make("pai", gamma=1.1), 2, masks)
     with pytest.raises(TypeError):

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from modbias.data.sample import SUBSETS, Benchmark, Sample, SampleError
-from modbias.data.synth import SynthConfig, synth_benchmark
+from modbias.data.synth import PRESETS, SynthConfig, synth_benchmark
 
 
 def load_benchmark(name: str = "synth", subset: str = "all", limit: int | None = None, **params) -> Benchmark:
-    """Load a benchmark by name.  ``synth`` takes :class:`SynthConfig` fields as ``params``;
+    """Load a benchmark by name.  ``synth`` (and the ``synth-attn`` preset of ``organism-attn``)
+    takes :class:`SynthConfig` fields as ``params``;
     ``limit`` caps the samples *per subset*."""
-    if name == "synth":
-        return synth_benchmark(subset, SynthConfig(**params), limit=limit)
+    if name in PRESETS:
+        return synth_benchmark(subset, dataclasses.replace(PRESETS[name], **params), limit=limit)
     from pathlib import Path
 
     from modbias.data.readers import READERS, load

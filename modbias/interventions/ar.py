@@ -21,6 +21,7 @@ The same edit is a per-modality additive bias on the scores:
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from modbias.interventions.base import Intervention, layer_set, register
@@ -28,25 +29,37 @@ from modbias.metrics import biased_heads, modality_sums
 from modbias.probe import RowContext
 
 
-def reallocation_factors(weights: torch.Tensor, visual_mask: torch.Tensor, audio_mask: torch.Tensor,
-                         tau: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
-    """Multiplicative factors ``(f_a, f_v)`` per head ``[..., H]`` of Eqs. (12)-(14); 1 where not biased."""
+DEFAULT_FLOOR = 1e-6
+
+
+def edit_plan(weights: torch.Tensor, visual_mask: torch.Tensor, audio_mask: torch.Tensor, tau: float = 1.0,
+              floor: float = DEFAULT_FLOOR) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(f_a, f_v, edited, floored)`` per head ``[..., H]``: factors of Eqs. (12)-(14) (1 where not
+    edited), the heads edited, and the biased heads left alone because 0 < S_h(V) < ``floor``."""
     weights = weights.double()
     S_v = modality_sums(weights, visual_mask.to(weights))
     S_a = modality_sums(weights, audio_mask.to(weights))
     c = (S_a.sum(-1) / S_v.sum(-1))[..., None]
-    biased = biased_heads(S_a, S_v, tau) & (S_v > 0)
+    candidates = biased_heads(S_a, S_v, tau) & (S_v > 0)
+    floored = candidates & (S_v < floor)
+    biased = candidates & ~floored
     one = torch.ones_like(S_a)
     safe_a, safe_v = torch.where(biased, S_a, one), torch.where(biased, S_v, one)
     safe_c = torch.where(biased, c.expand_as(S_a), torch.zeros_like(S_a))
     delta = (safe_a - safe_c * safe_v) / (1 + safe_c)  # Eq. (14)
     f_a = torch.where(biased, 1 - delta / safe_a, one)   # Eq. (12)
     f_v = torch.where(biased, 1 + delta / safe_v, one)   # Eq. (13)
-    return f_a, f_v
+    return f_a, f_v, biased, floored
+
+
+def reallocation_factors(weights: torch.Tensor, visual_mask: torch.Tensor, audio_mask: torch.Tensor,
+                         tau: float = 1.0, floor: float = DEFAULT_FLOOR) -> tuple[torch.Tensor, torch.Tensor]:
+    """Multiplicative factors ``(f_a, f_v)`` per head ``[..., H]`` of Eqs. (12)-(14); 1 where not edited."""
+    return edit_plan(weights, visual_mask, audio_mask, tau, floor)[:2]
 
 
 def reallocate(weights: torch.Tensor, visual_mask: torch.Tensor, audio_mask: torch.Tensor,
-               tau: float = 1.0) -> torch.Tensor:
+               tau: float = 1.0, floor: float = DEFAULT_FLOOR) -> torch.Tensor:
     """AR on one layer's rows ``[..., heads, tokens]`` (Algorithm 1); masks ``[..., tokens]``.
 
     >>> w = torch.tensor([[0.1, 0.1, 0.6, 0.2], [0.3, 0.3, 0.2, 0.2]])   # 2 heads; V = {0, 1}, A = {2}
@@ -55,14 +68,19 @@ def reallocate(weights: torch.Tensor, visual_mask: torch.Tensor, audio_mask: tor
     tensor([[0.2000, 0.2000, 0.4000, 0.2000],
             [0.3000, 0.3000, 0.2000, 0.2000]])
     """
-    f_a, f_v = reallocation_factors(weights, visual_mask, audio_mask, tau)
+    f_a, f_v = reallocation_factors(weights, visual_mask, audio_mask, tau, floor)
+    return apply_factors(weights, f_a, f_v, visual_mask, audio_mask)
+
+
+def apply_factors(weights, f_a, f_v, visual_mask, audio_mask) -> torch.Tensor:
+    """ω' = ω·f_a on A and ω·f_v on V (per head), other tokens unchanged."""
     factor = 1 + (f_a[..., None] - 1) * audio_mask[..., None, :].to(f_a) + (f_v[..., None] - 1) * visual_mask[..., None, :].to(f_a)
     return (weights.double() * factor).to(weights.dtype)
 
 
-def log_factors(weights, visual_mask, audio_mask, tau: float = 1.0) -> torch.Tensor:
+def log_factors(weights, visual_mask, audio_mask, tau: float = 1.0, floor: float = DEFAULT_FLOOR) -> torch.Tensor:
     """The AR edit as an additive score bias ``[..., H, T]``: softmax(scores + bias) = reallocate(weights)."""
-    f_a, f_v = reallocation_factors(weights, visual_mask, audio_mask, tau)
+    f_a, f_v = reallocation_factors(weights, visual_mask, audio_mask, tau, floor)
     return (f_a.log()[..., None] * audio_mask[..., None, :].to(f_a)
             + f_v.log()[..., None] * visual_mask[..., None, :].to(f_a)).to(weights.dtype)
 
@@ -72,25 +90,39 @@ class AttentionReallocation(Intervention):
     """AR at every generated step on the selected layers (default all).
 
     ``competitor`` names the token set playing A: ``audio`` (default) or ``text``
-    (image-only models, the hallucination setting of App. D.1).
+    (image-only models, the hallucination setting of App. D.1).  ``floor``: see module doc.
     """
 
-    def __init__(self, tau: float = 1.0, layers=None, competitor: str = "audio"):
+    def __init__(self, tau: float = 1.0, layers=None, competitor: str = "audio", floor: float = DEFAULT_FLOOR):
         if competitor not in ("audio", "text"):
             raise ValueError(f"competitor must be 'audio' or 'text', got {competitor!r}")
-        self.tau, self.layers, self.competitor = float(tau), layers, competitor
+        if not 0.0 <= float(floor) < 1.0:
+            raise ValueError(f"floor must lie in [0, 1), got {floor}")
+        self.tau, self.layers, self.competitor, self.floor = float(tau), layers, competitor, float(floor)
         self.active_layers: frozenset[int] | None = None  # resolved against the model in attach()
+        self._counts: dict[str, torch.Tensor] = {}
 
     def params(self) -> dict:
-        return {"tau": self.tau, "layers": self.layers, "competitor": self.competitor}
+        return {"tau": self.tau, "layers": self.layers, "competitor": self.competitor, "floor": self.floor}
 
     def attach(self, model) -> None:
         self.active_layers = layer_set(self.layers, model.n_layers)
+
+    def begin_batch(self, model, batch, samples) -> None:
+        self._counts = {}
+
+    def batch_counts(self) -> dict[str, np.ndarray]:
+        """Per sample of the current batch: head rows edited and head rows stopped by the floor."""
+        return {k: v.numpy().copy() for k, v in self._counts.items()}
 
     def edit_rows(self, rows: torch.Tensor, context: RowContext) -> torch.Tensor:
         if self.active_layers is not None and context.layer not in self.active_layers:
             return rows
         masks = context.masks
+        visual, competitor = masks["visual"][:, None, :], masks[self.competitor][:, None, :]
         per_query = rows.transpose(1, 2)  # [B, Q, H, T]: heads next to tokens
-        edited = reallocate(per_query, masks["visual"][:, None, :], masks[self.competitor][:, None, :], self.tau)
-        return edited.transpose(1, 2)
+        f_a, f_v, edited, floored = edit_plan(per_query, visual, competitor, self.tau, self.floor)
+        for name, heads in (("edited", edited), ("floored", floored)):
+            count = heads.flatten(1).sum(1).cpu()
+            self._counts[name] = self._counts.get(name, torch.zeros_like(count)) + count
+        return apply_factors(per_query, f_a, f_v, visual, competitor).transpose(1, 2)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 from typing import Callable, Iterator
 
+import numpy as np
 import torch
 
 from modbias.data.sample import Sample
@@ -52,6 +53,10 @@ class Intervention:
 
     def logits_processors(self, model: ModelAdapter, batch: PreparedBatch, samples: list[Sample]) -> list:
         return []
+
+    def batch_counts(self) -> dict[str, np.ndarray]:
+        """Per-sample counters of the batch just generated (e.g. AR's edited heads); stored by traces."""
+        return {}
 
     @property
     def edits_rows(self) -> bool:

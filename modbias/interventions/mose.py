@@ -50,6 +50,12 @@ zero-initialised (lambda = 1/2 at the start), one router per layer with a
 small hidden width (8 by default: Table 6 (c) puts the router at ~0.5 % of
 MoSE's parameters; on the organism it is ~17 %).
 
+**Table 6 designs** are built, not toggled: ``MoSEConfig.experts`` names the
+experts that exist (a MoSE without the visual expert has no parameters for
+it) and ``router=False`` drops f (lambda = 1/2).  ``experts=("omni",),
+n_experts=1, router=False`` is a plain LoRA on every token's FFN, the
+baseline of :func:`modbias.models.mose_training.lora_baseline_rank`.
+
 >>> from modbias.interventions.mose import MoSEIntervention   # doctest: +SKIP
 >>> ds = modbias.trace(model, data, interventions=[MoSEIntervention(checkpoint="cache/mose")])
 """
@@ -85,8 +91,13 @@ class MoSEConfig:
     eps: float = 0.1
     router_hidden: int = 8
     nonvisual: str = "audio_text"
+    experts: tuple[str, ...] = EXPERTS  # the experts built (Table 6 (d): a MoSE without one of them)
+    router: bool = True  # False: no f, lambda = 1/2 (Table 6 (c))
 
     def __post_init__(self):
+        self.experts = tuple(self.experts)
+        if not self.experts or any(e not in EXPERTS for e in self.experts):
+            raise ValueError(f"experts must be a non-empty subset of {EXPERTS}, got {self.experts}")
         if self.nonvisual not in NONVISUAL_SETS:
             raise ValueError(f"nonvisual must be one of {NONVISUAL_SETS}, got {self.nonvisual!r}")
         if not 0.0 <= self.eps <= 0.5:
@@ -154,10 +165,10 @@ class MoSELayer(nn.Module):
     def __init__(self, config: MoSEConfig):
         super().__init__()
         d, r, n = config.d_model, config.r, config.n_experts
-        self.visual = SoftLoRAMixture(d, r, n)
-        self.nonvisual = SoftLoRAMixture(d, r, n)
-        self.omni = SoftLoRAMixture(d, r, n)
-        self.router = Router(d, config.router_hidden)
+        self.present = config.experts
+        for name in config.experts:
+            setattr(self, name, SoftLoRAMixture(d, r, n))
+        self.router = Router(d, config.router_hidden) if config.router else None
 
     def forward(self, x: torch.Tensor, visual: torch.Tensor, nonvisual: torch.Tensor, lam: torch.Tensor,
                 valid: torch.Tensor | None = None, enabled: dict[str, bool] | None = None) -> torch.Tensor:
@@ -166,15 +177,15 @@ class MoSELayer(nn.Module):
         ``visual`` / ``nonvisual`` / ``valid`` are ``[B, T]`` masks (``valid``: not padding),
         ``lam`` is ``[B]``; ``enabled`` switches experts off by name.
         """
-        enabled = enabled or {}
+        on = {name: name in self.present and (enabled or {}).get(name, True) for name in EXPERTS}
         lam = lam.to(x.dtype)[:, None, None]
         out = torch.zeros_like(x)
-        if enabled.get("omni", True):
+        if on["omni"]:
             omni = self.omni(x)
             out = out + (omni if valid is None else omni * valid.to(x.dtype)[..., None])
-        if enabled.get("visual", True):
+        if on["visual"]:
             out = out + lam * visual.to(x.dtype)[..., None] * self.visual(x)
-        if enabled.get("nonvisual", True):
+        if on["nonvisual"]:
             out = out + (1 - lam) * nonvisual.to(x.dtype)[..., None] * self.nonvisual(x)
         return out
 
@@ -245,7 +256,7 @@ class MoSE(nn.Module):
             raise RuntimeError("MoSE is attached but has no batch layout: call set_batch() (begin_batch) first")
         if batch_size != self._masks["visual"].shape[0]:
             raise RuntimeError(f"MoSE: forward batch {batch_size} != layout batch {self._masks['visual'].shape[0]}")
-        if start > 0 and not self._lam and self.fixed_lambda is None:
+        if start > 0 and not self._lam and self.fixed_lambda is None and self.config.router:
             raise RuntimeError("MoSE: a cached forward (start > 0) before any forward from position 0; "
                                "lambda (Eq. 3) is computed at the prefill")
         stop = start + n_tokens
@@ -282,8 +293,9 @@ class MoSE(nn.Module):
         if types is None:
             raise RuntimeError("MoSE: FFN called outside a backbone forward typed by begin_forward()")
         module = self.layers[layer]
-        if self.fixed_lambda is not None:
-            lam = torch.full((x.shape[0],), float(self.fixed_lambda), device=x.device, dtype=x.dtype)
+        if self.fixed_lambda is not None or module.router is None:
+            value = 0.5 if self.fixed_lambda is None else float(self.fixed_lambda)
+            lam = torch.full((x.shape[0],), value, device=x.device, dtype=x.dtype)
         elif types.start == 0:
             lam = routing_score(module.router, x, types.router_visual, types.router_nonvisual, self.eps)
             self._lam[layer] = lam.detach()
@@ -480,13 +492,14 @@ class MoSEIntervention(Intervention):
 # -- parameter counts (Tables 6 / 15) ----------------------------------------------
 
 def count_parameters(d: int, n_layers: int, r: int = 8, n_experts: int = 2, router_hidden: int = 8,
-                     symmetric: bool = False, router: bool = True) -> int:
+                     symmetric: bool = False, router: bool = True, experts: int = 3) -> int:
     """Parameters of a MoSE design: ``symmetric`` gives every LoRA its own A (Table 6 b),
-    ``router=False`` drops f (Table 6 c).  Per layer: 3 experts x (A, N B's, gate W) + router."""
+    ``router=False`` drops f (Table 6 c), ``experts`` of the three are built (Table 6 d).
+    Per layer: experts x (A, N B's, gate W) + router."""
     a = (n_experts if symmetric else 1) * r * d
     expert = a + n_experts * d * r + n_experts * d
     f = (2 * d * router_hidden + router_hidden + router_hidden + 1) if router else 0
-    return n_layers * (3 * expert + f)
+    return n_layers * (experts * expert + f)
 
 
 def parameter_rows(model, r: int = 8, n_values=(1, 2, 3), router_hidden: int = 8) -> list[dict]:

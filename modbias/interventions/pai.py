@@ -1,18 +1,39 @@
-"""PAI — "Paying more attention to image" (Liu et al., 2024), as the CA-MER paper compares it (Table 7).
+"""PAI — "Paying more attention to image" (Liu et al., 2024), as its reference code does it.
 
-On the decoded query's row, in layers ``[start, end)`` and all heads, each
-visual attention score a becomes ``a + α·|a|`` before the softmax.  The
-optional guidance step mixes next-token logits as
-``γ·(cond − uncond) + uncond``, the unconditional branch being the same
-prompt without its visual tokens.
+The CA-MER paper compares AR with PAI (Table 7).  This follows the
+reference implementation (github.com/LALBJ/PAI: ``attention.py``, ``CFG.py``):
+
+1. **Attention amplification.**  In layers ``[start, end)``, on the row of
+   the query being decoded (``attn_weights[:, :, -1]``), every visual score
+   ``a`` (scaled q·k plus mask, before the softmax) becomes ``a + α·|a|``, in
+   all heads.  Here the edit acts on the rows it receives as the equivalent
+   factor ``exp(α·|a|)`` on visual weights followed by renormalisation, so
+   ``softmax(a + α|a|·1_V)`` when it comes first and a composition when
+   another row edit (AR) came before it.
+2. **Image-free guidance** (``CFG.py``), a logits processor: with
+   ``c = log_softmax(cond)`` and ``u = log_softmax(uncond)`` of the same
+   prompt without its visual tokens (decoded alongside, with no
+   amplification), the next-token scores are ``γ·(c − u) + u``, set to −inf
+   wherever ``c < log(0.1) + max c`` (the adaptive plausibility cutoff).
+
+Defaults are the reference's for LLaVA-1.5 (32 layers): ``alpha=0.2``
+(``--alpha`` default of ``pope_eval.py``/``chair_eval.py`` and every command of
+its README), ``layers="2:"`` (``--start-layer 2 --end-layer 32``: from layer 2
+to the last), ``gamma=1.1`` (the README's commands and ``init_cfg_processor``'s
+default; the scripts' argparse default is 2), plausibility 0.1 (hard-coded in
+``CFG.py``).  ``gamma=None`` switches guidance off (amplification only; the
+reference's γ = 1 returns the conditional log-probabilities, the same greedy
+choice).  The reference recommends sampling with guidance; modbias decodes greedily.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from transformers import LogitsProcessor
 
 from modbias.interventions.base import Intervention, layer_set, register
@@ -20,17 +41,36 @@ from modbias.hf_compat import output_cache, with_cache
 from modbias.models.base import position_ids_from_mask
 from modbias.probe import RowContext, probing
 
+DEFAULT_ALPHA, DEFAULT_LAYERS, DEFAULT_GAMMA, DEFAULT_PLAUSIBILITY = 0.2, "2:", 1.1, 0.1
+
 
 def amplify_visual_scores(scores: torch.Tensor, visual_mask: torch.Tensor, alpha: float) -> torch.Tensor:
     """PAI's edit on pre-softmax scores ``[..., T]``: a → a + α|a| on visual positions (masked ones stay masked)."""
     return torch.where(visual_mask & torch.isfinite(scores), scores + alpha * scores.abs(), scores)
 
 
-class VisualFreeGuidance(LogitsProcessor):
-    """γ·(cond − uncond) + uncond, the unconditional branch decoding the visual-free prompt alongside."""
+def amplify_visual_rows(rows: torch.Tensor, scores: torch.Tensor, visual_mask: torch.Tensor,
+                        alpha: float) -> torch.Tensor:
+    """The same edit on attention rows: ``rows · exp(α|a|·1_V)``, renormalised (equals
+    ``softmax(amplify_visual_scores(a))`` when ``rows = softmax(a)``)."""
+    boost = torch.where(visual_mask & torch.isfinite(scores), alpha * scores.abs(), torch.zeros_like(scores))
+    weighted = torch.where(rows > 0, rows.double() * boost.double().exp(), 0.0)  # masked keys stay at 0
+    return (weighted / weighted.sum(-1, keepdim=True)).to(rows.dtype)
 
-    def __init__(self, model, uncond_batch, gamma: float):
-        self.model, self.batch, self.gamma = model, uncond_batch, gamma
+
+def guided_scores(cond: torch.Tensor, uncond: torch.Tensor, gamma: float,
+                  plausibility: float = DEFAULT_PLAUSIBILITY) -> torch.Tensor:
+    """``γ·(c − u) + u`` on log-probabilities, −inf where ``c < log(plausibility) + max c`` (``CFG.py``)."""
+    c, u = F.log_softmax(cond.float(), dim=-1), F.log_softmax(uncond.float(), dim=-1)
+    cutoff = math.log(plausibility) + c.max(dim=-1, keepdim=True).values
+    return (gamma * (c - u) + u).masked_fill(c < cutoff, float("-inf")).to(cond.dtype)
+
+
+class VisualFreeGuidance(LogitsProcessor):
+    """Image-free guidance: decodes the visual-free prompt alongside (see module doc, step 2)."""
+
+    def __init__(self, model, uncond_batch, gamma: float, plausibility: float = DEFAULT_PLAUSIBILITY):
+        self.model, self.batch, self.gamma, self.plausibility = model, uncond_batch, gamma, plausibility
         self.cache, self.mask, self.position = None, uncond_batch.attention_mask, None
 
     @torch.no_grad()
@@ -49,21 +89,24 @@ class VisualFreeGuidance(LogitsProcessor):
                                position_ids=self.position, use_cache=True, **with_cache(self.cache),
                                logits_to_keep=1)
         self.cache = output_cache(out)
-        uncond = out.logits[:, -1].to(scores.dtype)
-        return self.gamma * (scores - uncond) + uncond
+        return guided_scores(scores, out.logits[:, -1], self.gamma, self.plausibility)
 
 
 @register("pai")
 class PAI(Intervention):
-    """PAI with amplification ``alpha`` on layers ``layers`` (default ``"2:"``) and optional guidance ``gamma``."""
+    """PAI: amplification ``alpha`` on layers ``layers`` and image-free guidance ``gamma`` (see module doc)."""
 
-    def __init__(self, alpha: float = 0.5, layers="2:", gamma: float | None = None):
+    def __init__(self, alpha: float = DEFAULT_ALPHA, layers=DEFAULT_LAYERS, gamma: float | None = DEFAULT_GAMMA,
+                 plausibility: float = DEFAULT_PLAUSIBILITY):
+        if not 0.0 < float(plausibility) <= 1.0:
+            raise ValueError(f"plausibility must lie in (0, 1], got {plausibility}")
         self.alpha, self.layers = float(alpha), layers
         self.gamma = None if gamma is None else float(gamma)
+        self.plausibility = float(plausibility)
         self.active_layers: frozenset[int] | None = None
 
     def params(self) -> dict:
-        return {"alpha": self.alpha, "layers": self.layers, "gamma": self.gamma}
+        return {"alpha": self.alpha, "layers": self.layers, "gamma": self.gamma, "plausibility": self.plausibility}
 
     def attach(self, model) -> None:
         self.active_layers = layer_set(self.layers, model.n_layers)
@@ -72,11 +115,11 @@ class PAI(Intervention):
         if self.active_layers is not None and context.layer not in self.active_layers:
             return rows
         visual = context.masks["visual"][:, None, None, :]
-        return amplify_visual_scores(context.scores, visual, self.alpha).softmax(-1)
+        return amplify_visual_rows(rows, context.scores, visual, self.alpha)
 
     def logits_processors(self, model, batch, samples) -> list:
         if self.gamma is None:
             return []
         visual_free = [dataclasses.replace(s, visual=np.zeros((0, s.visual.shape[1]), s.visual.dtype))
                        for s in samples]
-        return [VisualFreeGuidance(model, model.prepare(visual_free), self.gamma)]
+        return [VisualFreeGuidance(model, model.prepare(visual_free), self.gamma, self.plausibility)]

@@ -9,14 +9,18 @@ from __future__ import annotations
 import importlib
 from pathlib import Path
 
+SHIPPED_ORGANISMS = ("organism", "organism-attn")
+SHIPPED = (*SHIPPED_ORGANISMS, *(f"{name}-base" for name in SHIPPED_ORGANISMS))
+"""Organisms loadable by name alone: ``organism``, ``organism-attn`` and their base states ``<name>-base``."""
+
 
 def check_model_spec(spec: str) -> tuple[str, str]:
     """``(family, path)`` of a ``family[:path]`` spec; raises ``ValueError`` / ``FileNotFoundError``
     for an unknown family, a missing path, or a path that does not exist (nothing is loaded)."""
     family, _, path = spec.partition(":")
-    if family != "organism" and family not in FAMILIES:
-        raise ValueError(f"unknown model family {family!r} in {spec!r}; available: {['organism', *FAMILIES]}")
-    if family != "organism" and not path:
+    if family not in SHIPPED and family not in FAMILIES:
+        raise ValueError(f"unknown model family {family!r} in {spec!r}; available: {[*SHIPPED, *FAMILIES]}")
+    if family not in SHIPPED and not path:
         raise ValueError(f"model family {family!r} needs a checkpoint path: '{family}:/path/to/checkpoint'")
     if path and not Path(path).exists():
         raise FileNotFoundError(f"checkpoint path {path} (from --model {spec!r}) does not exist")
@@ -24,12 +28,13 @@ def check_model_spec(spec: str) -> tuple[str, str]:
 
 
 def load_model(spec: str = "organism", device: str = "cpu"):
-    """Load a model by ``family[:path]``; ``organism`` alone loads the shipped weights."""
+    """Load a model by ``family[:path]``; a name of :data:`SHIPPED` alone loads the shipped weights."""
     family, path = check_model_spec(spec)
-    if family == "organism":
-        from modbias.models.organism import WEIGHTS_DIR, Organism
+    if family in SHIPPED:
+        from modbias.models.organism import BASE_STATE, ORGANISMS, Organism
 
-        model = Organism.load(path or WEIGHTS_DIR)
+        name = family.removesuffix("-base")
+        model = Organism.load(path or (ORGANISMS[name] / BASE_STATE if name != family else ORGANISMS[name]))
     else:
         model = FAMILIES[family](path)
     return model.to(device)

@@ -30,6 +30,10 @@ from modbias.layout import TokenLayout
 from modbias.models.base import ModelAdapter
 
 WEIGHTS_DIR = Path(__file__).parent / "organism_weights"
+ATTN_WEIGHTS_DIR = Path(__file__).parent / "organism_attn_weights"
+ORGANISMS = {"organism": WEIGHTS_DIR, "organism-attn": ATTN_WEIGHTS_DIR}
+"""Shipped organisms: ``organism`` (perceptual video deficit) and ``organism-attn`` (attentional one)."""
+BASE_STATE = "base"  # sub-directory holding an organism's base state (before task fine-tuning)
 SPECIALS = ("<pad>", "<bos>", "<eos>", "<unk>")
 PROMPT_WORDS = ("face", ":", "voice", "subtitle", ".", "emotion", "?")
 ANSWER_WORDS = ("looks", "sounds", ",", "so", "feels")
@@ -74,6 +78,7 @@ class OrganismConfig:
     num_key_value_heads: int = 2
     max_position_embeddings: int = 1024
     audio_repeat: int = 1
+    name: str = "organism"
     vocab: list[str] = field(default_factory=lambda: WordTokenizer.default().vocab)
     training: dict = field(default_factory=dict)
 
@@ -96,6 +101,7 @@ class Organism(nn.Module, ModelAdapter):
     def __init__(self, config: OrganismConfig | None = None):
         super().__init__()
         self.config = config or OrganismConfig()
+        self.family = self.config.name
         self.tokenizer = WordTokenizer(self.config.vocab)
         self.backbone = LlamaForCausalLM(self.config.llama_config())
         self.visual_proj = nn.Linear(self.config.visual_dim, self.config.hidden_size)
@@ -135,11 +141,13 @@ class Organism(nn.Module, ModelAdapter):
         return {"family": self.family, **{k: v for k, v in asdict(self.config).items() if k != "vocab"}}
 
     # -- persistence ------------------------------------------------------
-    def save(self, path: str | Path) -> None:
+    def save(self, path: str | Path, dtype: torch.dtype | None = None) -> None:
+        """``config.json`` + ``model.safetensors`` (in ``dtype`` if given, e.g. float16 for a shipped base)."""
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
         (path / "config.json").write_text(json.dumps(asdict(self.config), indent=1))
-        save_file({k: v.contiguous() for k, v in self.state_dict().items()}, path / "model.safetensors")
+        save_file({k: v.to(dtype or v.dtype).contiguous() for k, v in self.state_dict().items()},
+                  path / "model.safetensors")
 
     @classmethod
     def load(cls, path: str | Path = WEIGHTS_DIR) -> "Organism":
@@ -147,5 +155,14 @@ class Organism(nn.Module, ModelAdapter):
         if not (path / "model.safetensors").exists():
             raise FileNotFoundError(f"no organism weights at {path}; run `modbias organism train --out {path}`")
         model = cls(OrganismConfig(**json.loads((path / "config.json").read_text())))
-        model.load_state_dict(load_file(path / "model.safetensors"))
+        model.load_state_dict({k: v.float() for k, v in load_file(path / "model.safetensors").items()})
         return model.eval()
+
+    @classmethod
+    def load_base(cls, path: str | Path = WEIGHTS_DIR) -> "Organism":
+        """The base state shipped with the organism at ``path``: the same architecture trained on
+        consistent samples only, before the task fine-tuning that MoSE and the LoRA baseline replace."""
+        base = Path(path) / BASE_STATE
+        if not (base / "model.safetensors").exists():
+            raise FileNotFoundError(f"no base state at {base}; run `modbias organism train --base --out {path}`")
+        return cls.load(base)

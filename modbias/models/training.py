@@ -50,16 +50,27 @@ def answer_batch(model: Organism, samples) -> tuple[torch.Tensor, torch.Tensor, 
 
 
 def train_organism(train: TrainConfig | None = None, data: SynthConfig | None = None,
-                   progress: bool = True) -> Organism:
-    """Train an organism from scratch; deterministic for a given config and thread count."""
+                   progress: bool = True, *, init: Organism | None = None, subsets: tuple[str, ...] | None = None,
+                   name: str = "organism") -> Organism:
+    """Train an organism; deterministic for a given config and thread count.
+
+    ``init`` continues from an existing organism (its weights are updated in place) instead of a
+    fresh one; ``subsets`` keeps only training samples of those subsets (``("consistent",)``
+    trains a *base state*: both modalities read, no conflict ever resolved).
+    """
     train, data = train or TrainConfig(), data or SynthConfig()
     torch.manual_seed(train.seed)
     torch.set_num_threads(train.threads)
-    model = Organism(OrganismConfig(visual_dim=data.visual_dim, audio_dim=data.audio_dim,
-                                    audio_repeat=train.audio_repeat,
-                                    training={"train": asdict(train), "data": asdict(data)}))
+    record = {"train": asdict(train), "data": asdict(data), "subsets": list(subsets) if subsets else None}
+    if init is None:
+        model = Organism(OrganismConfig(visual_dim=data.visual_dim, audio_dim=data.audio_dim,
+                                        audio_repeat=train.audio_repeat, name=name, training=record))
+    else:
+        model = init
+        model.config.name = name
+        model.config.training = {**record, "init": init.config.training}
     model.train()
-    samples = list(synth_benchmark("train", data))
+    samples = [s for s in synth_benchmark("train", data) if subsets is None or s.extra["train_subset"] in subsets]
     steps_per_epoch = math.ceil(len(samples) / train.batch_size)
     total = train.epochs * steps_per_epoch
     opt = torch.optim.AdamW(model.parameters(), lr=train.lr, weight_decay=train.weight_decay)
@@ -84,3 +95,18 @@ def train_organism(train: TrainConfig | None = None, data: SynthConfig | None = 
                 sched.step()
                 bar.update(task, advance=1, description=f"epoch {epoch + 1} loss {loss.item():.3f}")
     return model.eval()
+
+
+def train_base_state(name: str = "organism", data: SynthConfig | None = None, epochs: int = 3,
+                     seed: int = 0, progress: bool = True, threads: int = 2) -> Organism:
+    """An organism's base state: trained from scratch on the consistent training samples only
+    (face and voice agree), so it reads both modalities but has never resolved a conflict."""
+    return train_organism(TrainConfig(epochs=epochs, seed=seed, threads=threads), data, progress, subsets=("consistent",),
+                          name=f"{name}-base")
+
+
+def train_from_base(base: Organism, name: str, data: SynthConfig | None = None, epochs: int = 2, seed: int = 0,
+                    progress: bool = True, threads: int = 2) -> Organism:
+    """Task fine-tuning of a base state on the whole training split (all three subsets)."""
+    return train_organism(TrainConfig(epochs=epochs, seed=seed, warmup_steps=20, threads=threads), data, progress,
+                          init=base, name=name)
