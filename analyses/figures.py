@@ -23,6 +23,7 @@ import plotly.graph_objects as go
 import plotly.io as pio
 from plotly.subplots import make_subplots
 
+from analyses.outputs import OUT, output_options
 from modbias.metrics import middle_layers
 from modbias_app.aggregates import layer_profile, middle_mean, token_profile
 from modbias_app.compare import (METRICS, duplication_sweep, metric_rows, metrics_markdown, sweep_markdown,
@@ -31,8 +32,6 @@ from modbias_app.figures import (MODALITY_COLORS, intervention_bars, layers_figu
                                  sweep_figure, token_figure)
 from modbias_app.runs import RunInfo, StoreFieldError, head_mean_rows, head_sums, run_info, sample_table, scan
 
-OUT = Path("cache") / "figures"  # default output, git-ignored like every run
-DOCS = Path(__file__).resolve().parents[1] / "docs" / "figures"  # the tracked figures (--docs)
 FAILURES = ("video_aligned", "incorrect")  # the paper's Fig. 3a/3b case: video-aligned samples the model gets wrong
 
 
@@ -181,28 +180,12 @@ def save(figures: dict[str, go.Figure], out: Path = OUT) -> list[Path]:
     return written + pngs
 
 
-def save_markdown(text: str, title: str, name: str, out: Path = OUT) -> Path:
-    out.mkdir(parents=True, exist_ok=True)
-    path = out / f"{name}.md"
-    path.write_text(f"{title}\n\n{text}\n")
-    return path
-
-
 def newest(cache: Path, suitable: Callable[[RunInfo], bool], what: str) -> RunInfo:
     """The newest run in ``cache`` for which ``suitable`` holds."""
     runs = [r for r in scan(cache) if suitable(r)]
     if not runs:
         raise SystemExit(f"no run in {cache} has {what}; pass --run")
     return runs[-1]
-
-
-def output_options(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    """``--out DIR`` (default ``cache/figures``) or ``--docs`` (the tracked ``docs/figures``)."""
-    where = parser.add_mutually_exclusive_group()
-    where.add_argument("--out", type=Path, default=OUT, help=f"output folder (default {OUT})")
-    where.add_argument("--docs", dest="out", action="store_const", const=DOCS,
-                       help=f"regenerate the tracked figures in {DOCS.relative_to(DOCS.parents[1])}")
-    return parser
 
 
 def single_run_parser(doc: str) -> argparse.ArgumentParser:

@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch  # noqa: E402
 
 import modbias  # noqa: E402
-from analyses.figures import output_options  # noqa: E402
+from analyses.outputs import output_options  # noqa: E402
 from modbias.cost import measure_cost  # noqa: E402
 from modbias.intervening import build_interventions  # noqa: E402
 

@@ -32,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch  # noqa: E402
 
 import modbias  # noqa: E402
-from analyses.figures import output_options, save_markdown  # noqa: E402
+from analyses.outputs import output_options, save_markdown  # noqa: E402
 from modbias.interventions.mose import count_parameters  # noqa: E402
 from modbias.models.mose_training import lora_baseline_rank, load_mose, train_mose  # noqa: E402
 

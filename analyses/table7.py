@@ -11,7 +11,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from analyses.figures import METRICS, chosen_runs, many_runs_parser, save, save_markdown, table7  # noqa: E402
+from analyses.outputs import save_markdown  # noqa: E402
+from analyses.figures import METRICS, chosen_runs, many_runs_parser, save, table7  # noqa: E402
 from modbias_app.runs import baseline_of  # noqa: E402
 
 

@@ -11,7 +11,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from analyses.figures import METRICS, chosen_runs, many_runs_parser, save, save_markdown, table8  # noqa: E402
+from analyses.outputs import save_markdown  # noqa: E402
+from analyses.figures import METRICS, chosen_runs, many_runs_parser, save, table8  # noqa: E402
 
 
 def main(argv=None) -> None:

@@ -32,7 +32,7 @@ from modbias.benchmark_metrics import EVALUATIONS, evaluate_run  # noqa: E402
 from modbias.data.readers import DFEW_CLASSES  # noqa: E402
 from modbias.store import open_run  # noqa: E402
 from modbias_app.runs import RunInfo, intervention_label, run_info, scan  # noqa: E402
-from analyses.figures import output_options  # noqa: E402
+from analyses.outputs import output_options  # noqa: E402
 
 SUBSETS = (("video_aligned", "Video-Aligned"), ("audio_aligned", "Audio-Aligned"), ("consistent", "Consistent"),
            ("overall", "Overall"))
