@@ -192,11 +192,16 @@ def run_summary(ds: xr.Dataset, baseline_path=None, baseline_summary: dict | Non
     options = check_options(options)
     metrics = subset_metrics(ds, **options) if "correct" in ds.variables else None  # emotion runs
     base_eval = (baseline_summary or {}).get("evaluation")
+    name = benchmark or benchmark_of(ds)
+    spec = EVALUATIONS.get(name)
+    scoring = options if spec is None or spec.takes_options else {}  # Ŷ options mean nothing to F1, UAR, CHAIR
+    # samples passed as a plain list name no benchmark: no evaluation (``modbias evaluate --as`` gives one)
+    evaluation = evaluate_run(ds, benchmark, baseline=base_eval, **scoring) if spec or benchmark else None
     return {"metrics": metrics, "baseline": str(baseline_path) if baseline_path else None,
             "deltas": deltas(metrics, baseline_summary["metrics"]) if metrics and baseline_summary else None,
             "scope": options.get("scope", "conclusion"),
             "grouper": grouper_name(options.get("grouper", lexicon_grouper)), **edit_counts(ds),
-            "evaluation": evaluate_run(ds, benchmark, baseline=base_eval, **options)}
+            "evaluation": evaluation}
 
 
 def record_summary(path, ds: xr.Dataset, **kwargs) -> dict:

@@ -36,7 +36,7 @@ def evaluate(
     write: bool = typer.Option(False, "--write", help="store the re-scored summary in each run's manifest"),
 ):
     """Score stored runs (Tables 1-4 layout), with deltas vs. each run's baseline re-scored the same way."""
-    from modbias.benchmark_metrics import EvaluationError, evaluation_table, run_summary
+    from modbias.benchmark_metrics import evaluation_table, run_summary
     from modbias.evaluation import load_grouper
     from modbias.store import open_run, update_manifest
 
@@ -47,8 +47,10 @@ def evaluate(
             base_path = baseline_path(path, (ds.attrs.get("summary") or {}).get("baseline"))
             base = run_summary(open_run(base_path), benchmark=benchmark, **options) if base_path else None
             summary = run_summary(ds, base_path, base, benchmark=benchmark, **options)
+            if summary["evaluation"] is None:
+                raise ValueError(f"run {path} names no benchmark it was traced on; score it with --as BENCHMARK")
             console.print(evaluation_table(summary["evaluation"], title=str(path)))
             if write:
                 update_manifest(path, summary=summary)
-    except (EvaluationError, FileNotFoundError) as err:
+    except (ValueError, FileNotFoundError) as err:  # EvaluationError and a grouper that does not load
         raise typer.BadParameter(str(err)) from err

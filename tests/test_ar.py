@@ -79,7 +79,7 @@ def test_reallocation_properties(case):
     if not c > tau or not np.isfinite(c):
         assert not changed.any(), "a layer with c <= tau (or no visual attention) is untouched"
     for h in range(len(w)):
-        biased = np.isfinite(c) and c > tau and S_v[h] > 0 and c_h[h] > c
+        biased = np.isfinite(c) and c > tau and S_v[h] >= DEFAULT_FLOOR and c_h[h] > c  # below the floor: alone
         if not biased:
             assert not changed[h], "unbiased heads are untouched"
             continue
@@ -149,7 +149,7 @@ def test_floor_leaves_heads_with_tiny_visual_attention_alone_and_counts_them():
 def test_trace_records_edited_and_floored_heads(organism, small_bench):
     import modbias
     from modbias.interventions import make
-    from modbias.intervening import edit_counts
+    from modbias.benchmark_metrics import edit_counts
 
     default = modbias.trace(organism, small_bench, batch_size=9, interventions=[make("ar", tau=0.0)])
     high = modbias.trace(organism, small_bench, batch_size=9, interventions=[make("ar", tau=0.0, floor=0.5)])

@@ -74,7 +74,8 @@ def test_table7_arrows_compare_with_the_design_alone_and_table8_sweeps_tau(cache
     rows = built["Table 7"].rows
     labels = [label for label, _, _ in rows]
     mose = next(label for label in labels if label.startswith("organism + mose"))
-    assert labels[:3] == ["organism", "+ pai(alpha=0.5, layers=2:)", "+ ar(tau=1, layers=all, competitor=audio)"]
+    assert labels[:3] == ["organism", "+ pai(alpha=0.5, layers=2:, gamma=1.1, plausibility=0.1)",
+                          "+ ar(tau=1, layers=all, competitor=audio, floor=1e-06)"]
     assert labels[labels.index(mose) + 1].startswith("+ ar(tau=1")
     alone = None
     for label, cells, _ in rows:
