@@ -228,12 +228,12 @@ def evaluation_rows(evaluation: dict) -> tuple[list[str], list[list[str]]]:
     """Header and rows of an evaluation in its table's layout (deltas in parentheses)."""
     name, metrics, changes = evaluation["benchmark"], evaluation["metrics"], evaluation.get("deltas") or {}
     if EVALUATIONS[name].table == "Table 1":
-        head = ["subset", "Acc.", "Rec.", "Avg.", "hit", "n"]
+        head = ["subset", "Acc", "Rec", "Avg", "Correct", "n"]
         rows = [[subset] + [_cell(values[m], changes.get(subset, {}).get(m)) for m in ("acc", "rec", "avg", "hit")]
                 + [str(values["n"])] for subset, values in metrics.items()]
         return head, rows
     if name == "emer":
-        return ["Accuracy", "Recall", "Average", "n"], [
+        return ["Acc", "Rec", "Avg", "n"], [
             [_cell(metrics[m], changes.get(m)) for m in ("acc", "rec", "avg")] + [str(metrics["n"])]]
     if name == "coco":
         return ["CHAIR_s", "CHAIR_i", "captions", "mentions"], [

@@ -103,7 +103,7 @@ def _fixture(kind, root, ckpt):
     return "llava", write_dfew_benchmark(root)
 
 
-HEADLINES = {"camer": ("Acc.", "acc", ["overall", "acc"]), "emer": ("Accuracy", "acc", ["acc"]),
+HEADLINES = {"camer": ("Acc", "acc", ["overall", "acc"]), "emer": ("Acc", "acc", ["acc"]),
              "mer2023": ("F1 Score", "weighted_f1", ["weighted_f1"]), "dfew": ("UAR", "uar", ["uar"])}
 
 
