@@ -41,8 +41,8 @@ from torch import nn
 
 from modbias.data.readers import unpack_streams
 from modbias.data.sample import Sample, SampleError
-from modbias.layout import TokenLayout
-from modbias.prompts import instruction_for
+from modbias.core.layout import TokenLayout
+from modbias.data.prompts import instruction_for
 from modbias.models.base import ModelAdapter
 
 CONFIG_FILE = "modbias_features.json"

@@ -22,8 +22,8 @@ from torch import nn
 
 from modbias.data import media
 from modbias.data.sample import Sample, SampleError
-from modbias.layout import TokenLayout
-from modbias.prompts import instruction_for
+from modbias.core.layout import TokenLayout
+from modbias.data.prompts import instruction_for
 from modbias.models.base import ModelAdapter, PreparedBatch, left_pad
 from modbias.models.features import tokenizer_pieces
 

@@ -3,14 +3,14 @@
 The protocol of the MoSEAR paper's Table 13 (that of PAI's CHAIR script):
 LLaVA-1.5 describes each of 500 val2014 images, drawn with a fixed seed, from
 the query "Please help me describe the image in detail." with greedy decoding;
-CHAIR_s / CHAIR_i (:mod:`modbias.chair`) compare the objects each caption
+CHAIR_s / CHAIR_i (:mod:`modbias.core.chair`) compare the objects each caption
 mentions with the image's ground truth.  Interventions edit the decoded
 query's attention rows as in the emotion runs; LLaVA has no audio, so AR's
 competing set is the text (``competitor="text"``).
 
 The run is a store of kind ``chair`` (one row per image: caption, the
 ground-truth objects, the mentioned and hallucinated objects), resumable like
-every run; its summary holds the evaluation (:mod:`modbias.benchmark_metrics`).
+every run; its summary holds the evaluation (:mod:`modbias.runs.summaries`).
 """
 
 from __future__ import annotations
@@ -22,13 +22,13 @@ from typing import Iterable
 import xarray as xr
 
 from modbias import __version__
-from modbias.benchmark_metrics import record_summary, run_summary
-from modbias.chair import score_caption
+from modbias.runs.summaries import record_summary, run_summary
+from modbias.core.chair import score_caption
 from modbias.data.coco import CocoImage, coco_benchmark
 from modbias.interventions.base import Intervention, applied
 from modbias.models.base import ModelAdapter
-from modbias.store import run_in_batches
-from modbias.tracing import generate_under
+from modbias.runs.store import run_in_batches
+from modbias.runs.trace import generate_under
 
 CAPTION_PROMPT = "Please help me describe the image in detail."
 CAPTION_FAMILIES = ("llava",)

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from modbias.emotions import CLASSES
+from modbias.core.emotions import CLASSES
 
 FAMILIES = ("features", "qwen2_5_omni", "llava", "emotion_llama", "r1_omni")
 WORDS = (CLASSES + ("worried", "the", "person", "in", "video", "says", "what", "emotion", "does", "express", "face",
@@ -142,7 +142,7 @@ def make_tiny_checkpoint(family: str, path, *, seed: int = 0, backbone: str = "l
     ``features``: an HF causal LM (``backbone`` ``llama`` or ``qwen2``) + projectors + ``modbias_features.json``;
     ``qwen2_5_omni``: a full-format Qwen2.5-Omni checkpoint (thinker weights, processor files);
     ``llava``: a LLaVA-1.5-format checkpoint (CLIP vision tower, LLaMA text model, processor);
-    ``emotion_llama`` / ``r1_omni``: the released layouts (:mod:`modbias.testing_released`;
+    ``emotion_llama`` / ``r1_omni``: the released layouts (:mod:`modbias.testing.released`;
     ``peft_default`` writes Emotion-LLaMA's LoRA keys with newer peft's ``.default`` segment).
     """
     if family not in FAMILIES:
@@ -150,7 +150,7 @@ def make_tiny_checkpoint(family: str, path, *, seed: int = 0, backbone: str = "l
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(seed)
-    from modbias.testing_released import tiny_emotion_llama, tiny_r1_omni
+    from modbias.testing.released import tiny_emotion_llama, tiny_r1_omni
 
     makers = {"features": _tiny_features, "qwen2_5_omni": _tiny_qwen_omni, "llava": _tiny_llava,
               "emotion_llama": tiny_emotion_llama, "r1_omni": tiny_r1_omni}

@@ -15,9 +15,10 @@ import torch
 import torch.nn.functional as F
 
 from modbias.data.synth import SynthConfig, synth_benchmark
-from modbias.models.base import left_pad, position_ids_from_mask
+from modbias.core.layout import position_ids_from_mask
+from modbias.models.base import left_pad
 from modbias.models.organism import Organism, OrganismConfig, answer_text
-from modbias.progress import progress_bar
+from modbias.core.progress import progress_bar
 
 
 @dataclass

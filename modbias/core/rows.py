@@ -4,7 +4,7 @@ For a LLaMA / Qwen2 / Mistral-style ``transformers`` model (anything whose atten
 modules go through ``AttentionInterface``), generate greedily and return, for each asked
 step k, the attention row of the query that decodes generated token k (the token at
 position ``prompt_len - 1 + k``), per layer and head, over every earlier position.  The
-rows come from the probe (:mod:`modbias.probe`): fused SDPA everywhere, ``softmax(q·Kᵀ)``
+rows come from the probe (:mod:`modbias.core.probe`): fused SDPA everywhere, ``softmax(q·Kᵀ)``
 for the asked queries only, so memory grows with L·H·T, never T².
 
 >>> rows = modbias.attention_rows(model, tokenizer("The face looks", return_tensors="pt"), steps=[0, 3])
@@ -19,8 +19,8 @@ import numpy as np
 import torch
 import xarray as xr
 
-from modbias.hf_compat import crop_cache, output_cache, with_cache
-from modbias.probe import instrumented, tapped_rows
+from modbias.core.hf_compat import crop_cache, output_cache, with_cache
+from modbias.core.probe import instrumented, tapped_rows
 
 DIMS = ("sample", "step", "layer", "head", "token")
 

@@ -16,12 +16,12 @@ the answer is right, as R✗/A✓.
 
 e_i comes from a pluggable *explanation classifier*: any callable
 ``classifier(explanation: str) -> str | None`` returning one of
-:data:`modbias.emotions.CLASSES` (or None).  It receives the explanation
-only — the text before the conclusion, cut by :func:`modbias.emotions.split_conclusion` —
+:data:`modbias.core.emotions.CLASSES` (or None).  It receives the explanation
+only — the text before the conclusion, cut by :func:`modbias.core.emotions.split_conclusion` —
 so the conclusion's own emotion word cannot leak into e_i.
 
 - Default, offline: :class:`LexiconClassifier` — the CA-MER class named most
-  often in the explanation (lexicon of :mod:`modbias.emotions`); a tie (e.g.
+  often in the explanation (lexicon of :mod:`modbias.core.emotions`); a tie (e.g.
   the organism's ``face looks happy , voice sounds sad``) gives None by
   default: the explanation does not commit to one emotion.  ``tie="first"``
   or ``"last"`` breaks ties by order of mention instead.
@@ -51,7 +51,7 @@ import numpy as np
 import xarray as xr
 
 from modbias.data.sample import SUBSETS
-from modbias.emotions import CLASSES, emotion_words, group_of, split_conclusion
+from modbias.core.emotions import CLASSES, emotion_words, group_of, split_conclusion
 
 ExplanationClassifier = Callable[[str], "str | None"]
 METRICS = ("EEA", "EPC", "FCR", "RxA_all", "RxA_correct")
@@ -97,7 +97,7 @@ def llm_judge(ask: Callable[[str], str], classes: Sequence[str] = CLASSES, templ
     """An explanation classifier backed by a text-in/text-out function ``ask`` (an LLM call).
 
     The prompt is ``template.format(classes=..., explanation=...)``; the reply's
-    first emotion word (lexicon of :mod:`modbias.emotions`) is the answer,
+    first emotion word (lexicon of :mod:`modbias.core.emotions`) is the answer,
     kept only if it is one of ``classes``.
     """
     memo: dict[str, str | None] = {}
@@ -165,7 +165,7 @@ def consistency(ds: xr.Dataset | str | Path, classifier: ExplanationClassifier |
     >>> scores["video_aligned"]["EEA"], scores["overall"]["RxA_correct"]
     """
     if isinstance(ds, (str, Path)):
-        from modbias.store import open_run
+        from modbias.runs.store import open_run
 
         ds = open_run(ds)
     if "condition" in ds.dims:
@@ -190,7 +190,7 @@ def consistency(ds: xr.Dataset | str | Path, classifier: ExplanationClassifier |
 
 def run_name_of(ds: xr.Dataset) -> str:
     """A short label for a run: its intervention stack (``none`` for a plain run)."""
-    from modbias.intervening import run_label
+    from modbias.runs.intervene import run_label
     from modbias.interventions import from_config
 
     config = ds.attrs.get("config", {}) or {}
@@ -209,7 +209,7 @@ def consistency_runs(runs, classifier: ExplanationClassifier | None = None, by: 
     (run, group); run names default to the intervention stack (``none``,
     ``ar-tau1.0`` ...), made unique by the store name when needed.
     """
-    from modbias.store import open_run
+    from modbias.runs.store import open_run
 
     if isinstance(runs, dict):
         names, runs = list(runs), list(runs.values())

@@ -13,7 +13,7 @@ shares sum to 1 at every step and layer (each head's row is a softmax).
 
 Cost: one generation plus one forward over the last prompt token and the
 generated tokens, re-using generation's KV cache, with the probe capturing
-the row of every query of that block (:func:`modbias.tracing.rows_at_steps`
+the row of every query of that block (:func:`modbias.runs.trace.rows_at_steps`
 with all decoding steps as the query index): memory ``B·L·H·G·T`` for G
 generated tokens and T keys; ``step_chunk`` bounds it to ``B·L·H·step_chunk·T``
 at the price of one block forward per chunk.
@@ -46,12 +46,12 @@ import xarray as xr
 from modbias import __version__
 from modbias.data.sample import SUBSETS, Sample
 from modbias.interventions.base import Intervention, applied
-from modbias.layout import batch_masks
-from modbias.modality_importance import MI_LABELS, generate_under
+from modbias.core.layout import batch_masks
+from modbias.runs.importance import MI_LABELS, generate_under
 from modbias.models.base import ModelAdapter
-from modbias.probe import AttentionProbe
-from modbias.store import open_run, run_in_batches
-from modbias.tracing import rows_at_steps
+from modbias.core.probe import AttentionProbe
+from modbias.runs.store import open_run, run_in_batches
+from modbias.runs.trace import rows_at_steps
 
 GROUPS = ("visual", "audio", "text", "generated")
 NORM_STEPS = 101  # normalised steps 0, 1, ..., 100

@@ -88,8 +88,8 @@ from modbias import __version__
 from modbias.data.sample import SUBSETS, Sample
 from modbias.interventions.base import Intervention, applied
 from modbias.models.base import ModelAdapter
-from modbias.store import run_in_batches, update_manifest
-from modbias.tracing import Decoded, generate_under
+from modbias.runs.store import run_in_batches, update_manifest
+from modbias.runs.trace import Decoded, generate_under
 
 CONDITIONS = ("audio_visual", "audio_only", "visual_only")
 MI_LABELS = ("audio", "visual", "both", "neither")

@@ -2,7 +2,7 @@
 
 Two views of a generated answer, both read from its *final conclusion*
 (Sec. 6.1: keywords are extracted "from the final conclusion of generated
-explanations"; :func:`modbias.emotions.split_conclusion`, a per-family rule):
+explanations"; :func:`modbias.core.emotions.split_conclusion`, a per-family rule):
 
 - the *prediction*: the conclusion's emotion, used for ``correct`` ("hit")
   and the recognition metrics (weighted F1, UAR, WAR);
@@ -25,7 +25,7 @@ from typing import Iterable, Literal, Protocol
 import numpy as np
 import xarray as xr
 
-from modbias.emotions import FAMILY_CONCLUSION, conclusion, emotion_words, group_of
+from modbias.core.emotions import FAMILY_CONCLUSION, conclusion, emotion_words, group_of
 
 METRICS = ("acc", "rec", "avg")
 SCOPES = ("conclusion", "answer")
@@ -94,7 +94,7 @@ def sample_scores(texts, labels, grouper: Grouper = lexicon_grouper, scope: Scop
 
 
 def conclusion_rule(ds: xr.Dataset) -> str:
-    """The conclusion rule of the run's model family (:data:`modbias.emotions.FAMILY_CONCLUSION`)."""
+    """The conclusion rule of the run's model family (:data:`modbias.core.emotions.FAMILY_CONCLUSION`)."""
     model = ds.attrs.get("config", {}).get("model", {}) if isinstance(ds.attrs.get("config"), dict) else {}
     return FAMILY_CONCLUSION.get(model.get("family", ""), "auto")
 

@@ -104,5 +104,3 @@ def with_metrics(ds, tau: float = 1.0):
     out["biased"].attrs["tau"] = tau
     return out
 
-
-from modbias.consistency import consistency, consistency_runs  # noqa: E402,F401  (MIGR Eqs. 6-8)

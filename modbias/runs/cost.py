@@ -20,7 +20,7 @@ from torch.utils.flop_counter import FlopCounterMode, register_flop_formula, sdp
 from modbias.data.sample import Sample
 from modbias.interventions.base import Intervention, applied
 from modbias.models.base import ModelAdapter
-from modbias.tracing import generate_under
+from modbias.runs.trace import generate_under
 
 _CPU_SDPA = getattr(torch.ops.aten, "_scaled_dot_product_flash_attention_for_cpu", None)
 if _CPU_SDPA is not None:

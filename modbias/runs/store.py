@@ -145,7 +145,7 @@ def run_in_batches(samples: list, process, *, out: str | Path | None, config: di
     run.  Without ``out`` the batches are concatenated in memory.  ``progress``
     shows a bar counting samples, described by ``label`` (default: ``kind``).
     """
-    from modbias.progress import progress_bar
+    from modbias.core.progress import progress_bar
 
     store = RunStore(out) if out is not None else None
     done = store.begin(config, kind=kind) if store else set()
@@ -174,7 +174,7 @@ def open_run(path: str | Path, tau: float | None = None) -> xr.Dataset:
     It verifies the store (a manifest, zarr metadata, arrays holding every committed sample)
     and puts the run's ``config``, ``kind``, ``path``, ``created`` and ``summary`` in ``ds.attrs``.
     With ``tau``, UAP, c_h, c and the biased heads are derived afresh from the stored sums
-    (:func:`modbias.metrics.with_metrics`, Eqs. 1, 5-7) at that threshold.
+    (:func:`modbias.core.metrics.with_metrics`, Eqs. 1, 5-7) at that threshold.
     """
     path = Path(path)
     manifest = read_manifest(path)
@@ -187,7 +187,7 @@ def open_run(path: str | Path, tau: float | None = None) -> xr.Dataset:
                          f"{ds.sizes.get('sample', 0)}; the store is damaged")
     ds = _plain_strings(ds.isel(sample=slice(0, done)))
     if tau is not None and "S_a" in ds:
-        from modbias.metrics import with_metrics
+        from modbias.core.metrics import with_metrics
 
         ds = with_metrics(ds, tau=tau)
     ds.attrs = {"config": manifest["config"], "kind": manifest["kind"], "path": str(path),

@@ -73,3 +73,8 @@ def batch_masks(layouts: list[TokenLayout], offsets: torch.Tensor, length: int) 
         for kind, mask in layout.masks(length - off).items():
             out[kind][b, off:] = torch.from_numpy(mask)
     return out
+
+
+def position_ids_from_mask(attention_mask: torch.Tensor) -> torch.Tensor:
+    """Positions that skip left padding, as ``generate`` computes them."""
+    return (attention_mask.long().cumsum(-1) - 1).clamp(min=0)

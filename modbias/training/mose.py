@@ -9,7 +9,7 @@ same data with the same schedule (:func:`lora_baseline_rank`; Table 6).
 Only the MoSE parameters (experts and routers of every layer) are trained;
 the backbone and projectors stay frozen.  The objective is the
 organism's own: next-token cross-entropy on the answer text, teacher-forced
-(:func:`modbias.models.training.answer_batch`), on the synthetic training
+(:func:`modbias.training.organism.answer_batch`), on the synthetic training
 split the organism was trained on (its stored data config).  Teacher forcing
 runs prompt + answer in one forward; answer positions are generated text
 (non-visual), and lambda (Eq. 3) comes from the prompt tokens only, as at
@@ -31,10 +31,10 @@ import torch.nn.functional as F
 
 from modbias.data.synth import SynthConfig, synth_benchmark
 from modbias.interventions.mose import EXPERTS, MoSE, MoSEConfig, attach_mose, count_parameters, load_mose
-from modbias.models.base import position_ids_from_mask
+from modbias.core.layout import position_ids_from_mask
 from modbias.models.organism import Organism
-from modbias.models.training import answer_batch
-from modbias.progress import progress_bar
+from modbias.training.organism import answer_batch
+from modbias.core.progress import progress_bar
 
 __all__ = ["train_mose", "load_mose", "mose_loss", "organism_data_config", "lora_baseline_rank"]
 

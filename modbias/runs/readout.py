@@ -16,7 +16,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from modbias.emotions import CLASSES
+from modbias.core.emotions import CLASSES
 from modbias.models.base import ModelAdapter
 
 

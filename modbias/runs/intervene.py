@@ -5,7 +5,7 @@ The run is a trace under the interventions (same store schema, ``kind``
 The baseline — the same model and samples with no intervention — is
 computed once into ``cache/baseline-<hash>`` and re-used by every later run.
 The per-subset metrics (Table 1 style), the evaluation the benchmark calls for
-(:mod:`modbias.benchmark_metrics`), and their deltas vs. the baseline are
+(:mod:`modbias.runs.summaries`), and their deltas vs. the baseline are
 written to the run manifest's ``summary`` and to ``ds.attrs["summary"]``.
 """
 
@@ -21,12 +21,12 @@ from typing import Iterable
 import xarray as xr
 
 from modbias.data.sample import Sample
-from modbias.benchmark_metrics import record_summary
-from modbias.evaluation import Grouper
+from modbias.runs.summaries import record_summary
+from modbias.core.evaluation import Grouper
 from modbias.interventions import REGISTRY, Intervention, make
 from modbias.models.base import ModelAdapter
-from modbias.store import read_manifest
-from modbias.tracing import trace
+from modbias.runs.store import read_manifest
+from modbias.runs.trace import trace
 
 
 def build_interventions(method: str, **params) -> list[Intervention]:
@@ -66,7 +66,7 @@ def intervene(model: ModelAdapter, data: Iterable[Sample], method: str = "ar", *
 
     Two progress bars (``progress=False``: none) count samples: ``baseline`` (skipped when the
     baseline is stored) and the run, named after its interventions.  ``scope`` and ``grouper``
-    choose how Ŷ is read for the summary (:func:`modbias.evaluation.subset_metrics`: the final
+    choose how Ŷ is read for the summary (:func:`modbias.core.evaluation.subset_metrics`: the final
     conclusion by default, ``"answer"`` for the whole answer; the built-in lexicon grouper).
 
     >>> import modbias                                                       # doctest: +SKIP

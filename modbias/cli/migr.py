@@ -12,7 +12,7 @@ from typing import List, Optional
 import typer
 from rich.console import Console
 
-from modbias.cli_errors import choice, use_device, validate
+from modbias.cli.errors import choice, use_device, validate
 
 console = Console()
 
@@ -34,8 +34,8 @@ def mi(
     bench = validate(model=model, data=data, subset=subset, limit=limit, batch_size=batch_size,
                      max_new_tokens=max_new_tokens, out=out)
     import modbias
-    from modbias.modality_importance import ABLATIONS, NeutralFeatures, mi as run_mi, mi_crosstab, mi_tables
-    from modbias.tracing import run_name
+    from modbias.runs.importance import ABLATIONS, NeutralFeatures, mi as run_mi, mi_crosstab, mi_tables
+    from modbias.runs.trace import run_name
 
     choice("--ablation", ablation, ABLATIONS)
     use_device(device)
@@ -76,9 +76,9 @@ def drift(
     if layer not in ("paper", "mean") and not layer.lstrip("-").isdigit():
         raise typer.BadParameter(f"{layer!r} is not paper, mean or a layer index", param_hint="--layer")
     import modbias
-    from modbias.drift import drift_curves, drift_summary, paper_layer, trace_drift
-    from modbias.report import summary_table
-    from modbias.tracing import run_name
+    from modbias.runs.drift import drift_curves, drift_summary, paper_layer, trace_drift
+    from modbias.analysis.report import summary_table
+    from modbias.runs.trace import run_name
 
     use_device(device)
     adapter = modbias.load_model(model, device=device)
@@ -100,8 +100,8 @@ def consistency(
     tie: str = typer.Option("none", help="lexicon classifier's tie rule: none | first | last"),
 ):
     """Explanation consistency of stored runs: EEA, EPC, FCR and R✗/A✓ (%), per group and overall."""
-    from modbias.consistency import LexiconClassifier, consistency as score, consistency_table, run_name_of
-    from modbias.store import open_run
+    from modbias.analysis.consistency import LexiconClassifier, consistency as score, consistency_table, run_name_of
+    from modbias.runs.store import open_run
 
     classifier = LexiconClassifier(tie=tie)
     for path in runs:

@@ -9,10 +9,10 @@ an emotion that matches no label instead of naming none.
 
 Everything that reads emotions from generated text goes through this module:
 :func:`find_emotions` locates every emotion word and the generated token that
-starts it (how ``y_k`` of Eq. (1) is chosen, :mod:`modbias.tracing`);
+starts it (how ``y_k`` of Eq. (1) is chosen, :mod:`modbias.runs.trace`);
 :func:`split_conclusion` cuts an answer into explanation and final conclusion
 (Sec. 6.1: keywords come "from the final conclusion", used by
-:mod:`modbias.evaluation` and :mod:`modbias.consistency`); :func:`parse_prediction`
+:mod:`modbias.core.evaluation` and :mod:`modbias.analysis.consistency`); :func:`parse_prediction`
 is the conclusion's emotion.
 """
 

@@ -22,16 +22,16 @@ import torch
 import xarray as xr
 
 from modbias import __version__
-from modbias.benchmark_metrics import record_summary, run_summary
+from modbias.runs.summaries import record_summary, run_summary
 from modbias.data.sample import Sample, SampleError
-from modbias.emotions import FAMILY_CONCLUSION, answer_mention, find_emotions, parse_prediction
-from modbias.hf_compat import crop_cache, with_cache
-from modbias.layout import batch_masks
-from modbias.metrics import modality_sums, with_metrics
+from modbias.core.emotions import FAMILY_CONCLUSION, answer_mention, find_emotions, parse_prediction
+from modbias.core.hf_compat import crop_cache, with_cache
+from modbias.core.layout import batch_masks
+from modbias.core.metrics import modality_sums, with_metrics
 from modbias.models.base import ModelAdapter, generated_mask
 from modbias.interventions.base import Intervention, applied
-from modbias.probe import AttentionProbe, ProbeRequest, instrument, probing
-from modbias.store import pad_tokens, run_in_batches
+from modbias.core.probe import AttentionProbe, ProbeRequest, instrument, probing
+from modbias.runs.store import pad_tokens, run_in_batches
 
 AT_CHOICES = {"first": ("first",), "answer": ("answer",), "both": ("first", "answer")}
 
@@ -68,8 +68,8 @@ def decode_generation(model: ModelAdapter, generated: torch.Tensor) -> list[Deco
 
     ``first`` is the first emotion word (y_k of Eq. 1); ``answer`` is the
     conclusion's emotion word: the last one, or for a model with an ``answer_tag`` (R1-Omni) the
-    first one inside its answer (:func:`modbias.emotions.answer_mention`).  The prediction is the
-    emotion of the final conclusion under the family's rule (:func:`modbias.emotions.parse_prediction`).
+    first one inside its answer (:func:`modbias.core.emotions.answer_mention`).  The prediction is the
+    emotion of the final conclusion under the family's rule (:func:`modbias.core.emotions.parse_prediction`).
     """
     rule = FAMILY_CONCLUSION.get(model.family, "auto")
     out = []

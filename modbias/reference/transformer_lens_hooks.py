@@ -1,6 +1,6 @@
 """AR and PAI as TransformerLens hooks: the reference implementation beside the attention probe.
 
-modbias edits attention through the probe (:mod:`modbias.probe`): an attention
+modbias edits attention through the probe (:mod:`modbias.core.probe`): an attention
 function that recomputes the decoded query's rows and hands them to row
 editors.  This module expresses the same two edits as TransformerLens
 forward hooks, for TL users and as an independent check of the probe path

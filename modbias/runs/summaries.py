@@ -8,14 +8,14 @@ synth      Table 1     the same, on the synthetic conflict benchmark
 emer       Table 2     Acc / Rec / Avg (%) with Y = the emotions of the reference reasoning
 mer2023    Table 3     weighted F1 over MER2023's six classes (a fraction, as the paper)
 dfew       Tables 4/12 per-class recall, UAR and WAR over DFEW's seven classes (%)
-coco       Table 13    CHAIR_s and CHAIR_i of image captions (fractions, :mod:`modbias.chair`)
+coco       Table 13    CHAIR_s and CHAIR_i of image captions (fractions, :mod:`modbias.core.chair`)
 =========  ==========  ===============================================================
 
 Scoring reads only what a run stores (generated text, conclusion prediction,
 label and, for EMER, the reference reasoning), so :func:`evaluate_run`
 re-scores a run with another grouper G (Eq. 22) or scope without a model;
 ``options`` such as ``grouper`` and ``scope`` go through to
-:mod:`modbias.evaluation` unchanged.  Single-label recognition (MER2023,
+:mod:`modbias.core.evaluation` unchanged.  Single-label recognition (MER2023,
 DFEW) scores the conclusion's emotion (``prediction``); an answer naming no
 emotion counts as wrong.
 """
@@ -30,10 +30,10 @@ import numpy as np
 import xarray as xr
 from rich.table import Table
 
-from modbias.chair import chair
+from modbias.core.chair import chair
 from modbias.data.readers import DFEW_CLASSES, DFEW_TO_CAMER
-from modbias.emotions import find_emotions
-from modbias.evaluation import (conclusion_rule, deltas, grouper_name, lexicon_grouper, recognition_metrics,
+from modbias.core.emotions import find_emotions
+from modbias.core.evaluation import (conclusion_rule, deltas, grouper_name, lexicon_grouper, recognition_metrics,
                                 sample_scores, subset_metrics)
 
 MER2023_CLASSES = ("neutral", "angry", "happy", "sad", "worry", "surprise")  # MER2023's six, in CA-MER names
@@ -46,7 +46,7 @@ class EvaluationError(ValueError):
 
 # -- the four evaluations ---------------------------------------------------------------------------
 def _conflict_subsets(ds: xr.Dataset, **options) -> dict:
-    """Table 1: per-subset Acc / Rec / Avg / hit (:func:`modbias.evaluation.subset_metrics`)."""
+    """Table 1: per-subset Acc / Rec / Avg / hit (:func:`modbias.core.evaluation.subset_metrics`)."""
     return subset_metrics(ds, **options)
 
 
@@ -122,13 +122,13 @@ def benchmark_of(ds_or_config) -> str:
 
 # -- options ----------------------------------------------------------------------------------------
 def check_options(options: dict) -> dict:
-    """Options that :func:`modbias.evaluation.subset_metrics` takes (e.g. ``grouper``, ``scope``); a clear
+    """Options that :func:`modbias.core.evaluation.subset_metrics` takes (e.g. ``grouper``, ``scope``); a clear
     error for one it does not take.  ``None`` values are dropped (the evaluation's defaults apply)."""
     options = {k: v for k, v in options.items() if v is not None}
     accepted = set(inspect.signature(subset_metrics).parameters) - {"ds"}
     unknown = sorted(set(options) - accepted)
     if unknown:
-        raise EvaluationError(f"scoring option(s) {unknown} are not taken by modbias.evaluation "
+        raise EvaluationError(f"scoring option(s) {unknown} are not taken by modbias.core.evaluation "
                               f"(it takes {sorted(accepted)})")
     return options
 
@@ -206,7 +206,7 @@ def run_summary(ds: xr.Dataset, baseline_path=None, baseline_summary: dict | Non
 
 def record_summary(path, ds: xr.Dataset, **kwargs) -> dict:
     """Compute :func:`run_summary`, write it to the store's manifest and ``ds.attrs["summary"]``."""
-    from modbias.store import update_manifest
+    from modbias.runs.store import update_manifest
 
     summary = run_summary(ds, **kwargs)
     update_manifest(path, summary=summary)

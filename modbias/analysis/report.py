@@ -2,7 +2,7 @@
 
 ``Acc``, ``Rec``, ``Avg``: set-level metrics of Eqs. (22)-(24), in %.  ``Correct``: % of samples
 whose conclusion emotion equals the label (the mean of the store's per-sample ``correct``; the
-summaries written by :func:`modbias.evaluation.subset_metrics` hold it under the key ``hit``).
+summaries written by :func:`modbias.core.evaluation.subset_metrics` hold it under the key ``hit``).
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import numpy as np
 import xarray as xr
 from rich.table import Table
 
-from modbias.metrics import middle_layers
+from modbias.core.metrics import middle_layers
 
 
 def trace_summary(ds: xr.Dataset, at: str = "first") -> list[dict]:

@@ -36,7 +36,7 @@ def check(
     report = check_benchmark(path, reader=reader, decode=decode)
     if model is not None and report.samples:
         from modbias.models import load_model
-        from modbias.tracing import position_problems
+        from modbias.runs.trace import position_problems
 
         adapter = load_model(model)
         lengths = [adapter.prompt_length(s) for s in report.samples]

@@ -15,7 +15,7 @@ from typing import Optional
 import typer
 from rich.console import Console
 
-from modbias.cli_errors import main, use_device, validate
+from modbias.cli.errors import main, use_device, validate
 
 app = typer.Typer(help="Modality-bias interpretability for audio-visual emotion LLMs.", no_args_is_help=True,
                   pretty_exceptions_enable=False)
@@ -60,9 +60,9 @@ def trace(
     bench = validate(model=model, at=at, subset=subset, data=data or _own_benchmark(model), limit=limit,
                      batch_size=batch_size, max_new_tokens=max_new_tokens, out=out)
     import modbias
-    from modbias.benchmark_metrics import evaluation_table
-    from modbias.report import summary_table, trace_summary
-    from modbias.tracing import run_name
+    from modbias.runs.summaries import evaluation_table
+    from modbias.analysis.report import summary_table, trace_summary
+    from modbias.runs.trace import run_name
 
     use_device(device)
     adapter = modbias.load_model(model, device=device)
@@ -128,10 +128,10 @@ def intervene(
     bench = validate(model=model, at=at, subset=subset, data=data or _own_benchmark(model), limit=limit,
                      batch_size=batch_size, max_new_tokens=max_new_tokens, out=out)
     import modbias
-    from modbias.benchmark_metrics import evaluation_table
-    from modbias.evaluation import SCOPES, load_grouper
-    from modbias.intervening import build_interventions, sweep
-    from modbias.report import intervention_table
+    from modbias.runs.summaries import evaluation_table
+    from modbias.core.evaluation import SCOPES, load_grouper
+    from modbias.runs.intervene import build_interventions, sweep
+    from modbias.analysis.report import intervention_table
 
     if scope not in SCOPES:
         raise typer.BadParameter(f"must be one of {SCOPES}, got {scope!r}", param_hint="--scope")
@@ -193,7 +193,7 @@ def organism_train(
 
     from modbias.data.synth import ATTN_CONFIG, SynthConfig
     from modbias.models.organism import BASE_STATE, ORGANISMS
-    from modbias.models.training import TrainConfig, train_base_state, train_from_base, train_organism
+    from modbias.training.organism import TrainConfig, train_base_state, train_from_base, train_organism
 
     import torch
 
@@ -244,7 +244,7 @@ def mose_train(
 
     import modbias
     from modbias.interventions.mose import EXPERTS, count_parameters, format_parameter_table
-    from modbias.models.mose_training import lora_baseline_rank, train_mose
+    from modbias.training.mose import lora_baseline_rank, train_mose
 
     use_device("cpu")
     if start not in ("base", "tuned"):
@@ -263,10 +263,10 @@ def mose_train(
     console.print(format_parameter_table(adapter, r=r))
 
 
-from modbias.cli_data import data_app  # noqa: E402
-from modbias.cli_chair import chair as _chair  # noqa: E402
-from modbias.cli_evaluate import evaluate as _evaluate  # noqa: E402
-from modbias.cli_migr import consistency as _consistency, drift as _drift, mi as _mi  # noqa: E402
+from modbias.cli.data import data_app  # noqa: E402
+from modbias.cli.chair import chair as _chair  # noqa: E402
+from modbias.cli.evaluate import evaluate as _evaluate  # noqa: E402
+from modbias.cli.migr import consistency as _consistency, drift as _drift, mi as _mi  # noqa: E402
 
 app.add_typer(data_app, name="data")
 app.command("mi")(_mi)
