@@ -26,8 +26,8 @@ import torch  # noqa: E402
 
 import modbias  # noqa: E402
 from modbias.data.synth import synth_benchmark  # noqa: E402
-from modbias.training.mose import organism_data_config  # noqa: E402
 from modbias.runs.readout import readout_by_layer, visual_features  # noqa: E402
+from modbias.training.mose import organism_data_config  # noqa: E402
 
 DATA = {"organism": "synth", "organism-attn": "synth-attn"}
 

@@ -21,10 +21,10 @@ from typing import Iterable
 import numpy as np
 import xarray as xr
 
-from modbias.data.sample import SUBSETS
 from modbias.core.emotions import CLASSES
 from modbias.core.evaluation import deltas, subset_metrics
 from modbias.core.metrics import modality_sums, with_metrics
+from modbias.data.sample import SUBSETS
 from modbias.runs.store import MANIFEST, RunStore, open_run, read_manifest
 
 N_PROMPT_TEXT = 6  # prompt-text tokens around the modality blocks

@@ -28,9 +28,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from modbias.runs.summaries import EVALUATIONS, evaluate_run  # noqa: E402
 from modbias.data.readers import DFEW_CLASSES  # noqa: E402
 from modbias.runs.store import open_run  # noqa: E402
+from modbias.runs.summaries import EVALUATIONS, evaluate_run  # noqa: E402
 from modbias_app.runs import RunInfo, intervention_label, run_info, scan  # noqa: E402
 from analyses.outputs import output_options  # noqa: E402
 

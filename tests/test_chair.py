@@ -9,8 +9,8 @@ import pytest
 from typer.testing import CliRunner
 
 import modbias
-from modbias.core.chair import chair, mentions, singular
 from modbias.cli import app
+from modbias.core.chair import chair, mentions, singular
 from modbias.data.coco import read_coco
 from modbias.data.sample import SampleError
 from modbias.runs.store import read_manifest

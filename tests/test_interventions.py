@@ -10,9 +10,9 @@ import torch
 import xarray as xr
 
 import modbias
-from modbias.runs.intervene import build_interventions
 from modbias.interventions import make
 from modbias.interventions.pai import amplify_visual_scores
+from modbias.runs.intervene import build_interventions
 from modbias.runs.store import read_manifest
 
 
@@ -40,8 +40,8 @@ def test_interventions_change_predictions_and_removal_restores_the_baseline(orga
 
 
 def test_ar_editor_reallocates_each_query_row_over_heads():
-    from modbias.interventions.ar import reallocate
     from modbias.core.probe import RowContext
+    from modbias.interventions.ar import reallocate
 
     rng = np.random.default_rng(1)
     rows = torch.tensor(rng.dirichlet(np.ones(12), size=(2, 4, 3)))  # [B, H, Q, T] as the probe hands them

@@ -9,17 +9,17 @@ import pytest
 import torch
 
 import modbias
-from modbias.data.synth import SynthConfig
 from modbias.core.hf_compat import output_cache, with_cache
+from modbias.data.synth import SynthConfig
 from modbias.interventions.base import REGISTRY, applied, from_config
 from modbias.interventions.mose import (
     EXPERTS, MoSE, MoSEConfig, MoSEIntervention, MoSELayer, MoSEMLP, Router, SoftLoRAMixture, attach_mose,
     count_parameters, format_parameter_table, load_mose, masked_mean, routing_score)
 from modbias.core.layout import batch_masks
 from modbias.core.layout import position_ids_from_mask
-from modbias.training.mose import mose_loss, train_mose
-from modbias.models.organism import Organism, OrganismConfig
 from modbias.core.probe import eager_rows
+from modbias.models.organism import Organism, OrganismConfig
+from modbias.training.mose import mose_loss, train_mose
 
 TINY_DATA = dict(n_visual=8, visual_dim=8, audio_dim=8, visual_cue_tokens=4, n_train=24, n_per_subset=4)
 

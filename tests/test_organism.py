@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 
 import modbias
-from modbias.data.synth import SynthConfig
 from modbias.core.evaluation import subset_metrics
+from modbias.data.synth import SynthConfig
 from modbias.models.organism import Organism
 from modbias.training.organism import TrainConfig, train_organism
 

@@ -8,10 +8,10 @@ import torch
 import xarray as xr
 
 import modbias
-from modbias.runs import trace as tracing
 from modbias.core.emotions import WORD_TO_CLASS
 from modbias.core.layout import position_ids_from_mask
 from modbias.core.probe import eager_rows
+from modbias.runs import trace as tracing
 from modbias.runs.store import RunConfigMismatch, RunStore, open_run
 
 

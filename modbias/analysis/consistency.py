@@ -50,8 +50,8 @@ from typing import Callable, Iterable, Sequence
 import numpy as np
 import xarray as xr
 
-from modbias.data.sample import SUBSETS
 from modbias.core.emotions import CLASSES, emotion_words, group_of, split_conclusion
+from modbias.data.sample import SUBSETS
 
 ExplanationClassifier = Callable[[str], "str | None"]
 METRICS = ("EEA", "EPC", "FCR", "RxA_all", "RxA_correct")
@@ -190,8 +190,8 @@ def consistency(ds: xr.Dataset | str | Path, classifier: ExplanationClassifier |
 
 def run_name_of(ds: xr.Dataset) -> str:
     """A short label for a run: its intervention stack (``none`` for a plain run)."""
-    from modbias.runs.intervene import run_label
     from modbias.interventions import from_config
+    from modbias.runs.intervene import run_label
 
     config = ds.attrs.get("config", {}) or {}
     try:

@@ -60,8 +60,8 @@ def trace(
     bench = validate(model=model, at=at, subset=subset, data=data or _own_benchmark(model), limit=limit,
                      batch_size=batch_size, max_new_tokens=max_new_tokens, out=out)
     import modbias
-    from modbias.runs.summaries import evaluation_table
     from modbias.analysis.report import summary_table, trace_summary
+    from modbias.runs.summaries import evaluation_table
     from modbias.runs.trace import run_name
 
     use_device(device)
@@ -128,10 +128,10 @@ def intervene(
     bench = validate(model=model, at=at, subset=subset, data=data or _own_benchmark(model), limit=limit,
                      batch_size=batch_size, max_new_tokens=max_new_tokens, out=out)
     import modbias
-    from modbias.runs.summaries import evaluation_table
+    from modbias.analysis.report import intervention_table
     from modbias.core.evaluation import SCOPES, load_grouper
     from modbias.runs.intervene import build_interventions, sweep
-    from modbias.analysis.report import intervention_table
+    from modbias.runs.summaries import evaluation_table
 
     if scope not in SCOPES:
         raise typer.BadParameter(f"must be one of {SCOPES}, got {scope!r}", param_hint="--scope")
@@ -263,8 +263,8 @@ def mose_train(
     console.print(format_parameter_table(adapter, r=r))
 
 
-from modbias.cli.data import data_app  # noqa: E402
 from modbias.cli.chair import chair as _chair  # noqa: E402
+from modbias.cli.data import data_app  # noqa: E402
 from modbias.cli.evaluate import evaluate as _evaluate  # noqa: E402
 from modbias.cli.migr import consistency as _consistency, drift as _drift, mi as _mi  # noqa: E402
 

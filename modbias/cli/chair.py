@@ -34,11 +34,11 @@ def chair(
 ):
     """Caption COCO images ("Please help me describe the image in detail.") and print CHAIR_s / CHAIR_i."""
     import modbias
-    from modbias.runs.summaries import evaluation_table
-    from modbias.runs.captioning import caption_chair
     from modbias.data.coco import read_coco
     from modbias.data.sample import SampleError
+    from modbias.runs.captioning import caption_chair
     from modbias.runs.intervene import build_interventions, run_label
+    from modbias.runs.summaries import evaluation_table
 
     if device == "cpu":
         import torch

@@ -36,9 +36,9 @@ def evaluate(
     write: bool = typer.Option(False, "--write", help="store the re-scored summary in each run's manifest"),
 ):
     """Score stored runs (Tables 1-4 layout), with deltas vs. each run's baseline re-scored the same way."""
-    from modbias.runs.summaries import evaluation_table, run_summary
     from modbias.core.evaluation import load_grouper
     from modbias.runs.store import open_run, update_manifest
+    from modbias.runs.summaries import evaluation_table, run_summary
 
     try:
         options = {"grouper": load_grouper(grouper) if grouper else None, "scope": scope}

@@ -76,8 +76,8 @@ def drift(
     if layer not in ("paper", "mean") and not layer.lstrip("-").isdigit():
         raise typer.BadParameter(f"{layer!r} is not paper, mean or a layer index", param_hint="--layer")
     import modbias
-    from modbias.runs.drift import drift_curves, drift_summary, paper_layer, trace_drift
     from modbias.analysis.report import summary_table
+    from modbias.runs.drift import drift_curves, drift_summary, paper_layer, trace_drift
     from modbias.runs.trace import run_name
 
     use_device(device)

@@ -50,8 +50,8 @@ from typing import Callable
 
 import numpy as np
 
-from modbias.data.sample import SUBSETS, Benchmark, DatasetError, Sample, SampleError
 from modbias.core.emotions import CLASSES
+from modbias.data.sample import SUBSETS, Benchmark, DatasetError, Sample, SampleError
 
 CONFIG_FILE = "modbias_benchmark.json"
 LABEL_ALIASES = {"worried": "worry", "surprised": "surprise", "anger": "angry", "happiness": "happy",

@@ -24,9 +24,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from modbias.interventions.base import Intervention, layer_set, register
 from modbias.core.metrics import biased_heads, modality_sums
 from modbias.core.probe import RowContext
+from modbias.interventions.base import Intervention, layer_set, register
 
 
 DEFAULT_FLOOR = 1e-6

@@ -72,8 +72,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from modbias.core.hf_compat import forward_cache
-from modbias.interventions.base import Intervention, register
 from modbias.core.layout import TokenLayout, batch_masks
+from modbias.interventions.base import Intervention, register
 
 EXPERTS = ("visual", "nonvisual", "omni")
 NONVISUAL_SETS = ("audio_text", "audio")
@@ -525,7 +525,3 @@ def format_parameter_table(model, r: int = 8, n_values=(1, 2, 3), router_hidden:
     for row in parameter_rows(model, r, n_values, router_hidden):
         lines.append(f"{row['design']:<28}{row['trainable']:>12,}{row['total']:>12,}{row['trainable_pct']:>12.2f}%")
     return "\n".join(lines)
-
-
-def print_parameter_table(model, r: int = 8, n_values=(1, 2, 3), router_hidden: int = 8) -> None:
-    print(format_parameter_table(model, r, n_values, router_hidden))

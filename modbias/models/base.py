@@ -12,9 +12,9 @@ from dataclasses import dataclass
 import torch
 from transformers import LogitsProcessorList
 
-from modbias.data.sample import Sample
 from modbias.core.hf_compat import output_cache
 from modbias.core.layout import TokenLayout, position_ids_from_mask
+from modbias.data.sample import Sample
 
 
 @dataclass

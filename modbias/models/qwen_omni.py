@@ -31,12 +31,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from modbias.data import media
-from modbias.data.sample import Sample, SampleError
 from modbias.core.hf_compat import output_cache
 from modbias.core.layout import TokenLayout
-from modbias.data.prompts import instruction_for
 from modbias.core.layout import position_ids_from_mask
+from modbias.data import media
+from modbias.data.prompts import instruction_for
+from modbias.data.sample import Sample, SampleError
 from modbias.models.base import ModelAdapter, PreparedBatch, left_pad
 from modbias.models.features import tokenizer_pieces
 

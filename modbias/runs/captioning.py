@@ -22,12 +22,12 @@ from typing import Iterable
 import xarray as xr
 
 from modbias import __version__
-from modbias.runs.summaries import record_summary, run_summary
 from modbias.core.chair import score_caption
 from modbias.data.coco import CocoImage, coco_benchmark
-from modbias.interventions.base import Intervention, applied
+from modbias.interventions.base import Intervention
 from modbias.models.base import ModelAdapter
-from modbias.runs.store import run_in_batches
+from modbias.runs.loop import run
+from modbias.runs.summaries import record_summary, run_summary
 from modbias.runs.trace import generate_under
 
 CAPTION_PROMPT = "Please help me describe the image in detail."
@@ -75,11 +75,9 @@ def caption_chair(model: ModelAdapter, images: list[CocoImage], interventions: l
                   "data": {"name": "coco", "reader": "coco", **(data_config or {})},
                   "interventions": [iv.describe() for iv in interventions], "max_new_tokens": max_new_tokens,
                   "modbias_version": __version__}
-        with applied(model, interventions):
-            ds = run_in_batches(list(bench), lambda chunk: _caption_batch(model, chunk, truth, max_new_tokens,
-                                                                          interventions),
-                                out=out, config=config, kind="chair", batch_size=batch_size,
-                                progress=progress, label="captions")
+        ds = run(model, list(bench), lambda chunk: _caption_batch(model, chunk, truth, max_new_tokens, interventions),
+                 config=config, interventions=interventions, out=out, batch_size=batch_size, progress=progress,
+                 label="captions")
     if out is not None and ds.sizes.get("sample"):
         record_summary(out, ds)
     elif ds.sizes.get("sample"):

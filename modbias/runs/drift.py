@@ -44,13 +44,14 @@ import torch
 import xarray as xr
 
 from modbias import __version__
-from modbias.data.sample import SUBSETS, Sample
-from modbias.interventions.base import Intervention, applied
 from modbias.core.layout import batch_masks
-from modbias.runs.importance import MI_LABELS, generate_under
-from modbias.models.base import ModelAdapter
 from modbias.core.probe import AttentionProbe
-from modbias.runs.store import open_run, run_in_batches
+from modbias.data.sample import SUBSETS, Sample
+from modbias.interventions.base import Intervention
+from modbias.models.base import ModelAdapter
+from modbias.runs.importance import MI_LABELS, generate_under
+from modbias.runs.loop import run
+from modbias.runs.store import open_run
 from modbias.runs.trace import rows_at_steps
 
 GROUPS = ("visual", "audio", "text", "generated")
@@ -158,11 +159,8 @@ def trace_drift(model: ModelAdapter, data: Iterable[Sample], *, out: str | Path 
                   "mi": _mi_source(mi, labels) if mi is not None else None,
                   "interventions": [iv.describe() for iv in interventions], "modbias_version": __version__}
     probe = AttentionProbe(model.backbone)
-    with applied(model, list(interventions)):
-        return run_in_batches(samples, lambda chunk: drift_batch(model, probe, chunk, config, list(interventions),
-                                                                 labels),
-                              out=out, config=run_config, kind="drift", batch_size=batch_size,
-                              progress=progress)
+    return run(model, samples, lambda chunk: drift_batch(model, probe, chunk, config, list(interventions), labels),
+               config=run_config, interventions=interventions, out=out, batch_size=batch_size, progress=progress)
 
 
 # -- normalised curves ------------------------------------------------------------------

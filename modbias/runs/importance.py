@@ -86,9 +86,10 @@ import xarray as xr
 
 from modbias import __version__
 from modbias.data.sample import SUBSETS, Sample
-from modbias.interventions.base import Intervention, applied
+from modbias.interventions.base import Intervention
 from modbias.models.base import ModelAdapter
-from modbias.runs.store import run_in_batches, update_manifest
+from modbias.runs.loop import run
+from modbias.runs.store import update_manifest
 from modbias.runs.trace import Decoded, generate_under
 
 CONDITIONS = ("audio_visual", "audio_only", "visual_only")
@@ -260,10 +261,8 @@ def mi(model: ModelAdapter, data: Iterable[Sample], *, out: str | Path | None = 
     run_config = {"kind": "mi", "model": model.describe(), "data": data_config or getattr(data, "config", {}),
                   "mi": asdict(config), "interventions": [iv.describe() for iv in interventions],
                   "modbias_version": __version__}
-    with applied(model, list(interventions)):
-        result = run_in_batches(samples, lambda chunk: mi_batch(model, chunk, config, neutral, list(interventions)),
-                                out=out, config=run_config, kind="mi", batch_size=batch_size,
-                                progress=progress)
+    result = run(model, samples, lambda chunk: mi_batch(model, chunk, config, neutral, list(interventions)),
+                 config=run_config, interventions=interventions, out=out, batch_size=batch_size, progress=progress)
     if result.sizes.get("sample", 0):
         result.attrs["summary"] = mi_summary(result)
         if out is not None:

@@ -20,12 +20,11 @@ from typing import Iterable
 
 import xarray as xr
 
-from modbias.data.sample import Sample
-from modbias.runs.summaries import record_summary
 from modbias.core.evaluation import Grouper
+from modbias.data.sample import Sample
 from modbias.interventions import REGISTRY, Intervention, make
 from modbias.models.base import ModelAdapter
-from modbias.runs.store import read_manifest
+from modbias.runs.summaries import record_summary
 from modbias.runs.trace import trace
 
 
@@ -97,7 +96,3 @@ def sweep(values: dict[str, list]) -> list[dict]:
     """The cartesian product of parameter lists, e.g. ``{"tau": [0, 1], "k": [1]}`` → two dicts."""
     keys = list(values)
     return [dict(zip(keys, combo)) for combo in itertools.product(*(values[k] for k in keys))]
-
-
-def stored_summary(path: str | Path) -> dict:
-    return read_manifest(path).get("summary", {})

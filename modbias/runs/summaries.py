@@ -31,8 +31,8 @@ import xarray as xr
 from rich.table import Table
 
 from modbias.core.chair import chair
-from modbias.data.readers import DFEW_CLASSES, DFEW_TO_CAMER
 from modbias.core.emotions import find_emotions
+from modbias.data.readers import DFEW_CLASSES, DFEW_TO_CAMER
 from modbias.core.evaluation import (conclusion_rule, deltas, grouper_name, lexicon_grouper, recognition_metrics,
                                 sample_scores, subset_metrics)
 

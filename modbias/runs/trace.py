@@ -22,16 +22,17 @@ import torch
 import xarray as xr
 
 from modbias import __version__
-from modbias.runs.summaries import record_summary, run_summary
-from modbias.data.sample import Sample, SampleError
 from modbias.core.emotions import FAMILY_CONCLUSION, answer_mention, find_emotions, parse_prediction
 from modbias.core.hf_compat import crop_cache, with_cache
 from modbias.core.layout import batch_masks
 from modbias.core.metrics import modality_sums, with_metrics
-from modbias.models.base import ModelAdapter, generated_mask
-from modbias.interventions.base import Intervention, applied
 from modbias.core.probe import AttentionProbe, ProbeRequest, instrument, probing
-from modbias.runs.store import pad_tokens, run_in_batches
+from modbias.data.sample import Sample, SampleError
+from modbias.interventions.base import Intervention
+from modbias.models.base import ModelAdapter, generated_mask
+from modbias.runs.loop import run
+from modbias.runs.store import pad_tokens
+from modbias.runs.summaries import record_summary, run_summary
 
 AT_CHOICES = {"first": ("first",), "answer": ("answer",), "both": ("first", "answer")}
 
@@ -258,11 +259,9 @@ def trace(model: ModelAdapter, data: Iterable[Sample], *, out: str | Path | None
                   "trace": asdict(config), "interventions": [iv.describe() for iv in interventions],
                   "token_capacity": capacity, "modbias_version": __version__}
     probe = AttentionProbe(model.backbone)
-    with applied(model, list(interventions)):
-        ds = run_in_batches(samples, lambda chunk: trace_batch(model, probe, chunk, config, capacity,
-                                                               list(interventions)),
-                            out=out, config=run_config, kind=kind, batch_size=batch_size,
-                            progress=progress, label=label)
+    ds = run(model, samples, lambda chunk: trace_batch(model, probe, chunk, config, capacity, list(interventions)),
+             config=run_config, interventions=interventions, out=out, batch_size=batch_size, progress=progress,
+             label=label)
     if kind == "trace" and ds.sizes.get("sample"):  # the evaluation its benchmark calls for (intervene: with deltas)
         if out is not None:
             record_summary(out, ds)

@@ -29,12 +29,12 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from modbias.core.layout import position_ids_from_mask
+from modbias.core.progress import progress_bar
 from modbias.data.synth import SynthConfig, synth_benchmark
 from modbias.interventions.mose import EXPERTS, MoSE, MoSEConfig, attach_mose, count_parameters, load_mose
-from modbias.core.layout import position_ids_from_mask
 from modbias.models.organism import Organism
 from modbias.training.organism import answer_batch
-from modbias.core.progress import progress_bar
 
 __all__ = ["train_mose", "load_mose", "mose_loss", "organism_data_config", "lora_baseline_rank"]
 

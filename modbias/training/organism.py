@@ -14,11 +14,11 @@ from dataclasses import asdict, dataclass
 import torch
 import torch.nn.functional as F
 
-from modbias.data.synth import SynthConfig, synth_benchmark
 from modbias.core.layout import position_ids_from_mask
+from modbias.core.progress import progress_bar
+from modbias.data.synth import SynthConfig, synth_benchmark
 from modbias.models.base import left_pad
 from modbias.models.organism import Organism, OrganismConfig, answer_text
-from modbias.core.progress import progress_bar
 
 
 @dataclass
