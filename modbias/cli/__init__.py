@@ -15,6 +15,7 @@ from typing import Optional
 import typer
 from rich.console import Console
 
+from modbias.cli import options
 from modbias.cli.errors import main, use_device, validate
 
 app = typer.Typer(help="Modality-bias interpretability for audio-visual emotion LLMs.", no_args_is_help=True,
@@ -42,17 +43,16 @@ def _own_benchmark(model: str) -> str:
 
 @app.command()
 def trace(
-    subset: str = typer.Option("all", help="video_aligned | audio_aligned | consistent | all"),
-    model: str = typer.Option("organism", help="family[:path]; 'organism' (default), 'organism-attn' and their "
-                                               "'-base' states are shipped"),
+    subset: str = options.SUBSET,
+    model: str = options.MODEL,
     data: Optional[str] = typer.Option(None, help="benchmark name or path; default: the model's own synthetic "
                                                   "benchmark (synth; synth-attn for organism-attn)"),
-    limit: Optional[int] = typer.Option(None, help="at most N samples per subset"),
-    batch_size: int = typer.Option(64, help="samples per batch (the unit of resume)"),
-    device: str = typer.Option("cpu", help="torch device, e.g. cpu or cuda"),
+    limit: Optional[int] = options.LIMIT,
+    batch_size: int = options.batch_size(64),
+    device: str = options.DEVICE,
     out: Optional[Path] = typer.Option(None, help="store path; default cache/<generated run name>"),
     at: str = typer.Option("first", help="first | answer | both: which emotion token's attention"),
-    max_new_tokens: int = typer.Option(16, help="generation length"),
+    max_new_tokens: int = options.MAX_NEW_TOKENS,
     save_rows: bool = typer.Option(False, "--save-rows", help="also store full attention rows and masks"),
     tau: float = typer.Option(1.0, help="threshold of Eq. 7 for the biased-head columns"),
 ):
@@ -100,17 +100,17 @@ def intervene(
     repeat: Optional[str] = typer.Option(None, help="audio-token copies k for duplicate_audio; a list sweeps"),
     competitor: Optional[str] = typer.Option(None, help="AR's competing token set: audio (default) or text"),
     checkpoint: Optional[Path] = typer.Option(None, help="MoSE checkpoint directory"),
-    subset: str = typer.Option("all", help="video_aligned | audio_aligned | consistent | all"),
-    model: str = typer.Option("organism", help="family[:path]"),
+    subset: str = options.SUBSET,
+    model: str = options.MODEL,
     data: Optional[str] = typer.Option(None, help="benchmark name or path; default: the model's own synthetic "
                                                   "benchmark (synth; synth-attn for organism-attn)"),
-    limit: Optional[int] = typer.Option(None, help="at most N samples per subset"),
-    batch_size: int = typer.Option(64),
-    device: str = typer.Option("cpu"),
+    limit: Optional[int] = options.LIMIT,
+    batch_size: int = options.batch_size(64),
+    device: str = options.DEVICE,
     out: Optional[Path] = typer.Option(None, help="store path (single runs only); default cache/intervene-..."),
     cache: Path = typer.Option(Path("cache"), help="where runs and the shared baseline live"),
     at: str = typer.Option("first", help="which emotion token's attention to store: first | answer | both"),
-    max_new_tokens: int = typer.Option(16),
+    max_new_tokens: int = options.MAX_NEW_TOKENS,
     scope: str = typer.Option("conclusion", help="read Ŷ from the final conclusion (Sec. 6.1) or the whole answer"),
     grouper: Optional[str] = typer.Option(None, help="module:function mapping an emotion word to its group "
                                                      "(default: the built-in lexicon)"),

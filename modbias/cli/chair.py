@@ -12,6 +12,8 @@ from typing import Optional
 import typer
 from rich.console import Console
 
+from modbias.cli import options
+
 console = Console()
 
 
@@ -28,7 +30,7 @@ def chair(
     layers: Optional[str] = typer.Option(None, help="layers to edit: all, start:end, or 1,3,5"),
     max_new_tokens: int = typer.Option(512, help="caption length (PAI's script: 512)"),
     batch_size: int = typer.Option(8, help="images per batch (the unit of resume)"),
-    device: str = typer.Option("cpu"),
+    device: str = options.DEVICE,
     out: Optional[Path] = typer.Option(None, help="store path; default "
                                                   "cache/chair-<model>-<method>-n<limit>-seed<seed>"),
 ):

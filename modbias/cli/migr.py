@@ -12,22 +12,23 @@ from typing import List, Optional
 import typer
 from rich.console import Console
 
+from modbias.cli import options
 from modbias.cli.errors import choice, use_device, validate
 
 console = Console()
 
 
 def mi(
-    subset: str = typer.Option("all", help="video_aligned | audio_aligned | consistent | all"),
-    model: str = typer.Option("organism", help="family[:path]; 'organism' is the shipped default"),
+    subset: str = options.SUBSET,
+    model: str = options.MODEL,
     data: str = typer.Option("synth", help="synth, a dataset path, or reader:path"),
-    limit: Optional[int] = typer.Option(None, help="at most N samples per subset"),
-    batch_size: int = typer.Option(64, help="samples per batch (the unit of resume)"),
-    device: str = typer.Option("cpu", help="torch device, e.g. cpu or cuda"),
+    limit: Optional[int] = options.LIMIT,
+    batch_size: int = options.batch_size(64),
+    device: str = options.DEVICE,
     out: Optional[Path] = typer.Option(None, help="store path; default cache/mi-<model>-<subset>-<time>"),
     ablation: str = typer.Option("remove", help="how a modality is taken out: remove | zeros | mean | noise "
                                                 "(mean/noise use the benchmark's feature statistics)"),
-    max_new_tokens: int = typer.Option(16, help="generation length"),
+    max_new_tokens: int = options.MAX_NEW_TOKENS,
     seed: int = typer.Option(0, help="seed of the noise ablation"),
 ):
     """Modality Importance: audio-only / visual-only / audio-visual predictions → emotion-dominant modality."""
@@ -54,15 +55,15 @@ def mi(
 
 
 def drift(
-    subset: str = typer.Option("all", help="video_aligned | audio_aligned | consistent | all"),
-    model: str = typer.Option("organism", help="family[:path]"),
+    subset: str = options.SUBSET,
+    model: str = options.MODEL,
     data: str = typer.Option("synth", help="synth, a dataset path, or reader:path"),
-    limit: Optional[int] = typer.Option(None, help="at most N samples per subset"),
-    batch_size: int = typer.Option(32, help="samples per batch (the unit of resume)"),
-    device: str = typer.Option("cpu"),
+    limit: Optional[int] = options.LIMIT,
+    batch_size: int = options.batch_size(32),
+    device: str = options.DEVICE,
     out: Optional[Path] = typer.Option(None, help="store path; default cache/drift-<model>-<subset>-<time>"),
     mi: Optional[Path] = typer.Option(None, help="an MI run store: split the curves by its MI labels"),
-    max_new_tokens: int = typer.Option(16, help="generation length"),
+    max_new_tokens: int = options.MAX_NEW_TOKENS,
     step_chunk: Optional[int] = typer.Option(None, help="decoding steps per probe forward (bounds memory)"),
     layer: str = typer.Option("paper", help="layer of the printed table: paper (3/4 depth) | mean | an index"),
     exclude_prompt: bool = typer.Option(False, "--exclude-prompt",
