@@ -21,7 +21,7 @@ import torch
 
 import modbias
 from modbias.interventions import applied, make
-from modbias.tracing import generate_under
+from modbias.runs.trace import generate_under
 
 
 def main() -> None:

@@ -75,7 +75,7 @@ def tool_call(tool: str, device: str):
             return torch.stack([layer[0, :, -1] for layer in out.attentions[STEP]])
         return call
     if tool == "transformer_lens":
-        from modbias.interventions.tlens import bridge_from_hf, pattern_hook_name
+        from modbias.reference.transformer_lens_hooks import bridge_from_hf, pattern_hook_name
 
         model = build(device, "sdpa")
         bridge = bridge_from_hf(model)

@@ -26,8 +26,8 @@ from torch import nn
 from transformers import LlamaConfig, LlamaForCausalLM
 
 import modbias
+from modbias.core.layout import TokenLayout
 from modbias.data.sample import Sample
-from modbias.layout import TokenLayout
 from modbias.models.base import ModelAdapter, PreparedBatch, left_pad
 
 RANDOM_LLAMA = dict(vocab_size=512, hidden_size=256, intermediate_size=688, num_hidden_layers=8,

@@ -18,8 +18,8 @@ import torch
 from rich.console import Console
 
 import modbias
-from modbias.models.training import TrainConfig, train_organism
-from modbias.report import intervention_table
+from modbias.analysis.report import intervention_table
+from modbias.training.organism import TrainConfig, train_organism
 
 
 def main() -> None:

@@ -24,7 +24,7 @@ import plotly.io as pio
 from plotly.subplots import make_subplots
 
 from analyses.outputs import OUT, output_options
-from modbias.metrics import middle_layers
+from modbias.core.metrics import middle_layers
 from modbias_app.aggregates import layer_profile, middle_mean, token_profile
 from modbias_app.compare import (METRICS, duplication_sweep, metric_rows, metrics_markdown, sweep_markdown,
                                  tau_sweep)
@@ -103,7 +103,7 @@ def fig3a_layers(path: str, at: str = "first") -> go.Figure:
 def fig3b_data(path: str, at: str = "first", sample: str | None = None, subset: str = FAILURES[0],
                outcome: str = FAILURES[1], layers=None) -> dict:
     """Per-position attention averaged over heads, ``layers`` (default: middle layers) and the
-    chosen samples with rows (:func:`modbias.metrics.token_attention`)."""
+    chosen samples with rows (:func:`modbias.core.metrics.token_attention`)."""
     hm, table = head_mean_rows(path, at), sample_table(path)
     layers = layers if layers is not None else middle_layers(hm.rows.shape[1])
     profile, modality, n = token_profile(hm, table.select(subset, outcome, sample), layers)

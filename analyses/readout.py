@@ -5,7 +5,7 @@
 For each organism: trace its video-aligned test subset, take the samples it
 gets wrong, and report per layer the accuracy of a linear readout of the
 visual emotion from the mean hidden state of the visual tokens
-(:mod:`modbias.readout`), fitted on ``--n-train`` training samples of the
+(:mod:`modbias.runs.readout`), fitted on ``--n-train`` training samples of the
 organism's own training data.  Also printed: the readout on all video-aligned
 samples, how often the answer's own description of the face ("face looks X")
 names the visual emotion on the failures, and the attention (UAP_v / UAP_a of
@@ -26,8 +26,8 @@ import torch  # noqa: E402
 
 import modbias  # noqa: E402
 from modbias.data.synth import synth_benchmark  # noqa: E402
-from modbias.models.mose_training import organism_data_config  # noqa: E402
-from modbias.readout import readout_by_layer, visual_features  # noqa: E402
+from modbias.runs.readout import readout_by_layer, visual_features  # noqa: E402
+from modbias.training.mose import organism_data_config  # noqa: E402
 
 DATA = {"organism": "synth", "organism-attn": "synth-attn"}
 

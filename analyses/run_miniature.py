@@ -28,7 +28,7 @@ import torch  # noqa: E402
 from rich.console import Console  # noqa: E402
 
 import modbias  # noqa: E402
-from modbias.report import intervention_table  # noqa: E402
+from modbias.analysis.report import intervention_table  # noqa: E402
 
 TABLE7 = [("none", {}), ("pai", {}), ("ar", {"tau": 1.0})]
 TABLE7_MOSE = [("mose", {}), ("mose+pai", {}), ("mose+ar", {"tau": 1.0})]

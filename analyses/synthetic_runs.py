@@ -1,14 +1,14 @@
 """Random but schema-valid run stores, for the tests and the app benchmark.
 
 The values are random: nothing written here is a measurement.  Each store
-follows the layout of :mod:`modbias.tracing` (dims sample, at, layer, head
-[, token]) and is written through :class:`modbias.store.RunStore`, so the
+follows the layout of :mod:`modbias.runs.trace` (dims sample, at, layer, head
+[, token]) and is written through :class:`modbias.runs.store.RunStore`, so the
 app and the figure scripts read it exactly like a real run.
 
 Attention is drawn per head as a Dirichlet over the input positions (rows
 saved) or over the four token groups visual / audio / prompt text /
 generated (no rows), so ``S_v + S_a + S_t + S_g = 1`` holds per head; the
-derived variables (Eqs. 1, 5-7) come from :func:`modbias.metrics.with_metrics`.
+derived variables (Eqs. 1, 5-7) come from :func:`modbias.core.metrics.with_metrics`.
 """
 
 from __future__ import annotations
@@ -21,11 +21,11 @@ from typing import Iterable
 import numpy as np
 import xarray as xr
 
+from modbias.core.emotions import CLASSES
+from modbias.core.evaluation import deltas, subset_metrics
+from modbias.core.metrics import modality_sums, with_metrics
 from modbias.data.sample import SUBSETS
-from modbias.emotions import CLASSES
-from modbias.evaluation import deltas, subset_metrics
-from modbias.metrics import modality_sums, with_metrics
-from modbias.store import MANIFEST, RunStore, open_run, read_manifest
+from modbias.runs.store import MANIFEST, RunStore, open_run, read_manifest
 
 N_PROMPT_TEXT = 6  # prompt-text tokens around the modality blocks
 N_GENERATED = 4  # generated tokens before the probed emotion token
@@ -143,13 +143,13 @@ def write_run(path: str | Path, batches: xr.Dataset | Iterable[xr.Dataset], conf
 
 
 def random_mi_run(samples: xr.Dataset, accuracy: float = 0.6, seed: int = 0) -> xr.Dataset:
-    """An MI run's Dataset (schema of :func:`modbias.modality_importance.mi_batch`: dims sample, condition)
+    """An MI run's Dataset (schema of :func:`modbias.runs.importance.mi_batch`: dims sample, condition)
     over the samples of ``samples`` (a run Dataset, e.g. from :func:`random_run` or a slice of it).
 
     Each condition's prediction is the label with probability ``accuracy``, else another class; ``mi``
     follows from the unimodal answers and ``expected_mi`` from the cue emotions, by the module's rule.
     """
-    from modbias.modality_importance import CONDITIONS, dominant_modality
+    from modbias.runs.importance import CONDITIONS, dominant_modality
 
     rng = np.random.default_rng(seed)
     label = np.asarray(samples.label.values).astype(str)
@@ -171,7 +171,7 @@ def random_mi_run(samples: xr.Dataset, accuracy: float = 0.6, seed: int = 0) -> 
 
 
 def mi_config(ablation: str = "remove", *, family: str = "random", data: str = "random") -> dict:
-    """A run configuration in the shape :func:`modbias.modality_importance.mi` writes (``write_run`` it with
+    """A run configuration in the shape :func:`modbias.runs.importance.mi` writes (``write_run`` it with
     ``summary=False``)."""
     return {"kind": "mi", "model": {"family": family}, "data": {"name": data},
             "mi": {"ablation": ablation, "max_new_tokens": 16, "batch_size": 32, "seed": 0, "neutral": None},

@@ -5,7 +5,7 @@
     python analyses/table14.py --real-size --scale 0.03      # the same shrunk, a CPU smoke test
 
 Each configuration generates the same samples of --data one at a time (greedy,
---max-new-tokens); FLOPs come from torch's flop counter (:mod:`modbias.cost`),
+--max-new-tokens); FLOPs come from torch's flop counter (:mod:`modbias.runs.cost`),
 time from a second pass after one warm-up sample.  Without --mose the MoSE is
 a fresh one of the default shape (its FLOPs and time do not depend on its
 weights).  ``--real-size`` replaces --model/--data by a randomly initialised
@@ -27,8 +27,8 @@ import torch  # noqa: E402
 
 import modbias  # noqa: E402
 from analyses.outputs import output_options  # noqa: E402
-from modbias.cost import measure_cost  # noqa: E402
-from modbias.intervening import build_interventions  # noqa: E402
+from modbias.runs.cost import measure_cost  # noqa: E402
+from modbias.runs.intervene import build_interventions  # noqa: E402
 
 CONFIGURATIONS = (("base", "none"), ("+ AR", "ar"), ("MoSE", "mose"), ("MoSE + AR (MoSEAR)", "mose+ar"))
 

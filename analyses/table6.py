@@ -34,7 +34,7 @@ import torch  # noqa: E402
 import modbias  # noqa: E402
 from analyses.outputs import output_options, save_markdown  # noqa: E402
 from modbias.interventions.mose import count_parameters  # noqa: E402
-from modbias.models.mose_training import lora_baseline_rank, load_mose, train_mose  # noqa: E402
+from modbias.training.mose import lora_baseline_rank, load_mose, train_mose  # noqa: E402
 
 MOSE = dict(r=8, n_experts=2, experts=("visual", "nonvisual", "omni"), router=True)
 VARIANTS = {
@@ -110,7 +110,7 @@ def main(argv=None) -> None:
     lines = ["| row | #trainable | " + " | ".join(f"{s} Avg" for s in SUBSETS) + " | design |",
              "|---|---:|" + "---:|" * len(SUBSETS) + "---|"]
     for label, params, note, ds in rows:
-        metrics = ds.attrs.get("summary", {}).get("metrics") or modbias.evaluation.subset_metrics(ds)
+        metrics = ds.attrs.get("summary", {}).get("metrics") or modbias.core.evaluation.subset_metrics(ds)
         cells = " | ".join(f"{metrics[s]['avg']:.1f}" for s in SUBSETS)
         lines.append(f"| {label} | {params:,} | {cells} | {note} |")
     text = "\n".join(lines)

@@ -3,7 +3,7 @@
     python analyses/tables.py [--runs cache/<run> ...] [--cache cache] [--cost cache/figures/table14.json] [--docs]
 
 Each run contributes the evaluation its benchmark calls for
-(:mod:`modbias.benchmark_metrics`: the summary stored with the run, or
+(:mod:`modbias.runs.summaries`: the summary stored with the run, or
 computed from the store for runs traced before summaries held it):
 
 - Table 1 (CA-MER / synthetic conflict runs): Acc / Rec / Avg per subset and overall;
@@ -28,9 +28,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from modbias.benchmark_metrics import EVALUATIONS, evaluate_run  # noqa: E402
 from modbias.data.readers import DFEW_CLASSES  # noqa: E402
-from modbias.store import open_run  # noqa: E402
+from modbias.runs.store import open_run  # noqa: E402
+from modbias.runs.summaries import EVALUATIONS, evaluate_run  # noqa: E402
 from modbias_app.runs import RunInfo, intervention_label, run_info, scan  # noqa: E402
 from analyses.outputs import output_options  # noqa: E402
 

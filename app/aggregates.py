@@ -14,7 +14,7 @@ import warnings
 
 import numpy as np
 
-from modbias.metrics import biased_heads, layer_ratio, token_attention
+from modbias.core.metrics import biased_heads, layer_ratio, token_attention
 
 from modbias_app.runs import HeadMeanRows, HeadSums
 
@@ -84,7 +84,7 @@ def middle_mean(profile: dict[str, np.ndarray], layers) -> dict[str, float]:
 
 def token_profile(hm: HeadMeanRows, keep: np.ndarray, layers) -> tuple[np.ndarray, np.ndarray, int]:
     """Attention per input position averaged over heads, ``layers`` (Fig. 3b,
-    :func:`modbias.metrics.token_attention`) and the kept samples that have rows.
+    :func:`modbias.core.metrics.token_attention`) and the kept samples that have rows.
 
     Positions are the samples' own (unpadded) token indices; each position
     averages the samples long enough to have it.  Returns the profile

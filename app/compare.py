@@ -62,7 +62,7 @@ def metrics_markdown(rows: list[MetricRow], metric: str = "avg") -> str:
     return "\n".join(lines)
 
 
-# explanation consistency (modbias.consistency): key in its output -> column header
+# explanation consistency (modbias.analysis.consistency): key in its output -> column header
 CONSISTENCY_COLUMNS = {"EEA": "EEA", "EPC": "EPC", "FCR": "FCR", "RxA_correct": "R✗/A✓ (correct)"}
 
 

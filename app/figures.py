@@ -62,7 +62,7 @@ def heads_figure(values: np.ndarray, quantity: str, head_share: np.ndarray, laye
     """Layer × head heatmap (trace 0), heads in H_bias (Eq. 7) for a majority of samples outlined,
     and layers with c > τ (Eq. 6) for a majority marked left of the map.
 
-    ±inf cells (see :mod:`modbias.metrics`) are drawn at the ends of the
+    ±inf cells (see :mod:`modbias.core.metrics`) are drawn at the ends of the
     colour scale and named in the hover text; NaN cells stay blank.
     """
     n_layers, n_heads = values.shape

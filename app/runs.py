@@ -1,7 +1,7 @@
 """The runs of a cache as the dashboard and the figure scripts see them.
 
 Reading only: manifests are parsed on each scan (cheap), datasets are
-opened lazily with :func:`modbias.store.open_run`, and everything derived
+opened lazily with :func:`modbias.runs.store.open_run`, and everything derived
 from a store is cached under the key (path, manifest mtime), so a run that
 grows or is rewritten is read afresh while an unchanged one costs nothing.
 """
@@ -16,13 +16,13 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
-from modbias.consistency import consistency
-from modbias.evaluation import deltas, subset_metrics
-from modbias.metrics import head_ratio
-from modbias.store import MANIFEST, list_runs, open_run, read_manifest
+from modbias.analysis.consistency import consistency
+from modbias.core.evaluation import deltas, subset_metrics
+from modbias.core.metrics import head_ratio
+from modbias.runs.store import MANIFEST, list_runs, open_run, read_manifest
 
 SUBSET_ORDER = ("video_aligned", "audio_aligned", "consistent", "overall")
-ATTENTION_KINDS = ("trace", "intervene")  # runs in the schema of modbias.tracing, which these views read
+ATTENTION_KINDS = ("trace", "intervene")  # runs in the schema of modbias.runs.trace, which these views read
 
 
 class StoreFieldError(LookupError):
@@ -388,7 +388,7 @@ def subset_names(metric_table: dict) -> list[str]:
 
 
 def mi_labels(path: str | Path) -> dict[str, str]:
-    """``{sample id: MI label}`` of an MI run (:mod:`modbias.modality_importance`; cached, do not mutate)."""
+    """``{sample id: MI label}`` of an MI run (:mod:`modbias.runs.importance`; cached, do not mutate)."""
     return _mi_labels(str(path), _stamp(path))
 
 
@@ -419,7 +419,7 @@ def mi_source(runs: list[RunInfo], ids) -> RunInfo | None:
 
 
 def consistency_of(path: str | Path) -> dict[str, dict[str, float]]:
-    """EEA / EPC / FCR / R✗/A✓ per subset and ``overall``: :func:`modbias.consistency.consistency` of the
+    """EEA / EPC / FCR / R✗/A✓ per subset and ``overall``: :func:`modbias.analysis.consistency.consistency` of the
     run with its default (lexicon) explanation classifier, or the run's stored ``explanation_emotion``."""
     return _consistency(str(path), _stamp(path))
 

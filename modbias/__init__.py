@@ -18,28 +18,42 @@ __version__ = "0.1.0"
 _EXPORTS = {
     "load_model": "modbias.models",
     "load_benchmark": "modbias.data",
-    "trace": "modbias.tracing",
-    "intervene": "modbias.intervening",
-    "open_run": "modbias.store",
-    "mi": "modbias.modality_importance",
-    "trace_drift": "modbias.drift",
-    "drift_curves": "modbias.drift",
-    "attention_rows": "modbias.rows",
+    "trace": "modbias.runs.trace",
+    "intervene": "modbias.runs.intervene",
+    "open_run": "modbias.runs.store",
+    "mi": "modbias.runs.importance",
+    "trace_drift": "modbias.runs.drift",
+    "drift_curves": "modbias.runs.drift",
+    "attention_rows": "modbias.core.rows",
 }
 
 
-def __getattr__(name: str):
-    if name in _EXPORTS:
-        value = getattr(importlib.import_module(_EXPORTS[name]), name)
-    elif not name.startswith("__"):
+def submodules_on_use(package: str):
+    """A module ``__getattr__`` that imports ``package.<name>`` on first attribute access.
+
+    Args:
+        package: the package's ``__name__``.
+    Returns:
+        ``__getattr__(name) -> module``; raises ``AttributeError`` when no such submodule exists.
+    """
+    def __getattr__(name: str):
+        if name.startswith("__"):
+            raise AttributeError(f"module {package!r} has no attribute {name!r}")
         try:
-            value = importlib.import_module(f"{__name__}.{name}")
+            return importlib.import_module(f"{package}.{name}")
         except ModuleNotFoundError as err:
-            if err.name != f"{__name__}.{name}":
+            if err.name != f"{package}.{name}":
                 raise
-            raise AttributeError(f"module {__name__!r} has no attribute {name!r}") from None
-    else:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+            raise AttributeError(f"module {package!r} has no attribute {name!r}") from None
+
+    return __getattr__
+
+
+_submodule = submodules_on_use(__name__)
+
+
+def __getattr__(name: str):
+    value = getattr(importlib.import_module(_EXPORTS[name]), name) if name in _EXPORTS else _submodule(name)
     globals()[name] = value
     return value
 

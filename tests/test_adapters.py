@@ -10,10 +10,10 @@ import torch
 from typer.testing import CliRunner
 
 import modbias
+from modbias.core.probe import AttentionProbe, eager_rows
 from modbias.data.readers import unpack_streams
 from modbias.interventions import make
-from modbias.probe import AttentionProbe, eager_rows
-from modbias.store import open_run
+from modbias.runs.store import open_run
 from modbias.testing import feature_streams, make_tiny_checkpoint, synthetic_clip, write_camer_benchmark
 
 pytest.importorskip("av")

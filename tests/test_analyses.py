@@ -12,8 +12,8 @@ import pytest
 
 from analyses import figures
 from analyses.synthetic_runs import random_run, run_config, write_run
-from modbias.evaluation import deltas, subset_metrics
-from modbias.store import open_run
+from modbias.core.evaluation import deltas, subset_metrics
+from modbias.runs.store import open_run
 from modbias_app.runs import StoreFieldError, clear_caches, scan
 
 pytestmark = pytest.mark.filterwarnings("ignore:Object at modbias.json is not recognized")

@@ -13,7 +13,7 @@ import pytest
 
 from analyses.browser import FIGURE_JS, click_cell, click_option, figure, open_tab, tick_row, wait_for, wait_for_rows
 from analyses.synthetic_runs import random_run, run_config, write_run
-from modbias.store import open_run
+from modbias.runs.store import open_run
 from modbias_app.aggregates import biased_share, head_map
 from modbias_app.dashboard import focus_choices
 from modbias_app.figures import heads_figure

@@ -96,7 +96,7 @@ def test_callbacks_read_only_runs_in_the_cache(cache, outside, output_id):
 def test_the_server_binds_to_this_machine_without_a_debugger(cache, monkeypatch, capsys):
     import dash
 
-    from modbias.cli_errors import main
+    from modbias.cli.errors import main
 
     calls = []
     monkeypatch.setenv("MODBIAS_DEBUG", "0")  # restored afterwards: --debug below sets it

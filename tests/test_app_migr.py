@@ -2,7 +2,7 @@
 
 Small random stores (:mod:`analyses.synthetic_runs`): two intervene runs
 and MI runs over (parts of) their samples.  The data functions are checked
-against :func:`modbias.consistency.consistency` and the MI stores directly;
+against :func:`modbias.analysis.consistency.consistency` and the MI stores directly;
 the browser tests (headless Chromium, as in ``tests/test_app.py``) read the
 rendered tables back.
 """
@@ -14,8 +14,8 @@ import pytest
 
 from analyses.browser import load, open_tab, tick_row, wait_for
 from analyses.synthetic_runs import mi_config, random_mi_run, random_run, run_config, write_run
-from modbias.consistency import consistency
-from modbias.store import open_run, update_manifest
+from modbias.analysis.consistency import consistency
+from modbias.runs.store import open_run, update_manifest
 from modbias_app.compare import CONSISTENCY_COLUMNS, consistency_markdown, consistency_rows
 from modbias_app.runs import _consistency, clear_caches, consistency_of, mi_source, scan
 from modbias_app.views import samples

@@ -149,7 +149,7 @@ def test_floor_leaves_heads_with_tiny_visual_attention_alone_and_counts_them():
 def test_trace_records_edited_and_floored_heads(organism, small_bench):
     import modbias
     from modbias.interventions import make
-    from modbias.benchmark_metrics import edit_counts
+    from modbias.runs.summaries import edit_counts
 
     default = modbias.trace(organism, small_bench, batch_size=9, interventions=[make("ar", tau=0.0)])
     high = modbias.trace(organism, small_bench, batch_size=9, interventions=[make("ar", tau=0.0, floor=0.5)])

@@ -10,10 +10,10 @@ import xarray as xr
 from typer.testing import CliRunner
 
 import modbias
-from modbias.benchmark_metrics import (EvaluationError, evaluate_run, metric_deltas, reference_emotions,
+from modbias.runs.summaries import (EvaluationError, evaluate_run, metric_deltas, reference_emotions,
                                        run_summary)
 from modbias.cli import app
-from modbias.store import read_manifest
+from modbias.runs.store import read_manifest
 from modbias.testing import (feature_streams, make_tiny_checkpoint, write_camer_benchmark, write_dfew_benchmark,
                              write_mer2023_benchmark)
 

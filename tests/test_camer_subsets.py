@@ -72,7 +72,7 @@ def test_bad_labels_name_the_sample_and_the_column(tmp_path):
 def test_voting_rule_properties():
     from hypothesis import given, strategies as st
 
-    from modbias.emotions import CLASSES
+    from modbias.core.emotions import CLASSES
 
     @given(st.sampled_from(CLASSES), st.sampled_from(CLASSES), st.sampled_from(CLASSES))
     def check(v, a, m):

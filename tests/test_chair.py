@@ -9,11 +9,11 @@ import pytest
 from typer.testing import CliRunner
 
 import modbias
-from modbias.chair import chair, mentions, singular
 from modbias.cli import app
+from modbias.core.chair import chair, mentions, singular
 from modbias.data.coco import read_coco
 from modbias.data.sample import SampleError
-from modbias.store import read_manifest
+from modbias.runs.store import read_manifest
 from modbias.testing import make_tiny_checkpoint
 
 runner = CliRunner(env={"COLUMNS": "250"})  # error panels on one line
@@ -124,7 +124,7 @@ def test_chair_command_errors_are_clear(tmp_path):
 def test_chair_invariants_on_random_captions():
     from hypothesis import given, settings, strategies as st
 
-    from modbias.chair import SYNONYMS
+    from modbias.core.chair import SYNONYMS
 
     words = st.sampled_from(sorted({w for c, others in SYNONYMS.items() for w in (c, *others)} |
                                    {"a", "the", "on", "next", "to", "and", "with", "sunny", "day"}))

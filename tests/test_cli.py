@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 import modbias
 from modbias.cli import app
-from modbias.store import list_runs
+from modbias.runs.store import list_runs
 
 runner = CliRunner()
 
@@ -88,7 +88,7 @@ def test_debug_shows_the_traceback():
 def test_errors_after_torch_loads_are_one_line_too(tmp_path, capsys):
     """A method or parameter mistake is found once the intervention registry (torch) is imported,
     still before the model loads and before anything is written."""
-    from modbias.cli_errors import main
+    from modbias.cli.errors import main
 
     for args, message in ((["intervene", "--method", "ar", "--alpha", "1"], "not taken by ['ar']"),
                           (["intervene", "--method", "nosuch"], "unknown method 'nosuch'"),
@@ -108,7 +108,7 @@ def test_out_that_is_not_a_store_is_refused(tmp_path):
 
 
 def test_a_missing_optional_package_names_its_extra():
-    from modbias.cli_errors import error_message
+    from modbias.cli.errors import error_message
 
     assert error_message(ModuleNotFoundError("No module named 'av'", name="av")) == (
         "this command needs the package 'av', which is not installed: pip install -e \".[media]\"")
@@ -143,7 +143,7 @@ def test_intervene_scope_grouper_and_the_second_organism(tmp_path):
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
     (run,) = [r for r in list_runs(tmp_path) if r.name.startswith("intervene-organism-attn-ar")]
-    summary = modbias.open_run(run).attrs.get("summary") or modbias.store.read_manifest(run)["summary"]
+    summary = modbias.open_run(run).attrs.get("summary") or modbias.runs.store.read_manifest(run)["summary"]
     assert summary["scope"] == "answer" and summary["grouper"] == "tests.test_evaluation:coarse"
     assert summary["edits"]["ar_edited"] > 0 and "ar edited head rows" in result.output
     assert modbias.open_run(run).n_visual.values.tolist() == [64] * 6  # synth-attn, the model's own data

@@ -7,9 +7,9 @@ import pytest
 import xarray as xr
 
 import modbias
-from modbias.consistency import (LexiconClassifier, consistency, consistency_runs, consistency_scores,
+from modbias.analysis.consistency import (LexiconClassifier, consistency, consistency_runs, consistency_scores,
                                  explanation_emotions, llm_judge)
-from modbias.emotions import split_conclusion
+from modbias.core.emotions import split_conclusion
 
 
 def test_metrics_by_hand():
@@ -117,7 +117,7 @@ def test_cli_consistency_command(runs):
     import typer
     from typer.testing import CliRunner
 
-    from modbias.cli_migr import consistency as consistency_command
+    from modbias.cli.migr import consistency as consistency_command
 
     app = typer.Typer()
     app.command("consistency")(consistency_command)

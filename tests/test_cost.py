@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-import modbias.cost  # noqa: F401  (registers the CPU attention kernel's formula)
+import modbias.runs.cost  # noqa: F401  (registers the CPU attention kernel's formula)
 from analyses import table14
 
 

@@ -8,11 +8,11 @@ import torch
 import xarray as xr
 
 import modbias
-from modbias.drift import GROUPS, drift_curves, drift_summary, normalise_steps, paper_layer, trace_drift
+from modbias.core.layout import position_ids_from_mask
+from modbias.core.probe import eager_rows
 from modbias.interventions import make
-from modbias.models.base import position_ids_from_mask
-from modbias.probe import eager_rows
-from modbias.store import open_run
+from modbias.runs.drift import GROUPS, drift_curves, drift_summary, normalise_steps, paper_layer, trace_drift
+from modbias.runs.store import open_run
 
 
 @pytest.fixture(scope="module")
@@ -123,7 +123,7 @@ def test_cli_drift_command(tmp_path):
     import typer
     from typer.testing import CliRunner
 
-    from modbias.cli_migr import drift as drift_command
+    from modbias.cli.migr import drift as drift_command
 
     app = typer.Typer()
     app.command("drift")(drift_command)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from modbias.emotions import CLASSES, LEXICON, WORD_TO_CLASS, EmotionMention, find_emotions, parse_prediction
+from modbias.core.emotions import CLASSES, LEXICON, WORD_TO_CLASS, EmotionMention, find_emotions, parse_prediction
 
 
 def word_pieces(text):

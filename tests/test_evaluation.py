@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from modbias.emotions import FAMILY_CONCLUSION, group_of, parse_prediction, split_conclusion
-from modbias.evaluation import load_grouper, predicted_set, sample_scores, subset_metrics
+from modbias.core.emotions import FAMILY_CONCLUSION, group_of, parse_prediction, split_conclusion
+from modbias.core.evaluation import load_grouper, predicted_set, sample_scores, subset_metrics
 
 ORGANISM_ANSWER = "face looks happy , voice sounds sad , so feels sad ."
 

@@ -10,10 +10,10 @@ import torch
 import xarray as xr
 
 import modbias
-from modbias.intervening import build_interventions
 from modbias.interventions import make
 from modbias.interventions.pai import amplify_visual_scores
-from modbias.store import read_manifest
+from modbias.runs.intervene import build_interventions
+from modbias.runs.store import read_manifest
 
 
 @pytest.fixture(scope="module")
@@ -40,8 +40,8 @@ def test_interventions_change_predictions_and_removal_restores_the_baseline(orga
 
 
 def test_ar_editor_reallocates_each_query_row_over_heads():
+    from modbias.core.probe import RowContext
     from modbias.interventions.ar import reallocate
-    from modbias.probe import RowContext
 
     rng = np.random.default_rng(1)
     rows = torch.tensor(rng.dirichlet(np.ones(12), size=(2, 4, 3)))  # [B, H, Q, T] as the probe hands them
@@ -100,7 +100,7 @@ def test_intervene_summary_deltas_and_cached_baseline(tmp_path, organism, small_
         assert on_disk["summary"]["metrics"][subset] == pytest.approx(values)
 
     calls = []
-    real = modbias.tracing.trace_batch
-    monkeypatch.setattr(modbias.tracing, "trace_batch", lambda *a, **k: calls.append(1) or real(*a, **k))
+    real = modbias.runs.trace.trace_batch
+    monkeypatch.setattr(modbias.runs.trace, "trace_batch", lambda *a, **k: calls.append(1) or real(*a, **k))
     modbias.intervene(organism, small_bench, method="ar", tau=2.0, cache_dir=tmp_path, batch_size=9)
     assert len(calls) == 2, "only the new run's two batches: the baseline is re-used"

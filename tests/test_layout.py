@@ -8,7 +8,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from modbias.layout import MODALITIES, TokenLayout, batch_masks
+from modbias.core.layout import MODALITIES, TokenLayout, batch_masks
 
 # <s> [text text] <vis x3> [text] <aud x2> [text]
 SEGMENTS = [("text", 2), ("visual", 3), ("text", 1), ("audio", 2), ("text", 1)]

@@ -1,4 +1,4 @@
-"""Tests of modbias.metrics against hand-worked numbers and the paper's equations.
+"""Tests of modbias.core.metrics against hand-worked numbers and the paper's equations.
 
 Eq. (1)  UAP_v = 1/H sum_h S_h(V),  UAP_a = 1/H sum_h S_h(A)
 Eq. (5)  c_h = S_h(A) / S_h(V)
@@ -19,7 +19,7 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from modbias.metrics import (
+from modbias.core.metrics import (
     biased_heads,
     head_ratio,
     layer_ratio,

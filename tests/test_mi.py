@@ -10,9 +10,9 @@ import typer
 from typer.testing import CliRunner
 
 import modbias
-from modbias.modality_importance import (CONDITIONS, NeutralFeatures, ablate, dominant_modality, expected_modality,
+from modbias.runs.importance import (CONDITIONS, NeutralFeatures, ablate, dominant_modality, expected_modality,
                                          mi, mi_crosstab, mi_summary)
-from modbias.store import RunConfigMismatch, open_run
+from modbias.runs.store import RunConfigMismatch, open_run
 
 
 @pytest.fixture(scope="module")
@@ -81,8 +81,8 @@ def test_run_predictions_are_the_models_answers_on_each_input(run, organism, ben
         for condition in CONDITIONS:
             text = organism.tokenizer.decode(organism.generate(organism.prepare([inputs[condition]]), 16)[0].tolist())
             assert str(run.text.sel(condition=condition).values[i]) == text
-            words = [w for w in text.split() if w in modbias.emotions.WORD_TO_CLASS]
-            expected = modbias.emotions.WORD_TO_CLASS[words[-1]] if words else ""
+            words = [w for w in text.split() if w in modbias.core.emotions.WORD_TO_CLASS]
+            expected = modbias.core.emotions.WORD_TO_CLASS[words[-1]] if words else ""
             assert str(run.prediction.sel(condition=condition).values[i]) == expected
     correct = run.correct.values
     np.testing.assert_array_equal(correct, run.prediction.values == run.label.values[:, None])
@@ -118,7 +118,7 @@ def test_store_resumes_and_checks_config(organism, bench, run, tmp_path):
 
 
 def test_cli_mi_command(tmp_path):
-    from modbias.cli_migr import mi as mi_command
+    from modbias.cli.migr import mi as mi_command
 
     app = typer.Typer()
     app.command("mi")(mi_command)

@@ -9,17 +9,17 @@ import pytest
 import torch
 
 import modbias
+from modbias.core.hf_compat import output_cache, with_cache
 from modbias.data.synth import SynthConfig
-from modbias.hf_compat import output_cache, with_cache
 from modbias.interventions.base import REGISTRY, applied, from_config
 from modbias.interventions.mose import (
     EXPERTS, MoSE, MoSEConfig, MoSEIntervention, MoSELayer, MoSEMLP, Router, SoftLoRAMixture, attach_mose,
     count_parameters, format_parameter_table, load_mose, masked_mean, routing_score)
-from modbias.layout import batch_masks
-from modbias.models.base import position_ids_from_mask
-from modbias.models.mose_training import mose_loss, train_mose
+from modbias.core.layout import batch_masks
+from modbias.core.layout import position_ids_from_mask
+from modbias.core.probe import eager_rows
 from modbias.models.organism import Organism, OrganismConfig
-from modbias.probe import eager_rows
+from modbias.training.mose import mose_loss, train_mose
 
 TINY_DATA = dict(n_visual=8, visual_dim=8, audio_dim=8, visual_cue_tokens=4, n_train=24, n_per_subset=4)
 
@@ -430,7 +430,7 @@ def test_variant_without_router_uses_lambda_one_half_and_round_trips(tiny, tiny_
 
 
 def test_lora_baseline_rank_matches_the_mose_parameter_count():
-    from modbias.models.mose_training import lora_baseline_rank
+    from modbias.training.mose import lora_baseline_rank
 
     for d, layers, r, n in ((128, 4, 8, 2), (4096, 32, 64, 2), (64, 2, 4, 3)):
         target = count_parameters(d, layers, r, n)

@@ -5,10 +5,10 @@ from __future__ import annotations
 import torch
 
 import modbias
+from modbias.core.evaluation import subset_metrics
 from modbias.data.synth import SynthConfig
-from modbias.evaluation import subset_metrics
 from modbias.models.organism import Organism
-from modbias.models.training import TrainConfig, train_organism
+from modbias.training.organism import TrainConfig, train_organism
 
 
 def test_shipped_weights_show_audio_bias(organism):
@@ -37,7 +37,7 @@ def test_organism_attn_reads_the_face_it_then_overrules():
     import numpy as np
 
     from modbias.data.synth import ATTN_CONFIG, synth_benchmark
-    from modbias.readout import readout_by_layer, visual_features
+    from modbias.runs.readout import readout_by_layer, visual_features
 
     model = modbias.load_model("organism-attn")
     assert model.family == "organism-attn" and model.config.training["data"]["n_visual"] == 64
@@ -55,7 +55,7 @@ def test_organism_attn_reads_the_face_it_then_overrules():
 def test_readout_is_a_linear_classifier_that_can_fail():
     import numpy as np
 
-    from modbias.readout import LinearReadout
+    from modbias.runs.readout import LinearReadout
 
     rng = np.random.default_rng(0)
     labels = rng.integers(0, 3, 300)

@@ -19,12 +19,12 @@ from transformers import AttentionInterface, LogitsProcessor
 from transformers.masking_utils import AttentionMaskInterface, eager_mask
 
 import modbias
-from modbias.intervening import build_interventions
+from modbias.core.layout import batch_masks
+from modbias.core.probe import AttentionProbe, ProbeRequest, probing
 from modbias.interventions import Intervention, applied, make
 from modbias.interventions.ar import reallocate
 from modbias.interventions.pai import DEFAULT_ALPHA, DEFAULT_GAMMA, DEFAULT_LAYERS, PAI
-from modbias.layout import batch_masks
-from modbias.probe import AttentionProbe, ProbeRequest, probing
+from modbias.runs.intervene import build_interventions
 
 REFERENCE = {"layers": (), "alpha": 0.0, "image": (0, 0)}
 

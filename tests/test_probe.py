@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from modbias.probe import AttentionProbe, ProbeRequest, eager_rows, probing
+from modbias.core.probe import AttentionProbe, ProbeRequest, eager_rows, probing
 from tests.conftest import left_padded_batch, tiny_causal_lm
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 import modbias
+from modbias.data.prompts import EMOTION_LLAMA_LABELS, instruction_for
 from modbias.data.sample import Sample
-from modbias.prompts import EMOTION_LLAMA_LABELS, instruction_for
 from modbias.testing import feature_streams, make_tiny_checkpoint, write_camer_benchmark, write_dfew_benchmark
 
 DFEW = "happy, sad, neutral, angry, surprise, disgust, fear"

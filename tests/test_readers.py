@@ -99,7 +99,7 @@ def test_camer_rejects_a_corrupted_file_naming_the_sample(camer, corruption, fie
 
 
 def test_check_lists_every_problem_and_the_cli_exits_nonzero(camer):
-    from modbias.cli_data import data_app
+    from modbias.cli.data import data_app
 
     rows = _rows(camer)
     rows[0]["label"] = "bored"

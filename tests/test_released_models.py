@@ -16,13 +16,13 @@ from typer.testing import CliRunner
 
 import modbias
 from modbias.cli import app
+from modbias.core.probe import AttentionProbe, eager_rows
 from modbias.data import media
 from modbias.interventions import make
 from modbias.models.released_files import CheckpointError
-from modbias.probe import AttentionProbe, eager_rows
-from modbias.store import open_run
+from modbias.runs.store import open_run
+from modbias.runs.trace import decode_generation
 from modbias.testing import make_tiny_checkpoint, write_camer_benchmark
-from modbias.tracing import decode_generation
 
 pytest.importorskip("av")
 pytest.importorskip("PIL")

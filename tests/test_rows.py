@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import modbias
-from modbias.probe import eager_rows
+from modbias.core.probe import eager_rows
 from tests.conftest import left_padded_batch, tiny_causal_lm
 
 

@@ -11,8 +11,8 @@ import pytest
 import xarray as xr
 
 from analyses.synthetic_runs import random_run, run_config, write_run
-from modbias.metrics import biased_heads
-from modbias.store import open_run
+from modbias.core.metrics import biased_heads
+from modbias.runs.store import open_run
 
 
 @pytest.fixture

@@ -7,10 +7,10 @@ from collections import Counter
 import numpy as np
 import pytest
 
+from modbias.core.emotions import CLASSES, find_emotions, parse_prediction
 from modbias.data import load_benchmark
 from modbias.data.sample import SUBSETS, Benchmark, Sample, SampleError
 from modbias.data.synth import SUBTITLE_WORDS, SynthConfig, make_sample, synth_benchmark
-from modbias.emotions import CLASSES, find_emotions, parse_prediction
 
 SMALL = SynthConfig(n_visual=8, visual_dim=4, audio_dim=3, visual_cue_tokens=3, n_per_subset=12, n_train=30)
 

@@ -8,7 +8,7 @@ import pytest
 
 import modbias
 from analyses import tables
-from modbias.store import read_manifest
+from modbias.runs.store import read_manifest
 from modbias.testing import make_tiny_checkpoint, write_dfew_benchmark, write_mer2023_benchmark
 
 
@@ -16,8 +16,8 @@ from modbias.testing import make_tiny_checkpoint, write_dfew_benchmark, write_me
 def cache(tmp_path_factory):
     """Real runs: the organism on the synthetic subsets (base, PAI, AR at two τ, MoSE, MoSE + AR), tiny
     features / LLaVA checkpoints on EMER, MER2023 and DFEW fixtures, and a CHAIR run."""
-    from modbias.captioning import caption_chair
     from modbias.data.coco import read_coco
+    from modbias.runs.captioning import caption_chair
     from tests.test_chair import write_coco
 
     root = tmp_path_factory.mktemp("tables")

@@ -14,10 +14,10 @@ from modbias.interventions.ar import AttentionReallocation  # noqa: E402
 from modbias.interventions.base import Intervention  # noqa: E402
 from modbias.interventions.duplicate_audio import DuplicateAudio  # noqa: E402
 from modbias.interventions.pai import PAI  # noqa: E402
-from modbias.interventions.tlens import (  # noqa: E402
+from modbias.reference.transformer_lens_hooks import (  # noqa: E402
     ar_pattern_hook, ar_scores_hook, bridge_from_hf, fwd_hooks_for, pai_scores_hook,
 )
-from modbias.probe import AttentionProbe, ProbeRequest, probing  # noqa: E402
+from modbias.core.probe import AttentionProbe, ProbeRequest, probing  # noqa: E402
 from tests.conftest import left_padded_batch, tiny_causal_lm  # noqa: E402
 
 N_LAYERS, T = 2, 16

@@ -8,11 +8,11 @@ import torch
 import xarray as xr
 
 import modbias
-from modbias import tracing
-from modbias.emotions import WORD_TO_CLASS
-from modbias.models.base import position_ids_from_mask
-from modbias.probe import eager_rows
-from modbias.store import RunConfigMismatch, RunStore, open_run
+from modbias.core.emotions import WORD_TO_CLASS
+from modbias.core.layout import position_ids_from_mask
+from modbias.core.probe import eager_rows
+from modbias.runs import trace as tracing
+from modbias.runs.store import RunConfigMismatch, RunStore, open_run
 
 
 @pytest.fixture(scope="module")
@@ -113,9 +113,9 @@ def test_half_written_batch_is_cut_back_on_resume(tmp_path, organism, small_benc
     out = tmp_path / "run"
     modbias.trace(organism, small_bench[:5], out=out, batch_size=5)
     # a kill during the next append: arrays grow, the commit counter does not
-    extra = tracing.trace_batch(organism, modbias.probe.AttentionProbe(organism.backbone), list(small_bench[5:8]),
+    extra = tracing.trace_batch(organism, modbias.core.probe.AttentionProbe(organism.backbone), list(small_bench[5:8]),
                                 tracing.TraceConfig())
-    from modbias.store import _strings_as_objects
+    from modbias.runs.store import _strings_as_objects
     _strings_as_objects(extra).drop_attrs().to_zarr(out, append_dim="sample", zarr_format=3, consolidated=False)
     assert xr.open_zarr(out, consolidated=False).sizes["sample"] == 8
     assert open_run(out).sizes["sample"] == 5

@@ -6,7 +6,7 @@ from __future__ import annotations
 import plotly.graph_objects as go
 from dash import Input, Output, dcc, html
 
-from modbias.drift import drift_curves
+from modbias.runs.drift import drift_curves
 from modbias_app.runs import RunInfo, StoreFieldError, open_dataset
 from modbias_app.views.common import in_cache, shows_errors
 

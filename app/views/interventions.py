@@ -19,7 +19,7 @@ CONSISTENCY = "interventions-consistency"
 CONSISTENCY_NOTE = ("**Explanation consistency** (MIGR Eqs. 6-8, in %): EEA = explanation emotion = label, "
                     "EPC = explanation emotion = prediction, FCR = both right, R✗/A✓ (correct) = right answer with "
                     "another explanation emotion, among the correct answers.  Explanation emotions: the run's stored "
-                    "`explanation_emotion` when it has one, else the lexicon classifier of `modbias.consistency` "
+                    "`explanation_emotion` when it has one, else the lexicon classifier of `modbias.analysis.consistency` "
                     "(a tie counts as no single emotion).")
 
 

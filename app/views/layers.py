@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dash import Input, Output, dcc, html
 
-from modbias.metrics import middle_layers
+from modbias.core.metrics import middle_layers
 from modbias_app.aggregates import layer_profile
 from modbias_app.figures import layers_figure
 from modbias_app.runs import RunInfo, head_sums, sample_table
@@ -44,7 +44,7 @@ def layers_view(path: str | None, at: str, log_y: list[str]):
     middle = middle_layers(head_sums(path, at).UAP_v.shape[1])
     title = f"{path}: UAP per layer at the {at} emotion token (Eq. 1; solid correct, dashed incorrect)"
     note = "Samples: " + "; ".join(f"{s}: " + ", ".join(f"{n} {o}" for o, n in c.items()) for s, c in counts.items()) \
-        + f". Shaded: middle layers {middle.start}–{middle.stop - 1} (modbias.metrics.middle_layers)."
+        + f". Shaded: middle layers {middle.start}–{middle.stop - 1} (modbias.core.metrics.middle_layers)."
     return layers_figure(profiles, middle, title, log_y="log" in (log_y or [])), note
 
 

@@ -1,6 +1,6 @@
 """Samples: the focus run's samples; choosing one drives the Heads and Tokens views.
 
-When an MI run (``modbias mi``, :mod:`modbias.modality_importance`) in the
+When an MI run (``modbias mi``, :mod:`modbias.runs.importance`) in the
 cache labels some of the run's samples, an ``MI`` column shows each sample's
 emotion-dominant modality from the newest such run (blank where it lacks the sample).
 """

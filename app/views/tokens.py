@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dash import Input, Output, dcc, html
 
-from modbias.metrics import middle_layers
+from modbias.core.metrics import middle_layers
 from modbias_app.aggregates import token_profile
 from modbias_app.figures import message_figure, token_figure
 from modbias_app.runs import RunInfo, head_mean_rows, sample_table

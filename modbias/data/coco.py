@@ -1,4 +1,4 @@
-"""MSCOCO in its own format, for CHAIR (:mod:`modbias.chair`): instance annotations, reference captions,
+"""MSCOCO in its own format, for CHAIR (:mod:`modbias.core.chair`): instance annotations, reference captions,
 images from a local folder.
 
 Layout of ``root`` (as the COCO 2014 download unpacks)::
@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from modbias.chair import objects_in
+from modbias.core.chair import objects_in
 from modbias.data.readers import media_sample
 from modbias.data.sample import Benchmark, SampleError
 

@@ -29,7 +29,7 @@ Layouts read (paths inside annotation files are relative to the file):
   (1-7 or a name), clips in ``video_dir``; single label, 7 classes.  DFEW's
   ``disgust`` has no CA-MER class and is read as ``contempt`` (the original is
   kept in ``extra["source_label"]``); ``extra["label_options"]`` lists the seven classes for the
-  recognition prompt (:func:`modbias.prompts.instruction_for`).
+  recognition prompt (:func:`modbias.data.prompts.instruction_for`).
 
 A dataset folder may carry ``modbias_benchmark.json`` with the reader name and
 its options (e.g. ``{"reader": "mer2023", "encoders": {...}}``).
@@ -50,8 +50,8 @@ from typing import Callable
 
 import numpy as np
 
+from modbias.core.emotions import CLASSES
 from modbias.data.sample import SUBSETS, Benchmark, DatasetError, Sample, SampleError
-from modbias.emotions import CLASSES
 
 CONFIG_FILE = "modbias_benchmark.json"
 LABEL_ALIASES = {"worried": "worry", "surprised": "surprise", "anger": "angry", "happiness": "happy",

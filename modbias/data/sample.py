@@ -7,7 +7,7 @@ from typing import Iterator, Sequence
 
 import numpy as np
 
-from modbias.emotions import CLASSES
+from modbias.core.emotions import CLASSES
 
 SUBSETS = ("video_aligned", "audio_aligned", "consistent")
 

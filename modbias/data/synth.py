@@ -29,8 +29,8 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from modbias.core.emotions import CLASSES
 from modbias.data.sample import SUBSETS, Benchmark, Sample
-from modbias.emotions import CLASSES
 
 SUBTITLE_WORDS = ("i", "you", "we", "it", "was", "is", "that", "this", "what", "really", "now",
                   "there", "here", "did", "not", "know", "think", "said", "go", "come", "home",

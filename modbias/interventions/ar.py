@@ -9,7 +9,7 @@ and for each biased head, with Δ_h = (S_h(A) − c·S_h(V)) / (1 + c)   (Eq. 14
 which satisfies c_h(ω') = c (Eq. 8), keeps S_h(A∪V) (Eq. 9) and the
 proportions inside each modality (Eqs. 10-11).  Other tokens are untouched.
 
-Zero attention: a head with S_h(V) = 0 has c_h = inf (see modbias.metrics)
+Zero attention: a head with S_h(V) = 0 has c_h = inf (see modbias.core.metrics)
 but cannot receive mass proportionally (Eq. 13 divides by S_h(V)), so it is
 left unchanged, as are heads with S_h(A) = 0 (c_h = 0, never biased), layers
 with c = nan (no A or V attention) and layers with c = inf.  No NaN or inf
@@ -24,9 +24,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from modbias.core.metrics import biased_heads, modality_sums
+from modbias.core.probe import RowContext
 from modbias.interventions.base import Intervention, layer_set, register
-from modbias.metrics import biased_heads, modality_sums
-from modbias.probe import RowContext
 
 
 DEFAULT_FLOOR = 1e-6

@@ -17,14 +17,16 @@ the block restores the model exactly.
 from __future__ import annotations
 
 import contextlib
-from typing import Callable, Iterator
+from typing import TYPE_CHECKING, Callable, Iterator
 
 import numpy as np
 import torch
 
+from modbias.core.probe import RowContext
 from modbias.data.sample import Sample
-from modbias.models.base import ModelAdapter, PreparedBatch
-from modbias.probe import RowContext
+
+if TYPE_CHECKING:  # annotations only: interventions never import the adapters at run time
+    from modbias.models.base import ModelAdapter, PreparedBatch
 
 
 class Intervention:

@@ -34,7 +34,7 @@ absolute offset of each forward from its 2-D ``attention_mask`` (``[B, past +
 new]``: the start is its length minus the new tokens; without a mask, the
 cache's length under either keyword, ``past_key_values`` before transformers
 5.24, ``cache`` since) so the incremental forwards of cached generation, and the
-cropped-cache re-run of :func:`modbias.tracing.rows_at_steps`, type their tokens
+cropped-cache re-run of :func:`modbias.runs.trace.rows_at_steps`, type their tokens
 correctly.  Positions
 past the prompt are generated text (non-visual); left padding gets no expert.
 lambda is computed at the forward that starts at position 0 (the prefill, or
@@ -54,7 +54,7 @@ MoSE's parameters; on the organism it is ~17 %).
 experts that exist (a MoSE without the visual expert has no parameters for
 it) and ``router=False`` drops f (lambda = 1/2).  ``experts=("omni",),
 n_experts=1, router=False`` is a plain LoRA on every token's FFN, the
-baseline of :func:`modbias.models.mose_training.lora_baseline_rank`.
+baseline of :func:`modbias.training.mose.lora_baseline_rank`.
 
 >>> from modbias.interventions.mose import MoSEIntervention   # doctest: +SKIP
 >>> ds = modbias.trace(model, data, interventions=[MoSEIntervention(checkpoint="cache/mose")])
@@ -71,9 +71,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from modbias.hf_compat import forward_cache
+from modbias.core.hf_compat import forward_cache
+from modbias.core.layout import TokenLayout, batch_masks
 from modbias.interventions.base import Intervention, register
-from modbias.layout import TokenLayout, batch_masks
 
 EXPERTS = ("visual", "nonvisual", "omni")
 NONVISUAL_SETS = ("audio_text", "audio")
@@ -525,7 +525,3 @@ def format_parameter_table(model, r: int = 8, n_values=(1, 2, 3), router_hidden:
     for row in parameter_rows(model, r, n_values, router_hidden):
         lines.append(f"{row['design']:<28}{row['trainable']:>12,}{row['total']:>12,}{row['trainable_pct']:>12.2f}%")
     return "\n".join(lines)
-
-
-def print_parameter_table(model, r: int = 8, n_values=(1, 2, 3), router_hidden: int = 8) -> None:
-    print(format_parameter_table(model, r, n_values, router_hidden))

@@ -36,10 +36,10 @@ import torch
 import torch.nn.functional as F
 from transformers import LogitsProcessor
 
+from modbias.core.hf_compat import output_cache, with_cache
+from modbias.core.layout import position_ids_from_mask
+from modbias.core.probe import RowContext, probing
 from modbias.interventions.base import Intervention, layer_set, register
-from modbias.hf_compat import output_cache, with_cache
-from modbias.models.base import position_ids_from_mask
-from modbias.probe import RowContext, probing
 
 DEFAULT_ALPHA, DEFAULT_LAYERS, DEFAULT_GAMMA, DEFAULT_PLAUSIBILITY = 0.2, "2:", 1.1, 0.1
 

@@ -1,7 +1,7 @@
 """The adapter protocol: what every model family provides to trace and intervene.
 
 An adapter turns samples into left-padded ``inputs_embeds`` plus one
-:class:`~modbias.layout.TokenLayout` per sample, and owns an HF causal-LM
+:class:`~modbias.core.layout.TokenLayout` per sample, and owns an HF causal-LM
 ``backbone`` whose attention modules the probe instruments.
 """
 
@@ -12,9 +12,9 @@ from dataclasses import dataclass
 import torch
 from transformers import LogitsProcessorList
 
+from modbias.core.hf_compat import output_cache
+from modbias.core.layout import TokenLayout, position_ids_from_mask
 from modbias.data.sample import Sample
-from modbias.hf_compat import output_cache
-from modbias.layout import TokenLayout
 
 
 @dataclass
@@ -29,11 +29,6 @@ class PreparedBatch:
     @property
     def position_ids(self) -> torch.Tensor:
         return position_ids_from_mask(self.attention_mask)
-
-
-def position_ids_from_mask(attention_mask: torch.Tensor) -> torch.Tensor:
-    """Positions that skip left padding, as ``generate`` computes them."""
-    return (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
 
 
 def left_pad(rows: list[torch.Tensor], pad_value: float = 0.0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

@@ -65,10 +65,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from modbias.core.layout import TokenLayout
 from modbias.data import media
 from modbias.data.readers import unpack_streams
 from modbias.data.sample import Sample, SampleError
-from modbias.layout import TokenLayout
 from modbias.models.base import ModelAdapter
 from modbias.models.eva_vit import EvaViT, preprocess_frame
 from modbias.models.features import tokenizer_pieces

@@ -39,10 +39,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from modbias.core.layout import TokenLayout
+from modbias.data.prompts import instruction_for
 from modbias.data.readers import unpack_streams
 from modbias.data.sample import Sample, SampleError
-from modbias.layout import TokenLayout
-from modbias.prompts import instruction_for
 from modbias.models.base import ModelAdapter
 
 CONFIG_FILE = "modbias_features.json"

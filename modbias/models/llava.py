@@ -20,10 +20,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from modbias.core.layout import TokenLayout
 from modbias.data import media
+from modbias.data.prompts import instruction_for
 from modbias.data.sample import Sample, SampleError
-from modbias.layout import TokenLayout
-from modbias.prompts import instruction_for
 from modbias.models.base import ModelAdapter, PreparedBatch, left_pad
 from modbias.models.features import tokenizer_pieces
 

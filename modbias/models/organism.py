@@ -23,10 +23,10 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from transformers import LlamaConfig, LlamaForCausalLM
 
+from modbias.core.emotions import CLASSES
+from modbias.core.layout import TokenLayout
 from modbias.data.sample import Sample, SampleError
 from modbias.data.synth import SUBTITLE_WORDS
-from modbias.emotions import CLASSES
-from modbias.layout import TokenLayout
 from modbias.models.base import ModelAdapter
 
 WEIGHTS_DIR = Path(__file__).parent / "organism_weights"

@@ -31,12 +31,13 @@ import numpy as np
 import torch
 from torch import nn
 
+from modbias.core.hf_compat import output_cache
+from modbias.core.layout import TokenLayout
+from modbias.core.layout import position_ids_from_mask
 from modbias.data import media
+from modbias.data.prompts import instruction_for
 from modbias.data.sample import Sample, SampleError
-from modbias.hf_compat import output_cache
-from modbias.layout import TokenLayout
-from modbias.prompts import instruction_for
-from modbias.models.base import ModelAdapter, PreparedBatch, left_pad, position_ids_from_mask
+from modbias.models.base import ModelAdapter, PreparedBatch, left_pad
 from modbias.models.features import tokenizer_pieces
 
 SYSTEM = ("You are Qwen, a virtual human developed by the Qwen Team, Alibaba Group, capable of perceiving "

@@ -52,9 +52,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from modbias.core.layout import TokenLayout
 from modbias.data import media
 from modbias.data.sample import Sample, SampleError
-from modbias.layout import TokenLayout
 from modbias.models.base import ModelAdapter
 from modbias.models.features import tokenizer_pieces
 from modbias.models.humanomni_parts import AllInOneSmall, fuse_visual, mlp2x_gelu, pool_audio, projector_dims

@@ -1,0 +1,20 @@
+"""Options several commands share, defined once; a command uses one as its parameter's default.
+
+>>> def trace(subset: str = SUBSET, device: str = DEVICE): ...     # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import typer
+
+SUBSET = typer.Option("all", help="video_aligned | audio_aligned | consistent | all")
+MODEL = typer.Option("organism", help="family[:path]; 'organism' (default), 'organism-attn' and their "
+                                      "'-base' states are shipped")
+LIMIT = typer.Option(None, help="at most N samples per subset")
+DEVICE = typer.Option("cpu", help="torch device, e.g. cpu or cuda")
+MAX_NEW_TOKENS = typer.Option(16, help="generation length")
+
+
+def batch_size(default: int):
+    """``--batch-size`` with the command's own default."""
+    return typer.Option(default, help="samples per batch (the unit of resume)")

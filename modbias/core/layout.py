@@ -1,0 +1,80 @@
+"""TokenLayout: which input positions are visual (V), audio (A) and prompt text (T).
+
+The layout is the one vocabulary shared by adapters, the attention probe, the
+metrics, the interventions and the app.  Positions are indices into the
+*unpadded* prompt of one sample; generated tokens follow the prompt, from
+``prompt_len`` on.  Batch code shifts a layout by the sample's left padding.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+MODALITIES = ("visual", "audio", "text", "generated")
+
+
+@dataclass(frozen=True)
+class TokenLayout:
+    """Index sets V, A, T of one sample's prompt (paper notation, Sec. 5)."""
+
+    visual: np.ndarray
+    audio: np.ndarray
+    text: np.ndarray
+    prompt_len: int
+
+    def __post_init__(self):
+        seen = np.concatenate([self.visual, self.audio, self.text])
+        if len(np.unique(seen)) != len(seen):
+            raise ValueError("TokenLayout: visual, audio and text positions overlap")
+        if len(seen) and (seen.min() < 0 or seen.max() >= self.prompt_len):
+            raise ValueError(f"TokenLayout: positions outside the prompt of length {self.prompt_len}")
+
+    @classmethod
+    def from_segments(cls, segments: list[tuple[str, int]]) -> "TokenLayout":
+        """Build from consecutive ``(kind, length)`` segments, kind in visual/audio/text."""
+        spans: dict[str, list[np.ndarray]] = {"visual": [], "audio": [], "text": []}
+        start = 0
+        for kind, length in segments:
+            if kind not in spans:
+                raise ValueError(f"TokenLayout: unknown segment kind {kind!r}")
+            spans[kind].append(np.arange(start, start + length))
+            start += length
+        cat = {k: np.concatenate(v) if v else np.zeros(0, dtype=np.int64) for k, v in spans.items()}
+        return cls(cat["visual"], cat["audio"], cat["text"], start)
+
+    @property
+    def n_visual(self) -> int:
+        return len(self.visual)
+
+    @property
+    def n_audio(self) -> int:
+        return len(self.audio)
+
+    def masks(self, length: int) -> dict[str, np.ndarray]:
+        """Boolean masks over ``length`` positions for each of :data:`MODALITIES`."""
+        out = {}
+        for kind in ("visual", "audio", "text"):
+            mask = np.zeros(length, dtype=bool)
+            idx = getattr(self, kind)
+            mask[idx[idx < length]] = True
+            out[kind] = mask
+        out["generated"] = np.arange(length) >= self.prompt_len
+        return out
+
+
+def batch_masks(layouts: list[TokenLayout], offsets: torch.Tensor, length: int) -> dict[str, torch.Tensor]:
+    """Masks ``[batch, length]`` in padded-batch coordinates (sample b starts at ``offsets[b]``)."""
+    out = {kind: torch.zeros(len(layouts), length, dtype=torch.bool) for kind in MODALITIES}
+    for b, layout in enumerate(layouts):
+        off = int(offsets[b])
+        for kind, mask in layout.masks(length - off).items():
+            out[kind][b, off:] = torch.from_numpy(mask)
+    return out
+
+
+def position_ids_from_mask(attention_mask: torch.Tensor) -> torch.Tensor:
+    """Positions that skip left padding, as ``generate`` computes them."""
+    return (attention_mask.long().cumsum(-1) - 1).clamp(min=0)

@@ -1,0 +1,270 @@
+"""``modbias.trace``: attention at the first emotion token, per layer and head.
+
+For each batch: generate greedily (under any interventions), find the
+decoding step k of the first generated emotion word y_k (and/or of the
+conclusion's emotion word), then re-run the generated tokens against the
+generation's KV cache with the probe capturing the rows of the queries that
+produce those tokens.  (The row "of y_k" is the
+attention of the query at the position just before y_k: the one whose
+output is decoded into y_k, paper Sec. 4.)  Metrics of Eqs. (1), (5)-(7)
+are computed from the rows and written per batch to a :class:`RunStore`.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Iterable
+
+import numpy as np
+import torch
+import xarray as xr
+
+from modbias import __version__
+from modbias.core.emotions import FAMILY_CONCLUSION, answer_mention, find_emotions, parse_prediction
+from modbias.core.hf_compat import crop_cache, with_cache
+from modbias.core.layout import batch_masks
+from modbias.core.metrics import modality_sums, with_metrics
+from modbias.core.probe import AttentionProbe, ProbeRequest, instrument, probing
+from modbias.data.sample import Sample, SampleError
+from modbias.interventions.base import Intervention
+from modbias.models.base import ModelAdapter, generated_mask
+from modbias.runs.loop import run
+from modbias.runs.store import pad_tokens
+from modbias.runs.summaries import record_summary, run_summary
+
+AT_CHOICES = {"first": ("first",), "answer": ("answer",), "both": ("first", "answer")}
+
+
+@dataclass
+class TraceConfig:
+    """Parameters of a trace run (stored in the run's attrs)."""
+
+    at: str = "first"
+    max_new_tokens: int = 16
+    batch_size: int = 32
+    save_rows: bool = False
+    tau: float = 1.0
+
+    def __post_init__(self):
+        if self.at not in AT_CHOICES:
+            raise ValueError(f"at={self.at!r}; expected one of {sorted(AT_CHOICES)}")
+        if self.batch_size < 1 or self.max_new_tokens < 1:
+            raise ValueError("batch_size and max_new_tokens must be positive")
+
+
+@dataclass
+class Decoded:
+    """One sample's generation: text, prediction, and the emotion steps (-1 if absent)."""
+
+    ids: list[int]
+    text: str
+    prediction: str
+    steps: dict[str, int]
+
+
+def decode_generation(model: ModelAdapter, generated: torch.Tensor) -> list[Decoded]:
+    """Text, emotion steps and prediction of each generated row.
+
+    ``first`` is the first emotion word (y_k of Eq. 1); ``answer`` is the
+    conclusion's emotion word: the last one, or for a model with an ``answer_tag`` (R1-Omni) the
+    first one inside its answer (:func:`modbias.core.emotions.answer_mention`).  The prediction is the
+    emotion of the final conclusion under the family's rule (:func:`modbias.core.emotions.parse_prediction`).
+    """
+    rule = FAMILY_CONCLUSION.get(model.family, "auto")
+    out = []
+    lengths = generated_mask(generated, model.eos_token_id).sum(-1)
+    for row, n in zip(generated.tolist(), lengths.tolist()):
+        ids = [t for t in row[:n] if t != model.eos_token_id]
+        pieces = model.token_pieces(ids)
+        mentions = find_emotions(pieces)
+        answer = answer_mention(pieces, mentions, getattr(model, "answer_tag", None))
+        steps = {"first": mentions[0].token_index if mentions else -1, "answer": answer.token_index if answer else -1}
+        text = "".join(pieces).strip()
+        out.append(Decoded(ids, text, parse_prediction(text, rule) or "", steps))
+    return out
+
+
+def model_input(sample: Sample, interventions) -> Sample:
+    """The sample as the model sees it, after input-level interventions."""
+    for intervention in interventions:
+        sample = intervention.transform_sample(sample)
+    return sample
+
+
+@dataclass
+class Generation:
+    """One batch's greedy generation under interventions, with what a probe pass needs."""
+
+    batch: object
+    masks: dict
+    editors: list
+    generated: torch.Tensor
+    cache: object
+    decoded: list[Decoded]
+    counts: dict[str, np.ndarray]  # per-sample counters of the interventions, ``edits_<name>_<counter>``
+
+
+def position_limit(model: ModelAdapter) -> int | None:
+    """The backbone's maximum positions (``max_position_embeddings`` of its text config), if it says."""
+    config = model.backbone.config
+    config = config.get_text_config() if hasattr(config, "get_text_config") else config
+    return getattr(config, "max_position_embeddings", None)
+
+
+def position_problems(model: ModelAdapter, samples: list[Sample], prompt_lengths: list[int],
+                      max_new_tokens: int) -> list[SampleError]:
+    """One :class:`SampleError` per sample whose prompt plus ``max_new_tokens`` exceeds the model's positions."""
+    limit = position_limit(model)
+    return [SampleError(s.id, "prompt", f"{n} prompt tokens + {max_new_tokens} new tokens exceed the model's "
+                                        f"{limit} positions (max_position_embeddings)")
+            for s, n in zip(samples, prompt_lengths) if limit is not None and n + max_new_tokens > limit]
+
+
+def generate_under(model: ModelAdapter, samples: list[Sample], max_new_tokens: int,
+                   interventions: list[Intervention] = ()) -> Generation:
+    """Generate for ``samples`` exactly as :func:`modbias.trace` does (input-level, row and
+    module interventions, logits processors); the caller holds :func:`applied`."""
+    interventions = list(interventions)
+    model_inputs = [model_input(s, interventions) for s in samples]
+    editors = [iv for iv in interventions if iv.edits_rows]
+    if editors:
+        instrument(model.backbone)  # row edits need the probe attention even without a trace
+    with torch.no_grad():
+        batch = model.prepare(model_inputs)
+        for problem in position_problems(model, samples, [lay.prompt_len for lay in batch.layouts], max_new_tokens):
+            raise problem
+        for intervention in interventions:
+            intervention.begin_batch(model, batch, model_inputs)
+        masks = batch_masks(batch.layouts, batch.offsets, batch.inputs_embeds.shape[1])
+        processors = [p for iv in interventions for p in iv.logits_processors(model, batch, model_inputs)]
+        with probing(ProbeRequest(None, masks, editors) if editors else None):
+            generated, cache = model.generate(batch, max_new_tokens, return_cache=True, logits_processor=processors)
+    counts = {f"edits_{iv.name}_{key}": value for iv in interventions for key, value in iv.batch_counts().items()}
+    return Generation(batch, masks, editors, generated, cache, decode_generation(model, generated), counts)
+
+
+def rows_at_steps(model: ModelAdapter, probe: AttentionProbe, batch, generated: torch.Tensor, cache,
+                  steps: torch.Tensor, masks: dict, editors: list) -> torch.Tensor:
+    """Rows ``[B, L, H, Q, T]`` of the queries that produced generated tokens ``steps`` ``[B, Q]``.
+
+    Re-uses generation's KV cache: only the last prompt token and the
+    generated tokens are run again (cost O(G·T), not another prefill).
+    The query producing generated token j is the token at prompt end - 1 + j.
+    With row editors active, every query of that block is edited, as it was
+    during generation, so later layers see the states generation saw.
+    """
+    n_prompt = batch.inputs_embeds.shape[1]
+    full = model.extend(batch, generated)
+    crop_cache(cache, n_prompt - 1)
+    query_index = steps
+    if editors:
+        query_index = torch.arange(generated.shape[1] + 1).expand(steps.shape[0], -1)
+    rows = probe.rows(query_index, masks=masks, editors=editors, inputs_embeds=full.inputs_embeds[:, n_prompt - 1:],
+                      attention_mask=full.attention_mask, position_ids=full.position_ids[:, n_prompt - 1:],
+                      use_cache=True, logits_to_keep=1, **with_cache(cache))
+    if editors:
+        rows = rows.gather(3, steps.to(rows.device)[:, None, None, :, None].expand(
+            -1, rows.shape[1], rows.shape[2], -1, rows.shape[-1]))
+    return rows
+
+
+def trace_batch(model: ModelAdapter, probe: AttentionProbe, samples: list[Sample], config: TraceConfig,
+                capacity: int | None = None, interventions: list[Intervention] = ()) -> xr.Dataset:
+    """Trace one batch under ``interventions``; returns its Dataset (dims sample, at, layer, head[, token])."""
+    at = AT_CHOICES[config.at]
+    gen = generate_under(model, samples, config.max_new_tokens, interventions)
+    batch, decoded = gen.batch, gen.decoded
+    steps = torch.tensor([[d.steps[a] for a in at] for d in decoded])  # [B, Q]
+    with torch.no_grad():
+        rows = rows_at_steps(model, probe, batch, gen.generated, gen.cache, steps.clamp(min=0), gen.masks,
+                             gen.editors)
+    rows = rows.permute(0, 3, 1, 2, 4).cpu()  # [B, Q, L, H, T]
+    masks = batch_masks(batch.layouts, batch.offsets, rows.shape[-1])
+    sums = {name: modality_sums(rows, masks[key][:, None, None, :].float())
+            for name, key in (("S_v", "visual"), ("S_a", "audio"), ("S_t", "text"), ("S_g", "generated"))}
+    found = steps >= 0
+    for value in sums.values():
+        value[~found] = float("nan")
+    dims = ("sample", "at", "layer", "head")
+    data = {name: (dims, value.numpy().astype(np.float32)) for name, value in sums.items()}
+    data.update({name: ("sample", np.asarray(value, dtype=np.int64)) for name, value in gen.counts.items()})
+    coords = {
+        "sample": [s.id for s in samples], "at": list(at),
+        "subset": ("sample", [s.subset for s in samples]), "label": ("sample", [s.label for s in samples]),
+        "visual_emotion": ("sample", [s.visual_emotion or "" for s in samples]),
+        "audio_emotion": ("sample", [s.audio_emotion or "" for s in samples]),
+        "prediction": ("sample", [d.prediction for d in decoded]),
+        "correct": ("sample", [d.prediction == s.label for d, s in zip(decoded, samples)]),
+        "text": ("sample", [d.text for d in decoded]),
+        "emotion_step": (("sample", "at"), steps.numpy()),
+        "found": (("sample", "at"), found.numpy()),
+        "n_visual": ("sample", [lay.n_visual for lay in batch.layouts]),
+        "n_audio": ("sample", [lay.n_audio for lay in batch.layouts]),
+    }
+    if any("reference_reasoning" in s.extra for s in samples):  # EMER: the reference reasoning (Table 2's Y)
+        coords["reference"] = ("sample", [str(s.extra.get("reference_reasoning", "")) for s in samples])
+    if config.save_rows:
+        data.update(_unpadded_rows(rows, batch, masks, steps.clamp(min=0), found, capacity))
+    return with_metrics(xr.Dataset(data, coords=coords), tau=config.tau)
+
+
+def _unpadded_rows(rows, batch, masks, query_steps, found, capacity) -> dict:
+    """Rows and modality masks in each sample's own coordinates (left padding removed)."""
+    out_rows, out_masks, lengths = [], {k: [] for k in ("visual", "audio", "text")}, []
+    n_prompt = batch.inputs_embeds.shape[1]
+    for b, off in enumerate(batch.offsets.tolist()):
+        r = rows[b, ..., off:].numpy()
+        r[~found[b].numpy()] = np.nan
+        out_rows.append(pad_tokens(r, capacity))
+        for kind in out_masks:
+            out_masks[kind].append(pad_tokens(masks[kind][b, off:].numpy(), capacity, fill=False))
+        lengths.append((n_prompt + query_steps[b] - off).numpy())
+    token_dims = ("sample", "token")
+    return {
+        "rows": (("sample", "at", "layer", "head", "token"), np.stack(out_rows).astype(np.float32)),
+        "length": (("sample", "at"), np.stack(lengths)),
+        **{f"{kind}_mask": (token_dims, np.stack(m)) for kind, m in out_masks.items()},
+    }
+
+
+def run_name(model: ModelAdapter, subset: str, kind: str = "trace") -> str:
+    stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    return f"{kind}-{model.family}-{subset}-{stamp}"
+
+
+def trace(model: ModelAdapter, data: Iterable[Sample], *, out: str | Path | None = None, at: str = "first",
+          max_new_tokens: int = 16, batch_size: int = 32, save_rows: bool = False, tau: float = 1.0,
+          progress: bool = True, data_config: dict | None = None,
+          interventions: list[Intervention] = (), kind: str = "trace", label: str | None = None) -> xr.Dataset:
+    """Trace ``model`` on ``data``; returns the run Dataset (also stored at ``out`` if given).
+
+    With ``out``, finished batches are committed as they complete; calling
+    again with the same arguments resumes (or, when complete, just opens) it.
+    ``progress`` shows a bar of samples done (terminal or notebook), named ``label``
+    (default: the kind of run); ``progress=False`` turns it off.
+
+    >>> import modbias                                                  # doctest: +SKIP
+    >>> ds = modbias.trace(modbias.load_model("organism"),
+    ...                    modbias.load_benchmark("synth", subset="video_aligned"), batch_size=64)
+    >>> ds.UAP_a.sel(at="first").mean("sample")
+    """
+    config = TraceConfig(at=at, max_new_tokens=max_new_tokens, batch_size=batch_size, save_rows=save_rows, tau=tau)
+    samples = list(data)
+    capacity = None
+    if save_rows and samples:
+        capacity = max(model.prompt_length(model_input(s, interventions)) for s in samples) + max_new_tokens
+    run_config = {"kind": kind, "model": model.describe(), "data": data_config or getattr(data, "config", {}),
+                  "trace": asdict(config), "interventions": [iv.describe() for iv in interventions],
+                  "token_capacity": capacity, "modbias_version": __version__}
+    probe = AttentionProbe(model.backbone)
+    ds = run(model, samples, lambda chunk: trace_batch(model, probe, chunk, config, capacity, list(interventions)),
+             config=run_config, interventions=interventions, out=out, batch_size=batch_size, progress=progress,
+             label=label)
+    if kind == "trace" and ds.sizes.get("sample"):  # the evaluation its benchmark calls for (intervene: with deltas)
+        if out is not None:
+            record_summary(out, ds)
+        else:
+            ds.attrs["summary"] = run_summary(ds)
+    return ds
