@@ -54,7 +54,7 @@ def dashboard(cache: str | Path, width: int = 1400, height: int = 1100):
         server.shutdown()
 
 
-def wait_for(condition, timeout: float = 15.0, what: str = "condition"):
+def wait_for(condition, timeout: float = 30.0, what: str = "condition"):
     """Poll ``condition`` until it returns something truthy; fail naming ``what`` after ``timeout`` s."""
     end = time.time() + timeout
     while time.time() < end:
