@@ -11,7 +11,9 @@ An intervention may act at any of three levels; each hook defaults to a no-op:
   (MoSE); :meth:`Intervention.logits_processors` adjusts decoding (PAI guidance).
 
 Any list of interventions can be active at once (:func:`applied`); leaving
-the block restores the model exactly.
+the block detaches what they attached, so the model computes what it did
+before.  The probe's instrumentation (attention implementation, ``row_tap``
+modules) stays; :func:`modbias.core.probe.instrumented` removes it.
 """
 
 from __future__ import annotations
