@@ -36,17 +36,11 @@ def _root(debug: bool = typer.Option(False, "--debug", help="show the traceback 
         os.environ["MODBIAS_DEBUG"] = "1"
 
 
-def _own_benchmark(model: str) -> str:
-    """The synthetic benchmark a shipped organism was trained for."""
-    return "synth-attn" if model.partition(":")[0].startswith("organism-attn") else "synth"
-
-
 @app.command()
 def trace(
     subset: str = options.SUBSET,
     model: str = options.MODEL,
-    data: Optional[str] = typer.Option(None, help="benchmark name or path; default: the model's own synthetic "
-                                                  "benchmark (synth; synth-attn for organism-attn)"),
+    data: Optional[str] = options.DATA,
     limit: Optional[int] = options.LIMIT,
     batch_size: int = options.batch_size(64),
     device: str = options.DEVICE,
@@ -57,7 +51,7 @@ def trace(
     tau: float = typer.Option(1.0, help="threshold of Eq. 7 for the biased-head columns"),
 ):
     """Trace attention at the first emotion token; store per-sample, per-layer, per-head metrics."""
-    bench = validate(model=model, at=at, subset=subset, data=data or _own_benchmark(model), limit=limit,
+    bench = validate(model=model, at=at, subset=subset, data=options.benchmark_for(data, model), limit=limit,
                      batch_size=batch_size, max_new_tokens=max_new_tokens, out=out)
     import modbias
     from modbias.analysis.report import summary_table, trace_summary
@@ -102,8 +96,7 @@ def intervene(
     checkpoint: Optional[Path] = typer.Option(None, help="MoSE checkpoint directory"),
     subset: str = options.SUBSET,
     model: str = options.MODEL,
-    data: Optional[str] = typer.Option(None, help="benchmark name or path; default: the model's own synthetic "
-                                                  "benchmark (synth; synth-attn for organism-attn)"),
+    data: Optional[str] = options.DATA,
     limit: Optional[int] = options.LIMIT,
     batch_size: int = options.batch_size(64),
     device: str = options.DEVICE,
@@ -125,7 +118,7 @@ def intervene(
                               "checkpoint": None if checkpoint is None else [str(checkpoint)]}.items() if v}
     if checkpoint is not None and not checkpoint.exists():
         raise FileNotFoundError(f"--checkpoint {checkpoint} does not exist")
-    bench = validate(model=model, at=at, subset=subset, data=data or _own_benchmark(model), limit=limit,
+    bench = validate(model=model, at=at, subset=subset, data=options.benchmark_for(data, model), limit=limit,
                      batch_size=batch_size, max_new_tokens=max_new_tokens, out=out)
     import modbias
     from modbias.analysis.report import intervention_table

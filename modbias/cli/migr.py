@@ -21,7 +21,7 @@ console = Console()
 def mi(
     subset: str = options.SUBSET,
     model: str = options.MODEL,
-    data: str = typer.Option("synth", help="synth, a dataset path, or reader:path"),
+    data: Optional[str] = options.DATA,
     limit: Optional[int] = options.LIMIT,
     batch_size: int = options.batch_size(64),
     device: str = options.DEVICE,
@@ -32,6 +32,7 @@ def mi(
     seed: int = typer.Option(0, help="seed of the noise ablation"),
 ):
     """Modality Importance: audio-only / visual-only / audio-visual predictions → emotion-dominant modality."""
+    data = options.benchmark_for(data, model)
     bench = validate(model=model, data=data, subset=subset, limit=limit, batch_size=batch_size,
                      max_new_tokens=max_new_tokens, out=out)
     import modbias
@@ -57,7 +58,7 @@ def mi(
 def drift(
     subset: str = options.SUBSET,
     model: str = options.MODEL,
-    data: str = typer.Option("synth", help="synth, a dataset path, or reader:path"),
+    data: Optional[str] = options.DATA,
     limit: Optional[int] = options.LIMIT,
     batch_size: int = options.batch_size(32),
     device: str = options.DEVICE,
@@ -70,6 +71,7 @@ def drift(
                                         help="renormalise over visual/audio/generated (the paper's Fig. 5)"),
 ):
     """Attention drift: per decoding step, attention shares on visual / audio / prompt / generated tokens."""
+    data = options.benchmark_for(data, model)
     bench = validate(model=model, data=data, subset=subset, limit=limit, batch_size=batch_size,
                      max_new_tokens=max_new_tokens, out=out)
     if mi is not None and not mi.exists():

@@ -10,6 +10,8 @@ import typer
 SUBSET = typer.Option("all", help="video_aligned | audio_aligned | consistent | all")
 MODEL = typer.Option("organism", help="family[:path]; 'organism' (default), 'organism-attn' and their "
                                       "'-base' states are shipped")
+DATA = typer.Option(None, help="benchmark name or path (reader:path); default: the model's own synthetic "
+                              "benchmark (synth; synth-attn for organism-attn)")
 LIMIT = typer.Option(None, help="at most N samples per subset")
 DEVICE = typer.Option("cpu", help="torch device, e.g. cpu or cuda")
 MAX_NEW_TOKENS = typer.Option(16, help="generation length")
@@ -18,3 +20,10 @@ MAX_NEW_TOKENS = typer.Option(16, help="generation length")
 def batch_size(default: int):
     """``--batch-size`` with the command's own default."""
     return typer.Option(default, help="samples per batch (the unit of resume)")
+
+
+def benchmark_for(data: str | None, model: str) -> str:
+    """``--data`` as given, else the synthetic benchmark the shipped organism ``model`` was trained for."""
+    if data:
+        return data
+    return "synth-attn" if model.partition(":")[0].startswith("organism-attn") else "synth"
