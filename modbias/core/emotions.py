@@ -100,19 +100,19 @@ def find_emotions(pieces: list[str]) -> list[EmotionMention]:
 
 
 def answer_mention(pieces: list[str], mentions: list[EmotionMention],
-                   answer_tag: str | None = None) -> EmotionMention | None:
+                   rule: ConclusionRule = "auto") -> EmotionMention | None:
     """The conclusion's emotion word among ``mentions`` (from :func:`find_emotions` on ``pieces``).
 
-    Without ``answer_tag``: the last emotion word.  With one (R1-Omni's ``<answer>``): the first
-    emotion word after the tag's first occurrence, and ``None`` when the text has no tag (a
-    generation cut off inside ``<think>`` has not answered yet) or no emotion word after it.
+    Under the ``answer`` rule (:data:`FAMILY_CONCLUSION`, e.g. R1-Omni): the first emotion word
+    inside the ``<answer>`` block, and ``None`` when the text has no block (a generation cut off
+    inside ``<think>`` has not answered yet) or no emotion word in it.  Otherwise the last one.
     """
-    if not answer_tag:
+    if rule != "answer":
         return mentions[-1] if mentions else None
-    at = "".join(pieces).find(answer_tag)
-    if at < 0:
+    block = _ANSWER_BLOCK.search("".join(pieces))
+    if not block:
         return None
-    return next((m for m in mentions if m.start >= at + len(answer_tag)), None)
+    return next((m for m in mentions if m.start >= block.start(1)), None)
 
 
 # -- the final conclusion -------------------------------------------------------

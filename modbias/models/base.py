@@ -51,7 +51,6 @@ class ModelAdapter:
     eos_token_id: int
     pad_token_id: int
     family: str = "base"
-    answer_tag: str | None = None  # text that opens the model's final answer (R1-Omni: "<answer>"), if any
 
     def embed_sample(self, sample: Sample) -> tuple[torch.Tensor, TokenLayout]:
         """One sample's prompt embeddings ``[T, d]`` and layout (or override :meth:`prepare`)."""

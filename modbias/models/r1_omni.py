@@ -38,7 +38,7 @@ everything else.  Sample rows count copies (zero visual rows: no
 ``<video>``, as the original's audio-only prompt; k audio rows: k audio
 blocks).  Generated text is ``<think> ... </think><answer> ... </answer>``:
 ``--at answer`` takes the first emotion word after ``<answer>``
-(:attr:`answer_tag`), ``--at first`` the first anywhere.
+(``FAMILY_CONCLUSION`` in :mod:`modbias.core.emotions`), ``--at first`` the first anywhere.
 """
 
 from __future__ import annotations
@@ -151,7 +151,6 @@ class R1OmniModel(nn.Module, ModelAdapter):
     """Qwen2 + SigLIP + Whisper encoder + BERT gate + HumanOmni projectors (see module doc)."""
 
     family = "r1_omni"
-    answer_tag = "<answer>"
 
     def __init__(self, backbone: nn.Module, tokenizer, vision: nn.Module, image_processor, audio_encoder: nn.Module,
                  feature_extractor, bert: nn.Module, bert_tokenizer, projector: AllInOneSmall,

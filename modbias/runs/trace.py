@@ -68,8 +68,8 @@ def decode_generation(model: ModelAdapter, generated: torch.Tensor) -> list[Deco
     """Text, emotion steps and prediction of each generated row.
 
     ``first`` is the first emotion word (y_k of Eq. 1); ``answer`` is the
-    conclusion's emotion word: the last one, or for a model with an ``answer_tag`` (R1-Omni) the
-    first one inside its answer (:func:`modbias.core.emotions.answer_mention`).  The prediction is the
+    conclusion's emotion word: the last one, or for a family whose conclusion is its answer block
+    (R1-Omni) the first one inside it (:func:`modbias.core.emotions.answer_mention`).  The prediction is the
     emotion of the final conclusion under the family's rule (:func:`modbias.core.emotions.parse_prediction`).
     """
     rule = FAMILY_CONCLUSION.get(model.family, "auto")
@@ -79,7 +79,7 @@ def decode_generation(model: ModelAdapter, generated: torch.Tensor) -> list[Deco
         ids = [t for t in row[:n] if t != model.eos_token_id]
         pieces = model.token_pieces(ids)
         mentions = find_emotions(pieces)
-        answer = answer_mention(pieces, mentions, getattr(model, "answer_tag", None))
+        answer = answer_mention(pieces, mentions, rule)
         steps = {"first": mentions[0].token_index if mentions else -1, "answer": answer.token_index if answer else -1}
         text = "".join(pieces).strip()
         out.append(Decoded(ids, text, parse_prediction(text, rule) or "", steps))
