@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import math
 import wave
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -73,6 +74,25 @@ def _existing(path) -> Path:
     return path
 
 
+def _is_still(path: Path) -> bool:
+    """Whether ``path`` is an image or a folder of images (read with Pillow, not decoded as a stream)."""
+    return path.is_dir() or path.suffix.lower() in IMAGE_SUFFIXES
+
+
+@contextmanager
+def _video_stream(path: Path):
+    """Open a video file and yield ``(container, its first video stream)``; any FFmpeg error raised
+    while the block decodes becomes a :class:`MediaError` naming the file."""
+    av = _av()
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.video:
+                raise MediaError(f"{path} has no video stream")
+            yield container, container.streams.video[0]
+    except av.error.FFmpegError as err:
+        raise MediaError(f"cannot decode video {path}: {err}") from err
+
+
 def load_image(path) -> np.ndarray:
     """An image as RGB ``[H, W, 3]`` uint8."""
     path = _existing(path)
@@ -90,16 +110,9 @@ def load_video(path, fps: float = 25.0) -> Video:
         return Video(np.stack([load_image(f) for f in files]), float(fps))
     if path.suffix.lower() in IMAGE_SUFFIXES:
         return Video(load_image(path)[None], float(fps))
-    av = _av()
-    try:
-        with av.open(str(path)) as container:
-            if not container.streams.video:
-                raise MediaError(f"{path} has no video stream")
-            stream = container.streams.video[0]
-            frames = [f.to_ndarray(format="rgb24") for f in container.decode(stream)]
-            rate = float(stream.average_rate or stream.guessed_rate or fps)
-    except av.error.FFmpegError as err:
-        raise MediaError(f"cannot decode video {path}: {err}") from err
+    with _video_stream(path) as (container, stream):
+        frames = [f.to_ndarray(format="rgb24") for f in container.decode(stream)]
+        rate = float(stream.average_rate or stream.guessed_rate or fps)
     if not frames:
         raise MediaError(f"{path} has no decodable frames")
     return Video(np.stack(frames), rate)
@@ -128,17 +141,11 @@ def load_audio(path, sampling_rate: int = AUDIO_RATE) -> np.ndarray:
 def first_frame(path) -> np.ndarray:
     """The first frame ``[H, W, 3]`` of a video file, an image, or a folder of images (Emotion-LLaMA's input)."""
     path = _existing(path)
-    if path.is_dir() or path.suffix.lower() in IMAGE_SUFFIXES:
+    if _is_still(path):
         return load_video(path).frames[0]
-    av = _av()
-    try:
-        with av.open(str(path)) as container:
-            if not container.streams.video:
-                raise MediaError(f"{path} has no video stream")
-            for frame in container.decode(container.streams.video[0]):
-                return frame.to_ndarray(format="rgb24")
-    except av.error.FFmpegError as err:
-        raise MediaError(f"cannot decode video {path}: {err}") from err
+    with _video_stream(path) as (container, stream):
+        for frame in container.decode(stream):
+            return frame.to_ndarray(format="rgb24")
     raise MediaError(f"{path} has no decodable frames")
 
 
@@ -154,26 +161,19 @@ def load_frames(path, count: int) -> np.ndarray:
     """``count`` frames ``[count, H, W, 3]`` at :func:`segment_midpoints`, decoding the file once
     and keeping only those frames."""
     path = _existing(path)
-    if path.is_dir() or path.suffix.lower() in IMAGE_SUFFIXES:
+    if _is_still(path):
         frames = load_video(path).frames
         return frames[segment_midpoints(len(frames), count)]
-    av = _av()
-    try:
-        with av.open(str(path)) as container:
-            if not container.streams.video:
-                raise MediaError(f"{path} has no video stream")
-            stream = container.streams.video[0]
-            total = stream.frames or sum(1 for _ in container.decode(stream))
-            wanted = segment_midpoints(total, count)
-            container.seek(0)
-            kept, wanted_set = {}, set(wanted.tolist())
-            for i, frame in enumerate(container.decode(stream)):
-                if i in wanted_set:
-                    kept[i] = frame.to_ndarray(format="rgb24")
-                if i >= wanted.max():
-                    break
-    except av.error.FFmpegError as err:
-        raise MediaError(f"cannot decode video {path}: {err}") from err
+    with _video_stream(path) as (container, stream):
+        total = stream.frames or sum(1 for _ in container.decode(stream))
+        wanted = segment_midpoints(total, count)
+        container.seek(0)
+        kept, wanted_set = {}, set(wanted.tolist())
+        for i, frame in enumerate(container.decode(stream)):
+            if i in wanted_set:
+                kept[i] = frame.to_ndarray(format="rgb24")
+            if i >= wanted.max():
+                break
     if not kept:
         raise MediaError(f"{path} has no decodable frames")
     last = kept[max(kept)]
@@ -228,6 +228,26 @@ def cache_key(sample) -> tuple | None:
         return None
     paths = tuple(sample.extra.get(k) for k in ("video_path", "audio_path", "image_path"))
     return (sample.id, sample.subtitle, media_copies(sample, "visual"), media_copies(sample, "audio"), paths)
+
+
+def cached(store: dict, key, compute):
+    """``compute()``, kept in ``store`` under ``key`` with the last :data:`CACHE_SIZE` results (oldest dropped).
+
+    Args:
+        store: the dict the results live in (insertion order is age).
+        key: a hashable key such as :func:`cache_key`'s; ``None`` computes without caching.
+        compute: a function of no arguments making the value.
+
+    Returns:
+        The stored or freshly computed value.
+    """
+    if key is None:
+        return compute()
+    if key not in store:
+        store[key] = compute()
+        while len(store) > CACHE_SIZE:
+            store.pop(next(iter(store)))
+    return store[key]
 
 
 # -- writing small media (tests, examples) ------------------------------------------------------

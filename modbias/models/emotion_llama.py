@@ -288,20 +288,15 @@ class EmotionLlamaModel(nn.Module, ModelAdapter):
     @torch.no_grad()
     def image_tokens(self, sample: Sample) -> tuple[torch.Tensor, torch.Tensor]:
         """(256 grouped patch tokens ``[G, d]``, CLS token ``[1, d]``) of the sample's first frame."""
-        key = media.cache_key(sample)
-        key = key and key[-1]  # the media paths alone fix the frame
-        if key is None or key not in self._images:
+        def compute() -> tuple[torch.Tensor, torch.Tensor]:
             pixels = preprocess_frame(self.frame_of(sample), self.eva.image_size)
             feats = self.eva(pixels[None].to(self.device, self.dtype))
             feats = self.ln_vision(feats.float()).to(self.dtype)[0]
             patches = feats[1:].reshape(-1, 4 * feats.shape[-1])  # 1x4 grouping of raster-order patches
-            out = (self.projectors["llama_proj"](patches), self.projectors["cls_tk_llama_proj"](feats[:1]))
-            if key is None:
-                return out
-            self._images[key] = out
-            while len(self._images) > media.CACHE_SIZE:
-                self._images.pop(next(iter(self._images)))
-        return self._images[key]
+            return self.projectors["llama_proj"](patches), self.projectors["cls_tk_llama_proj"](feats[:1])
+
+        key = media.cache_key(sample)
+        return media.cached(self._images, key and key[-1], compute)  # the media paths alone fix the frame
 
     def feature_vectors(self, sample: Sample, modality: str, copies: int) -> dict[str, np.ndarray]:
         """``{stream: [copies, dim]}`` utterance-level features of a modality (zeros where the sample has none)."""

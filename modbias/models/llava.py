@@ -73,14 +73,7 @@ class LlavaModel(nn.Module, ModelAdapter):
 
     def processed(self, sample: Sample) -> dict:
         """The processor's output for one sample (the last few are kept, see :func:`media.cache_key`)."""
-        key = media.cache_key(sample)
-        if key is None:
-            return self._process(sample)
-        if key not in self._processed:
-            self._processed[key] = self._process(sample)
-            while len(self._processed) > media.CACHE_SIZE:
-                self._processed.pop(next(iter(self._processed)))
-        return self._processed[key]
+        return media.cached(self._processed, media.cache_key(sample), lambda: self._process(sample))
 
     def _process(self, sample: Sample) -> dict:
         image = self.image_of(sample)

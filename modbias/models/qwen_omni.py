@@ -204,14 +204,7 @@ class QwenOmniModel(nn.Module, ModelAdapter):
         The last few results are kept (decoding and feature extraction dominate the cost on a CPU, and a
         trace asks for the same sample's prompt length before preparing it).
         """
-        key = media.cache_key(sample)
-        if key is None:
-            return self._process(sample)
-        if key not in self._processed:
-            self._processed[key] = self._process(sample)
-            while len(self._processed) > media.CACHE_SIZE:
-                self._processed.pop(next(iter(self._processed)))
-        return self._processed[key]
+        return media.cached(self._processed, media.cache_key(sample), lambda: self._process(sample))
 
     def _process(self, sample: Sample) -> tuple[dict, bool]:
         video, wave, n_video, n_audio = self.media_of(sample)

@@ -243,14 +243,7 @@ class R1OmniModel(nn.Module, ModelAdapter):
 
     def _cached(self, store: dict, sample: Sample, compute):
         key = media.cache_key(sample)
-        key = key and key[-1]
-        if key is None:
-            return compute(sample)
-        if key not in store:
-            store[key] = compute(sample)
-            while len(store) > media.CACHE_SIZE:
-                store.pop(next(iter(store)))
-        return store[key]
+        return media.cached(store, key and key[-1], lambda: compute(sample))  # the media paths alone
 
     @torch.no_grad()
     def gate_logits(self) -> torch.Tensor:

@@ -4,7 +4,7 @@ modbias edits attention through the probe (:mod:`modbias.core.probe`): an attent
 function that recomputes the decoded query's rows and hands them to row
 editors.  This module expresses the same two edits as TransformerLens
 forward hooks, for TL users and as an independent check of the probe path
-(``tests/test_tlens.py`` shows both give the same logits):
+(``tests/test_transformer_lens_hooks.py`` shows both give the same logits):
 
 - :func:`ar_pattern_hook` — AR (CA-MER Eqs. 12-14, :func:`~modbias.interventions.ar.reallocate`)
   on ``blocks.{l}.attn.hook_pattern`` (post-softmax, ``[batch, head, query, key]``);
