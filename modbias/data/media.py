@@ -46,10 +46,6 @@ class Video:
     frames: np.ndarray
     fps: float
 
-    @property
-    def duration(self) -> float:
-        return len(self.frames) / self.fps if self.fps else 0.0
-
 
 def _av():
     try:

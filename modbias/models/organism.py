@@ -157,12 +157,3 @@ class Organism(nn.Module, ModelAdapter):
         model = cls(OrganismConfig(**json.loads((path / "config.json").read_text())))
         model.load_state_dict({k: v.float() for k, v in load_file(path / "model.safetensors").items()})
         return model.eval()
-
-    @classmethod
-    def load_base(cls, path: str | Path = WEIGHTS_DIR) -> "Organism":
-        """The base state shipped with the organism at ``path``: the same architecture trained on
-        consistent samples only, before the task fine-tuning that MoSE and the LoRA baseline replace."""
-        base = Path(path) / BASE_STATE
-        if not (base / "model.safetensors").exists():
-            raise FileNotFoundError(f"no base state at {base}; run `modbias organism train --base --out {path}`")
-        return cls.load(base)
