@@ -24,6 +24,15 @@ QUANTITY, TAU = "heads-quantity", "heads-tau"
 
 
 def layout(runs: list[RunInfo], cache: str) -> html.Div:
+    """The tab's content: subset/outcome, colour and τ controls, the heatmap and the head-detail graph.
+
+    Args:
+        runs: the runs found in the cache at page load.
+        cache: the folder of run stores.
+
+    Returns:
+        The tab's ``html.Div``.
+    """
     return html.Div([
         html.Div([
             subset_controls("heads"),
@@ -43,7 +52,20 @@ def layout(runs: list[RunInfo], cache: str) -> html.Div:
 @shows_errors
 def heads_view(path: str | None, at: str, subset: str, outcome: str, sample: str | None, quantity: str,
                tau: float):
-    """The heatmap figure and a note on what it shows."""
+    """The heatmap figure and a note on what it shows.
+
+    Args:
+        path: the focus run (``None``: a message asks for one).
+        at: the probed emotion token.
+        subset: a subset or ``"all"``.
+        outcome: ``"correct"``, ``"incorrect"`` or ``"all"``.
+        sample: one sample id, or ``None`` for the subset.
+        quantity: ``"log10_c_h"`` (Eq. 5) or ``"diff"`` (S_a − S_v).
+        tau: τ of Eq. (7).
+
+    Returns:
+        ``(figure, note)``.
+    """
     check_run(path, at)
     sums = head_sums(path, at)
     keep = sample_table(path).select(subset, outcome, sample)
@@ -63,7 +85,19 @@ def heads_view(path: str | None, at: str, subset: str, outcome: str, sample: str
 
 @shows_errors
 def head_detail(path: str | None, at: str, subset: str, outcome: str, sample: str | None, click: dict | None):
-    """Attention of the clicked head over one sample's input positions (needs stored rows)."""
+    """Attention of the clicked head over one sample's input positions (needs stored rows).
+
+    Args:
+        path: the focus run (``None``: a message asks for one).
+        at: the probed emotion token.
+        subset: a subset or ``"all"``.
+        outcome: ``"correct"``, ``"incorrect"`` or ``"all"``.
+        sample: one sample id, or ``None`` for the subset.
+        click: the heatmap's ``clickData``.
+
+    Returns:
+        ``(figure, note)``.
+    """
     check_run(path, at)
     point = (click or {}).get("points", [{}])[0]
     if point.get("curveNumber", 0) != 0 or "x" not in point:
@@ -84,6 +118,12 @@ def head_detail(path: str | None, at: str, subset: str, outcome: str, sample: st
 
 
 def register(app, cache: str) -> None:
+    """Register the tab's callbacks on ``app``: the heatmap and the head detail follow the header and the tab's controls.
+
+    Args:
+        app: the ``dash.Dash`` app.
+        cache: the folder of run stores (callbacks refuse paths outside it).
+    """
     inputs = [Input(FOCUS_RUN, "value"), Input(AT, "value"), Input("heads-subset", "value"),
               Input("heads-outcome", "value"), Input(SAMPLE, "value")]
     app.callback(Output(GRAPH, "figure"), Output("heads-note", "children"),
