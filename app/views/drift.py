@@ -17,14 +17,14 @@ DASHES = ("solid", "dash", "dot", "dashdot", "longdash")
 
 
 def layout(runs: list[RunInfo], cache: str) -> html.Div:
-    """The tab's content: the drift-run menu, split and layer choices, a note and the graph.
+    """Drift tab: the drift-run menu, split and layer choices, a note and the graph.
 
     Args:
-        runs: the runs found in the cache at page load.
-        cache: the folder of run stores.
+        runs: the drift runs among them fill the menu (the newest chosen).
+        cache: not read.
 
     Returns:
-        The tab's ``html.Div``.
+        The Drift tab's ``html.Div``.
     """
     drift_runs = [r.path for r in runs if r.kind == "drift"]
     return html.Div([
@@ -91,11 +91,11 @@ def drift_view(path: str | None, split: str, layer: str):
 
 
 def register(app, cache: str) -> None:
-    """Register the tab's callbacks on ``app``: the graph follows the run, split and layer controls.
+    """Drift callback: the graph and note follow the drift run, split and layer.
 
     Args:
-        app: the ``dash.Dash`` app.
-        cache: the folder of run stores (callbacks refuse paths outside it).
+        app: the dashboard that gets the Drift callback.
+        cache: the run stores' folder; callbacks refuse any path outside it.
     """
     app.callback(Output(GRAPH, "figure"), Output("drift-note", "children"),
                  Input(RUN, "value"), Input(SPLIT, "value"), Input(LAYER, "value"))(

@@ -24,14 +24,13 @@ QUANTITY, TAU = "heads-quantity", "heads-tau"
 
 
 def layout(runs: list[RunInfo], cache: str) -> html.Div:
-    """The tab's content: subset/outcome, colour and τ controls, the heatmap and the head-detail graph.
+    """Heads tab: subset/outcome, colour and τ controls, the heatmap and the head-detail graph.
 
     Args:
-        runs: the runs found in the cache at page load.
-        cache: the folder of run stores.
+        runs, cache: not read; the Heads tab follows the header's run menu.
 
     Returns:
-        The tab's ``html.Div``.
+        The Heads tab's ``html.Div``.
     """
     return html.Div([
         html.Div([
@@ -55,11 +54,8 @@ def heads_view(path: str | None, at: str, subset: str, outcome: str, sample: str
     """The heatmap figure and a note on what it shows.
 
     Args:
-        path: the focus run (``None``: a message asks for one).
-        at: the probed emotion token.
-        subset: a subset or ``"all"``.
-        outcome: ``"correct"``, ``"incorrect"`` or ``"all"``.
-        sample: one sample id, or ``None`` for the subset.
+        path, at: the focus run (``None``: a message asks for one) and probed emotion token.
+        subset, outcome, sample: the samples summarised (:meth:`~modbias_app.runs.SampleTable.select`).
         quantity: ``"log10_c_h"`` (Eq. 5) or ``"diff"`` (S_a − S_v).
         tau: τ of Eq. (7).
 
@@ -88,11 +84,8 @@ def head_detail(path: str | None, at: str, subset: str, outcome: str, sample: st
     """Attention of the clicked head over one sample's input positions (needs stored rows).
 
     Args:
-        path: the focus run (``None``: a message asks for one).
-        at: the probed emotion token.
-        subset: a subset or ``"all"``.
-        outcome: ``"correct"``, ``"incorrect"`` or ``"all"``.
-        sample: one sample id, or ``None`` for the subset.
+        path, at: the focus run and probed emotion token, as for :func:`heads_view`.
+        subset, outcome, sample: whose row is shown: ``sample``, else the first of subset and outcome with rows.
         click: the heatmap's ``clickData``.
 
     Returns:
@@ -118,11 +111,11 @@ def head_detail(path: str | None, at: str, subset: str, outcome: str, sample: st
 
 
 def register(app, cache: str) -> None:
-    """Register the tab's callbacks on ``app``: the heatmap and the head detail follow the header and the tab's controls.
+    """Heads callbacks: the heatmap and the head detail follow the header and the tab's controls.
 
     Args:
-        app: the ``dash.Dash`` app.
-        cache: the folder of run stores (callbacks refuse paths outside it).
+        app: the dashboard that gets the heatmap and head-detail callbacks.
+        cache: the run stores' folder; callbacks refuse any path outside it.
     """
     inputs = [Input(FOCUS_RUN, "value"), Input(AT, "value"), Input("heads-subset", "value"),
               Input("heads-outcome", "value"), Input(SAMPLE, "value")]

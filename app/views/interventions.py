@@ -24,14 +24,13 @@ CONSISTENCY_NOTE = ("**Explanation consistency** (MIGR Eqs. 6-8, in %): EEA = ex
 
 
 def layout(runs: list[RunInfo], cache: str) -> html.Div:
-    """The tab's content: the metric choice, the bars, the Table 7 and consistency tables and the two sweeps.
+    """Interventions tab: the metric choice, the bars, the Table 7 and consistency tables, the two sweeps.
 
     Args:
-        runs: the runs found in the cache at page load.
-        cache: the folder of run stores.
+        runs, cache: not read; the Interventions tab follows the Runs tab's ticks.
 
     Returns:
-        The tab's ``html.Div``.
+        The Interventions tab's ``html.Div``.
     """
     return html.Div([
         html.Div([html.Label("metric"), dcc.RadioItems(id=METRIC, value="avg", options=METRICS, inline=True)],
@@ -85,11 +84,11 @@ def interventions_view(cache: str, selected: list[str] | None, metric: str):
 
 
 def register(app, cache: str) -> None:
-    """Register the tab's callbacks on ``app``: every output follows the ticked runs and the metric.
+    """Interventions callback: every output follows the ticked runs and the metric.
 
     Args:
-        app: the ``dash.Dash`` app.
-        cache: the folder of run stores (callbacks refuse paths outside it).
+        app: the dashboard that gets the comparison callback.
+        cache: the run stores' folder; callbacks refuse any path outside it.
     """
     @app.callback(Output(BARS, "figure"), Output(TABLE, "children"), Output(TAU, "figure"),
                   Output(DUPLICATION, "figure"), Output(CONSISTENCY, "children"), Input(SELECTED_RUNS, "data"),

@@ -15,14 +15,13 @@ GRAPH, LOG_Y = "layers-graph", "layers-log-y"
 
 
 def layout(runs: list[RunInfo], cache: str) -> html.Div:
-    """The tab's content: the log-axis choice, a note and the graph.
+    """Layers tab: the log-axis choice, a note and the UAP graph.
 
     Args:
-        runs: the runs found in the cache at page load.
-        cache: the folder of run stores.
+        runs, cache: not read; the Layers tab follows the header's run menu.
 
     Returns:
-        The tab's ``html.Div``.
+        The Layers tab's ``html.Div``.
     """
     return html.Div([
         html.Div([dcc.Checklist(id=LOG_Y, options={"log": "log y axis"}, value=[], inline=True)],
@@ -76,11 +75,11 @@ def layers_view(path: str | None, at: str, log_y: list[str]):
 
 
 def register(app, cache: str) -> None:
-    """Register the tab's callbacks on ``app``: the graph follows the focus run, the token and the log-axis choice.
+    """Layers callback: the graph follows the focus run, the token and the log-axis choice.
 
     Args:
-        app: the ``dash.Dash`` app.
-        cache: the folder of run stores (callbacks refuse paths outside it).
+        app: the dashboard that gets the UAP callback.
+        cache: the run stores' folder; callbacks refuse any path outside it.
     """
     app.callback(Output(GRAPH, "figure"), Output("layers-note", "children"),
                  Input(FOCUS_RUN, "value"), Input(AT, "value"), Input(LOG_Y, "value"))(

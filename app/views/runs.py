@@ -28,14 +28,14 @@ def run_rows(runs: list[RunInfo]) -> list[dict]:
 
 
 def layout(runs: list[RunInfo], cache: str) -> html.Div:
-    """The tab's content: a note on the cache and the runs table (the newest run with heads ticked).
+    """Runs tab: a note on the cache and the runs table (the newest run with heads ticked).
 
     Args:
-        runs: the runs found in the cache at page load.
-        cache: the folder of run stores.
+        runs: the table's rows.
+        cache: named in the note.
 
     Returns:
-        The tab's ``html.Div``.
+        The Runs tab's ``html.Div``.
     """
     broken = sum(1 for r in runs if r.error)
     intro = (f"{len(runs)} runs in {cache}. Tick runs to compare them in Interventions; "
@@ -54,11 +54,11 @@ def layout(runs: list[RunInfo], cache: str) -> html.Div:
 
 
 def register(app, cache: str) -> None:
-    """Register the tab's callbacks on ``app``: the ticked rows are stored as the selection the other tabs read.
+    """Runs callback: the ticked rows become the selection the other tabs read.
 
     Args:
-        app: the ``dash.Dash`` app.
-        cache: the folder of run stores (callbacks refuse paths outside it).
+        app: the dashboard that gets the selection callback.
+        cache: the run stores' folder; callbacks refuse any path outside it.
     """
     @app.callback(Output(SELECTED_RUNS, "data"), Input(TABLE, "selectedRows"))
     def chosen(selected):

@@ -67,14 +67,13 @@ def samples_view(cache: str, path: str | None) -> tuple[list[dict], list[dict], 
 
 
 def layout(runs: list[RunInfo], cache: str) -> html.Div:
-    """The tab's content: a hint, a note and the samples table.
+    """Samples tab: a hint, a note and the samples table (filled by :func:`register`'s callback).
 
     Args:
-        runs: the runs found in the cache at page load.
-        cache: the folder of run stores.
+        runs, cache: not read; the Samples tab follows the header's run menu.
 
     Returns:
-        The tab's ``html.Div``.
+        The Samples tab's ``html.Div``.
     """
     return html.Div([
         html.P("Tick a sample to show it in Heads and Tokens (the sample menu above clears it). "
@@ -89,11 +88,11 @@ def layout(runs: list[RunInfo], cache: str) -> html.Div:
 
 
 def register(app, cache: str) -> None:
-    """Register the tab's callbacks on ``app``: the table follows the focus run.
+    """Samples callback: the table and its MI column follow the focus run.
 
     Args:
-        app: the ``dash.Dash`` app.
-        cache: the folder of run stores (callbacks refuse paths outside it).
+        app: the dashboard that gets the table callback.
+        cache: the run stores' folder; callbacks refuse any path outside it.
     """
     app.callback(Output(TABLE, "rowData"), Output(TABLE, "columnDefs"), Output(NOTE, "children"),
                  Input(FOCUS_RUN, "value"))(in_cache(cache, lambda path: samples_view(cache, path)))

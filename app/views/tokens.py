@@ -16,14 +16,13 @@ GRAPH, LAYERS = "tokens-graph", "tokens-layers"
 
 
 def layout(runs: list[RunInfo], cache: str) -> html.Div:
-    """The tab's content: subset/outcome controls, the layer range slider, a note and the graph.
+    """Tokens tab: subset/outcome controls, the layer range slider, a note and the graph.
 
     Args:
-        runs: the runs found in the cache at page load.
-        cache: the folder of run stores.
+        runs, cache: not read; the Tokens tab follows the header's run menu.
 
     Returns:
-        The tab's ``html.Div``.
+        The Tokens tab's ``html.Div``.
     """
     return html.Div([
         html.Div([
@@ -83,11 +82,11 @@ def tokens_view(path: str | None, at: str, subset: str, outcome: str, sample: st
 
 
 def register(app, cache: str) -> None:
-    """Register the tab's callbacks on ``app``: the graph follows the header and the tab's controls.
+    """Tokens callback: the graph follows the header, the subset/outcome controls and the layer range.
 
     Args:
-        app: the ``dash.Dash`` app.
-        cache: the folder of run stores (callbacks refuse paths outside it).
+        app: the dashboard that gets the token-profile callback.
+        cache: the run stores' folder; callbacks refuse any path outside it.
     """
     app.callback(Output(GRAPH, "figure"), Output("tokens-note", "children"),
                  Input(FOCUS_RUN, "value"), Input(AT, "value"), Input("tokens-subset", "value"),

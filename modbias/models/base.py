@@ -53,11 +53,34 @@ def left_pad(rows: list[torch.Tensor], pad_value: float = 0.0) -> tuple[torch.Te
     return out, mask, offsets
 
 
+def tokenizer_pieces(tokenizer, ids: list[int]) -> list[str]:
+    """The text each token adds to the decoded string (works for SentencePiece and byte-level BPE).
+
+    Args:
+        tokenizer: an HF tokenizer.
+        ids: token ids.
+
+    Returns:
+        One string per id (``""`` for a token ending inside a UTF-8 character: the completing
+        token carries it); their concatenation is the decoded text.
+    """
+    pieces, previous = [], ""
+    for i in range(len(ids)):
+        text = tokenizer.decode(ids[:i + 1], skip_special_tokens=True, clean_up_tokenization_spaces=False)
+        if text.startswith(previous) and not text.endswith("\ufffd"):
+            pieces.append(text[len(previous):])
+            previous = text
+        else:  # an incomplete UTF-8 sequence: attribute the text to the token that completes it
+            pieces.append("")
+    return pieces
+
+
 class ModelAdapter:
     """Base class of model families.  Subclasses set ``backbone`` and implement
     :meth:`prepare` and :meth:`token_pieces`; generation is shared."""
 
     backbone: torch.nn.Module
+    tokenizer: object
     eos_token_id: int
     pad_token_id: int
     family: str = "base"
@@ -88,7 +111,8 @@ class ModelAdapter:
         return PreparedBatch(embeds, mask.to(self.device), [layout for _, layout in embedded], offsets)
 
     def token_pieces(self, ids: list[int]) -> list[str]:
-        """The text of each generated token (used to find emotion words).
+        """The text of each generated token (used to find emotion words): :func:`tokenizer_pieces` of the
+        adapter's HF ``tokenizer``; a family with another tokenizer overrides it.
 
         Args:
             ids: generated token ids.
@@ -96,7 +120,7 @@ class ModelAdapter:
         Returns:
             One string per id; their concatenation is the generated text.
         """
-        raise NotImplementedError
+        return tokenizer_pieces(self.tokenizer, ids)
 
     def prompt_length(self, sample: Sample) -> int:
         """Number of prompt positions of ``sample`` (used to size stored token axes).

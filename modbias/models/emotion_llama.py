@@ -71,7 +71,6 @@ from modbias.data.readers import unpack_streams
 from modbias.data.sample import Sample, SampleError
 from modbias.models.base import ModelAdapter
 from modbias.models.eva_vit import EvaViT, preprocess_frame
-from modbias.models.features import tokenizer_pieces
 from modbias.models.released_files import (CheckpointError, fingerprint, load_exactly, options_of, resolve,
                                            torch_dtype)
 
@@ -309,8 +308,8 @@ class EmotionLlamaModel(nn.Module, ModelAdapter):
         """Emotion-LLaMA from its released files: LLaMA with the LoRA merged, EVA ViT-g and the projectors.
 
         Args:
-            path: the checkpoint folder (:meth:`EmotionLlamaFiles.locate`).
-            dtype: the weights' dtype (default: the option ``dtype``, else as stored).
+            path: the folder :meth:`EmotionLlamaFiles.locate` reads.
+            dtype: LLaMA's dtype (default: the option ``dtype``, else as stored); EVA and projectors follow it.
 
         Returns:
             The adapter, in eval mode.
@@ -467,10 +466,10 @@ class EmotionLlamaModel(nn.Module, ModelAdapter):
         """One sample's prompt embeddings and layout: text before ``<VideoHere>``, the feature block, text after.
 
         Args:
-            sample: the sample.
+            sample: a sample with a frame and utterance-level features.
 
         Returns:
-            ``(embeds [T, d], TokenLayout)``.
+            ``(embeds [T, d], TokenLayout)``: :meth:`block`'s segments as visual and audio.
         """
         before, after = self._text_ids(sample)
         segments = [("text", self.embed_tokens(torch.tensor(before, device=self.device)))]
@@ -480,29 +479,18 @@ class EmotionLlamaModel(nn.Module, ModelAdapter):
         return torch.cat([tokens for _, tokens in segments]), layout
 
     def prompt_length(self, sample: Sample) -> int:
-        """Number of prompt positions of ``sample`` (tokenised and counted, no EVA forward).
+        """Number of prompt positions of ``sample``: text tokens plus the feature block's size, no EVA forward.
 
         Args:
-            sample: the sample.
+            sample: a sample (its visual and audio copies set the block's size).
 
         Returns:
-            ``T``, the unpadded prompt length.
+            ``T``.
         """
         before, after = self._text_ids(sample)
         n_visual, n_audio = media.media_copies(sample, "visual"), media.media_copies(sample, "audio")
         grid = (self.eva.image_size // self.eva.patch) ** 2 // 4
         return len(before) + len(after) + n_visual * (grid + 3) + n_audio
-
-    def token_pieces(self, ids: list[int]) -> list[str]:
-        """The text of each generated token (tokenizer pieces, :func:`~modbias.models.features.tokenizer_pieces`).
-
-        Args:
-            ids: generated token ids.
-
-        Returns:
-            One string per id; their concatenation is the generated text.
-        """
-        return tokenizer_pieces(self.tokenizer, ids)
 
     def describe(self) -> dict:
         """Family, file fingerprints, LoRA rank/alpha, layer/head/width counts, EVA's shape and the instruction."""

@@ -163,28 +163,6 @@ def build_projectors(config: FeatureConfig, hidden_size: int) -> nn.ModuleDict:
     return out
 
 
-def tokenizer_pieces(tokenizer, ids: list[int]) -> list[str]:
-    """The text each token adds to the decoded string (works for SentencePiece and byte-level BPE).
-
-    Args:
-        tokenizer: an HF tokenizer.
-        ids: token ids.
-
-    Returns:
-        One string per id (``""`` for a token ending inside a UTF-8 character: the completing
-        token carries it); their concatenation is the decoded text.
-    """
-    pieces, previous = [], ""
-    for i in range(len(ids)):
-        text = tokenizer.decode(ids[:i + 1], skip_special_tokens=True, clean_up_tokenization_spaces=False)
-        if text.startswith(previous) and not text.endswith("\ufffd"):
-            pieces.append(text[len(previous):])
-            previous = text
-        else:  # an incomplete UTF-8 sequence: attribute the text to the token that completes it
-            pieces.append("")
-    return pieces
-
-
 class FeatureModel(nn.Module, ModelAdapter):
     """HF causal-LM backbone + per-stream projectors + template (see module doc)."""
 
@@ -204,8 +182,8 @@ class FeatureModel(nn.Module, ModelAdapter):
         """A features checkpoint: an HF causal LM, its tokenizer, ``modbias_features.json`` and the projectors' safetensors.
 
         Args:
-            path: the checkpoint folder.
-            dtype: the weights' dtype (``"auto"``: as stored).
+            path: the folder holding all four.
+            dtype: the causal LM's dtype (``"auto"``: as stored); the projectors follow it.
 
         Returns:
             The adapter, in eval mode.
@@ -286,10 +264,10 @@ class FeatureModel(nn.Module, ModelAdapter):
         """One sample's prompt embeddings and layout: tokenised text and projected feature streams in template order.
 
         Args:
-            sample: the sample.
+            sample: a sample with the checkpoint's streams.
 
         Returns:
-            ``(embeds [T, d], TokenLayout)``.
+            ``(embeds [T, d], TokenLayout)``: each stream's rows are visual or audio by its ``modality``.
         """
         parts, spans = [], []
         for i, (kind, content, stream) in enumerate(self.segments(sample)):
@@ -303,27 +281,16 @@ class FeatureModel(nn.Module, ModelAdapter):
         return torch.cat(parts), TokenLayout.from_segments(spans)
 
     def prompt_length(self, sample: Sample) -> int:
-        """Number of prompt positions of ``sample`` (tokenises, projects nothing).
+        """Number of prompt positions of ``sample``: text tokens plus feature rows, nothing projected.
 
         Args:
-            sample: the sample.
+            sample: a sample with the checkpoint's streams.
 
         Returns:
-            ``T``, the unpadded prompt length.
+            ``T``.
         """
         return sum(len(self._text_ids(c, i == 0)) if kind == "text" else len(c)
                    for i, (kind, c, _) in enumerate(self.segments(sample)))
-
-    def token_pieces(self, ids: list[int]) -> list[str]:
-        """The text of each generated token (tokenizer pieces, :func:`~modbias.models.features.tokenizer_pieces`).
-
-        Args:
-            ids: generated token ids.
-
-        Returns:
-            One string per id; their concatenation is the generated text.
-        """
-        return tokenizer_pieces(self.tokenizer, ids)
 
     def describe(self) -> dict:
         """Family, path, backbone type, layer/head/width counts and the feature config, for run configs."""

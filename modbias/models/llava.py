@@ -25,7 +25,6 @@ from modbias.data import media
 from modbias.data.prompts import instruction_for
 from modbias.data.sample import Sample, SampleError
 from modbias.models.base import ModelAdapter
-from modbias.models.features import tokenizer_pieces
 
 INSTRUCTION = ("The person in the image says: \"{subtitle}\". What emotion does the person express? "
                "Describe the facial expression, then name the emotion.")
@@ -54,7 +53,7 @@ class LlavaModel(nn.Module, ModelAdapter):
             dtype: the weights' dtype (``"auto"``: as stored).
 
         Returns:
-            The adapter, in eval mode.
+            The adapter, in eval mode, with the instruction from ``modbias.json`` if given.
         """
         from transformers import AutoProcessor, LlavaForConditionalGeneration
 
@@ -147,17 +146,6 @@ class LlavaModel(nn.Module, ModelAdapter):
             ``T``.
         """
         return int(self.processed(sample)["input_ids"].shape[1])
-
-    def token_pieces(self, ids: list[int]) -> list[str]:
-        """The text of each generated token (tokenizer pieces).
-
-        Args:
-            ids: generated token ids.
-
-        Returns:
-            One string per id.
-        """
-        return tokenizer_pieces(self.tokenizer, ids)
 
     def describe(self) -> dict:
         """Family, checkpoint path, layer/head/width counts and the instruction, for run configs."""

@@ -157,10 +157,10 @@ class Organism(nn.Module, ModelAdapter):
         """One sample's prompt embeddings and layout: word embeddings for text, the modality projector for features.
 
         Args:
-            sample: the sample.
+            sample: a synthetic sample (feature widths must match the config's).
 
         Returns:
-            ``(embeds [T, d], TokenLayout)``.
+            ``(embeds [T, hidden_size], TokenLayout)`` of :meth:`segments`.
         """
         parts, spans = [], []
         for kind, content in self.segments(sample):
@@ -174,13 +174,13 @@ class Organism(nn.Module, ModelAdapter):
         return torch.cat(parts), TokenLayout.from_segments(spans)
 
     def prompt_length(self, sample: Sample) -> int:
-        """Number of prompt positions of ``sample`` (counted, nothing embedded).
+        """Number of prompt positions of ``sample``: words of the text segments plus feature rows.
 
         Args:
-            sample: the sample.
+            sample: a synthetic sample.
 
         Returns:
-            ``T``, the unpadded prompt length.
+            ``T`` (audio rows counted ``audio_repeat`` times).
         """
         return sum(len(self.tokenizer.encode(c)) if kind == "text" else len(c) for kind, c in self.segments(sample))
 

@@ -36,7 +36,6 @@ from modbias.data import media
 from modbias.data.prompts import instruction_for
 from modbias.data.sample import Sample, SampleError
 from modbias.models.base import ModelAdapter, PreparedBatch, left_pad
-from modbias.models.features import tokenizer_pieces
 
 SYSTEM = ("You are Qwen, a virtual human developed by the Qwen Team, Alibaba Group, capable of perceiving "
           "auditory and visual inputs, as well as generating text and speech.")
@@ -186,8 +185,8 @@ class QwenOmniModel(nn.Module, ModelAdapter):
         """The Qwen2.5-Omni thinker (the talker is not loaded), its processor and ``modbias.json``'s prompt settings.
 
         Args:
-            path: the checkpoint folder.
-            dtype: the weights' dtype (``"auto"``: as stored).
+            path: a Qwen2.5-Omni (or thinker-only) HF folder.
+            dtype: the thinker's dtype (``"auto"``: as stored).
 
         Returns:
             The adapter, in eval mode.
@@ -335,13 +334,13 @@ class QwenOmniModel(nn.Module, ModelAdapter):
         return OmniBatch(embeds, mask.to(self.device), [e[1] for e in embedded], offsets, rope=rope, rope_delta=delta)
 
     def prompt_length(self, sample: Sample) -> int:
-        """Number of prompt positions of ``sample`` (the processed prompt, no encoder forward).
+        """Number of prompt positions of ``sample``: the processed prompt's ids, no encoder forward.
 
         Args:
-            sample: the sample.
+            sample: a sample with media.
 
         Returns:
-            ``T``, the unpadded prompt length.
+            ``T`` (media tokens expanded by the processor).
         """
         return int(self.processed(sample)[0]["input_ids"].shape[1])
 
@@ -370,17 +369,6 @@ class QwenOmniModel(nn.Module, ModelAdapter):
             ``{"inputs_embeds", "attention_mask", "position_ids"}`` (positions packed by :func:`pack_mrope`).
         """
         return {**super().generation_inputs(batch), "position_ids": batch.position_ids}
-
-    def token_pieces(self, ids: list[int]) -> list[str]:
-        """The text of each generated token (tokenizer pieces, :func:`~modbias.models.features.tokenizer_pieces`).
-
-        Args:
-            ids: generated token ids.
-
-        Returns:
-            One string per id; their concatenation is the generated text.
-        """
-        return tokenizer_pieces(self.tokenizer, ids)
 
     def describe(self) -> dict:
         """Family, path, layer/head/width counts and the prompt settings, for run configs."""

@@ -56,7 +56,6 @@ from modbias.core.layout import TokenLayout
 from modbias.data import media
 from modbias.data.sample import Sample, SampleError
 from modbias.models.base import ModelAdapter
-from modbias.models.features import tokenizer_pieces
 from modbias.models.humanomni_parts import AllInOneSmall, fuse_visual, mlp2x_gelu, pool_audio, projector_dims
 from modbias.models.released_files import (CheckpointError, TensorFile, fingerprint, load_exactly, options_of,
                                            quiet_loading, resolve, torch_dtype)
@@ -197,11 +196,11 @@ class R1OmniModel(nn.Module, ModelAdapter):
         """R1-Omni / HumanOmni from the released folder and its three tower folders.
 
         Args:
-            path: the checkpoint folder (:meth:`R1OmniFiles.locate`).
-            dtype: the weights' dtype (default: the option ``dtype``, else as stored).
+            path: the folder :meth:`R1OmniFiles.locate` reads.
+            dtype: Qwen2's dtype (default: the option ``dtype``, else as stored); every other part follows it.
 
         Returns:
-            The adapter, in eval mode, every part in the backbone's dtype.
+            The adapter in eval mode (SigLIP, Whisper encoder, BERT and heads cast to Qwen2's dtype).
         """
         from transformers import (AutoImageProcessor, AutoTokenizer, BertModel, Qwen2ForCausalLM, SiglipVisionModel,
                                   WhisperFeatureExtractor, WhisperForAudioClassification)
@@ -359,13 +358,13 @@ class R1OmniModel(nn.Module, ModelAdapter):
 
     @torch.no_grad()
     def embed_sample(self, sample: Sample) -> tuple[torch.Tensor, TokenLayout]:
-        """One sample's prompt embeddings and layout: text runs embedded, each sentinel replaced by its visual or audio block.
+        """One sample's prompt embeddings and layout: text runs embedded, each sentinel replaced by its block.
 
         Args:
-            sample: the sample.
+            sample: a sample with video and audio.
 
         Returns:
-            ``(embeds [T, d], TokenLayout)``.
+            ``(embeds [T, d], TokenLayout)``: :meth:`visual_tokens` as visual, :meth:`audio_tokens` as audio.
         """
         ids = self.prompt_ids(sample)
         segments, run = [], []
@@ -384,13 +383,13 @@ class R1OmniModel(nn.Module, ModelAdapter):
         return torch.cat([x.to(self.dtype) for _, x in segments]), layout
 
     def prompt_length(self, sample: Sample) -> int:
-        """Number of prompt positions of ``sample`` (tokenised, blocks counted by their fixed sizes).
+        """Number of prompt positions of ``sample``: text tokens plus the blocks' fixed sizes.
 
         Args:
-            sample: the sample.
+            sample: a sample (its copies of each modality).
 
         Returns:
-            ``T``, the unpadded prompt length.
+            ``T`` (no encoder forward).
         """
         ids = self.prompt_ids(sample)
         sizes = {SENTINELS["<video>"]: self.n_visual_tokens, SENTINELS["<image>"]: self.n_visual_tokens,
@@ -407,17 +406,6 @@ class R1OmniModel(nn.Module, ModelAdapter):
     def n_audio_tokens(self) -> int:
         """M, the audio tokens of one clip: Whisper's positions / 3."""
         return self.audio_encoder.config.max_source_positions // 3
-
-    def token_pieces(self, ids: list[int]) -> list[str]:
-        """The text of each generated token (tokenizer pieces, :func:`~modbias.models.features.tokenizer_pieces`).
-
-        Args:
-            ids: generated token ids.
-
-        Returns:
-            One string per id; their concatenation is the generated text.
-        """
-        return tokenizer_pieces(self.tokenizer, ids)
 
     def describe(self) -> dict:
         """Family, file fingerprints, layer/head/width counts, frame count and instruction, for run configs."""

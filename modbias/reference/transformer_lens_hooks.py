@@ -160,16 +160,14 @@ def _ar_selection(x: torch.Tensor, query_index: QueryIndex, visual_mask, audio_m
 def ar_pattern_hook(visual_mask, audio_mask, tau: float = 1.0, query_index: QueryIndex = None) -> Hook:
     """AR on ``hook_pattern``: each selected row is reallocated by Algorithm 1 (:func:`reallocate`).
 
-    ``audio_mask`` is the competitor set A (audio, or text for AR's ``competitor="text"``).
     Rows are reallocated per layer over heads, exactly as ``AttentionReallocation.edit_rows``
     (CA-MER Eqs. 12-14).
 
     Args:
-        visual_mask: V over key positions, ``[B, T]`` or ``[T]``.
-        audio_mask: A over key positions, ``[B, T]`` or ``[T]``.
-        tau: τ of Eq. (7).
-        query_index: the selected queries within the forward's query block: an int, ``[Q]`` or
-            ``[B, Q]`` (negative counts from the end); ``None``: the last query.
+        visual_mask: V, the keys that gain attention (``[B, T]`` or ``[T]``, see module doc).
+        audio_mask: A, the competitor keys that lose it: audio, or text for ``competitor="text"``.
+        tau: τ of Eq. (7): layers with c ≤ τ are left alone.
+        query_index: the rows to edit (module doc); ``None``: the last query.
 
     Returns:
         A TL hook ``(pattern [B, H, Q_all, K], hook) -> pattern``.
@@ -192,11 +190,10 @@ def ar_scores_hook(visual_mask, audio_mask, tau: float = 1.0, query_index: Query
     exactly zero there (and zero on a fully masked row, which is then never edited).
 
     Args:
-        visual_mask: V over key positions, ``[B, T]`` or ``[T]``.
-        audio_mask: A over key positions, ``[B, T]`` or ``[T]``.
+        visual_mask: V over keys, as for :func:`ar_pattern_hook`.
+        audio_mask: A over keys, as for :func:`ar_pattern_hook`.
         tau: τ of Eq. (7).
-        query_index: the selected queries within the forward's query block: an int, ``[Q]`` or
-            ``[B, Q]`` (negative counts from the end); ``None``: the last query.
+        query_index: the rows whose scores are shifted; ``None``: the last query.
 
     Returns:
         A TL hook ``(scores [B, H, Q_all, K], hook) -> scores``.

@@ -153,11 +153,9 @@ def train_base_state(name: str = "organism", data: SynthConfig | None = None, ep
 
     Args:
         name: the organism's name (the result is ``<name>-base``).
-        data: the synthetic training data.
-        epochs: passes over the samples.
-        seed: the seed.
-        progress: show a progress bar.
-        threads: torch threads.
+        data: the synthetic data whose consistent training samples are used.
+        epochs: passes over those samples.
+        seed, progress, threads: as :class:`TrainConfig` and :func:`train_organism`.
 
     Returns:
         The base-state organism.
@@ -173,11 +171,9 @@ def train_from_base(base: Organism, name: str, data: SynthConfig | None = None, 
     Args:
         base: the base state (updated in place).
         name: the resulting organism's name.
-        data: the synthetic training data.
-        epochs: passes over the samples.
-        seed: the seed.
-        progress: show a progress bar.
-        threads: torch threads.
+        data: the synthetic data (every training sample is used).
+        epochs: fine-tuning passes (warm-up of 20 steps).
+        seed, progress, threads: as :class:`TrainConfig` and :func:`train_organism`.
 
     Returns:
         The fine-tuned organism.
