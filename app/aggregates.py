@@ -32,10 +32,18 @@ def _valid(S_a: np.ndarray, S_v: np.ndarray) -> np.ndarray:
 def head_map(sums: HeadSums, keep: np.ndarray, quantity: str) -> np.ndarray:
     """``[layer, head]`` summary over the kept samples.
 
-    ``log10_c_h``: the median over samples of log10 c_h.  The median keeps
+    ``log10_c_h``: the median over samples of log10 c_h (Eq. 5).  The median keeps
     ±inf heads meaningful (a head with S_v = 0 in most samples stays +inf)
     and ignores undefined (NaN) samples; a cell is NaN only when no kept
     sample defines it.  ``diff``: the mean over samples of S_a − S_v.
+
+    Args:
+        sums: a run's :class:`HeadSums` at one probed token.
+        keep: bool ``[sample]``: the samples to summarise.
+        quantity: ``"log10_c_h"`` or ``"diff"``.
+
+    Returns:
+        float ``[layer, head]`` (all NaN when no kept sample is defined).
     """
     if quantity not in HEAD_QUANTITIES:
         raise ValueError(f"quantity {quantity!r}; expected one of {sorted(HEAD_QUANTITIES)}")
@@ -54,7 +62,16 @@ def head_map(sums: HeadSums, keep: np.ndarray, quantity: str) -> np.ndarray:
 
 def biased_share(sums: HeadSums, keep: np.ndarray, tau: float) -> tuple[np.ndarray, np.ndarray, int]:
     """Share of kept samples in which each head is in H_bias (Eq. 7) ``[layer, head]``, share in
-    which each layer has c > τ (Eq. 6) ``[layer]``, and the number of samples counted."""
+    which each layer has c > τ (Eq. 6) ``[layer]``, and the number of samples counted.
+
+    Args:
+        sums: a run's :class:`HeadSums` at one probed token.
+        keep: bool ``[sample]``: the samples to summarise.
+        tau: τ.
+
+    Returns:
+        ``(heads [layer, head], layers [layer], n)``.
+    """
     S_a, S_v = sums.S_a[keep], sums.S_v[keep]
     valid = _valid(S_a, S_v)
     S_a, S_v = S_a[valid], S_v[valid]
@@ -67,7 +84,15 @@ def biased_share(sums: HeadSums, keep: np.ndarray, tau: float) -> tuple[np.ndarr
 
 
 def layer_profile(sums: HeadSums, keep: np.ndarray) -> dict[str, np.ndarray]:
-    """Mean UAP_v and UAP_a per layer (Eq. 1) over the kept samples: ``{"UAP_v": [L], "UAP_a": [L]}``."""
+    """Mean UAP_v and UAP_a per layer (Eq. 1) over the kept samples: ``{"UAP_v": [L], "UAP_a": [L]}``.
+
+    Args:
+        sums: a run's :class:`HeadSums` at one probed token.
+        keep: bool ``[sample]``: the samples to summarise.
+
+    Returns:
+        ``{"UAP_v": [L], "UAP_a": [L]}``.
+    """
     out = {}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
@@ -78,7 +103,15 @@ def layer_profile(sums: HeadSums, keep: np.ndarray) -> dict[str, np.ndarray]:
 
 
 def middle_mean(profile: dict[str, np.ndarray], layers) -> dict[str, float]:
-    """A layer profile averaged over ``layers`` (the middle layers of Fig. 3a)."""
+    """A layer profile averaged over ``layers`` (the middle layers of Fig. 3a).
+
+    Args:
+        profile: ``{name: [L]}`` from :func:`layer_profile`.
+        layers: layer indices.
+
+    Returns:
+        ``{name: mean}``.
+    """
     return {name: float(np.nanmean(values[list(layers)])) for name, values in profile.items()}
 
 
@@ -87,9 +120,15 @@ def token_profile(hm: HeadMeanRows, keep: np.ndarray, layers) -> tuple[np.ndarra
     :func:`modbias.core.metrics.token_attention`) and the kept samples that have rows.
 
     Positions are the samples' own (unpadded) token indices; each position
-    averages the samples long enough to have it.  Returns the profile
-    ``[T]``, each position's modality (``mixed`` where samples disagree),
-    and the number of samples averaged.
+    averages the samples long enough to have it.
+
+    Args:
+        hm: the run's head-averaged rows.
+        keep: bool ``[sample]`` over the run's samples.
+        layers: layer indices.
+
+    Returns:
+        ``(profile [T], modality [T] (``mixed`` where samples disagree), samples averaged)``.
     """
     pick = keep[hm.index]
     rows, length, modality = hm.rows[pick], hm.length[pick], hm.modality[pick]

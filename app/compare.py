@@ -14,7 +14,14 @@ METRICS = {"avg": "Avg (Eq. 24)", "acc": "Acc (Eq. 23)", "rec": "Rec (Eq. 23)", 
 def md(text) -> str:
     """``text`` as literal markdown (run names and labels are user text): every character that could
     open a link, an image, HTML, code, a table cell or emphasis is backslash-escaped; an underscore
-    inside a word (``duplicate_audio``) is left as it is, since it cannot."""
+    inside a word (``duplicate_audio``) is left as it is, since it cannot.
+
+    Args:
+        text: any object (``str()`` is taken).
+
+    Returns:
+        The escaped text.
+    """
     return re.sub(r"([\\`*\[\]<>|~])|(?<!\w)_|_(?!\w)", lambda m: "\\" + m.group(0), str(text))
 
 
@@ -28,11 +35,28 @@ class MetricRow:
     baseline: RunInfo | None
 
     def delta(self, subset: str, metric: str) -> float | None:
+        """The run's change vs. its baseline on one subset and metric.
+
+        Args:
+            subset: the subset.
+            metric: ``avg``, ``acc``, ``rec`` or ``hit``.
+
+        Returns:
+            The difference, or ``None`` without a baseline value.
+        """
         return (self.deltas or {}).get(subset, {}).get(metric)
 
 
 def metric_rows(chosen: list[RunInfo], runs: list[RunInfo]) -> list[MetricRow]:
-    """Metrics of the chosen runs, baselines first; deltas from the summary or vs. the matched baseline."""
+    """Metrics of the chosen runs, baselines first; deltas from the summary or vs. the matched baseline.
+
+    Args:
+        chosen: the runs to show.
+        runs: runs oldest first, as :func:`modbias_app.runs.scan` lists them.
+
+    Returns:
+        One :class:`MetricRow` per chosen run.
+    """
     out = []
     for info in sorted(chosen, key=lambda r: (not r.is_baseline, r.created)):
         d, base = deltas_of(info, runs)
@@ -51,7 +75,15 @@ def _cell(row: MetricRow, subset: str, metric: str) -> str:
 
 
 def metrics_markdown(rows: list[MetricRow], metric: str = "avg") -> str:
-    """Table 7: one row per run, one column per subset, ``value (Δ vs. baseline)``."""
+    """Table 7: one row per run, one column per subset, ``value (Δ vs. baseline)``.
+
+    Args:
+        rows: :func:`metric_rows`' rows.
+        metric: ``avg``, ``acc``, ``rec`` or ``hit``.
+
+    Returns:
+        A markdown table.
+    """
     subsets = subset_names({s: 0 for r in rows for s in r.metrics})
     lines = ["| run | model | interventions | baseline | " + " | ".join(subsets) + " |",
              "|---|---|---|---|" + "---|" * len(subsets)]
@@ -69,7 +101,14 @@ CONSISTENCY_COLUMNS = {"EEA": "EEA", "EPC": "EPC", "FCR": "FCR", "RxA_correct": 
 def consistency_rows(runs: list[RunInfo]) -> list[dict]:
     """One row per run and subset (``overall`` last): run, interventions, subset, n, n_correct and the
     :data:`CONSISTENCY_COLUMNS` in [0, 1] (NaN where undefined), from :func:`modbias_app.runs.consistency_of`.
-    A run lacking texts gives one row whose ``error`` says why."""
+    A run lacking texts gives one row whose ``error`` says why.
+
+    Args:
+        runs: the runs to score.
+
+    Returns:
+        The rows as dicts.
+    """
     out = []
     for info in runs:
         try:
@@ -89,7 +128,14 @@ def _percent(value) -> str:
 
 
 def consistency_markdown(rows: list[dict]) -> str:
-    """The rows of :func:`consistency_rows` as a markdown table, values in %."""
+    """The rows of :func:`consistency_rows` as a markdown table, values in %.
+
+    Args:
+        rows: :func:`consistency_rows`' rows.
+
+    Returns:
+        A markdown table.
+    """
     lines = ["| run | interventions | subset | n | " + " | ".join(CONSISTENCY_COLUMNS.values()) + " |",
              "|---|---|---|---|" + "---|" * len(CONSISTENCY_COLUMNS)]
     for row in rows:
@@ -134,7 +180,15 @@ def _lines_with_range(points: list[SweepPoint]) -> list[SweepPoint]:
 
 def tau_sweep(runs: list[RunInfo], metric: str = "avg") -> list[SweepPoint]:
     """Table 8: every run whose interventions include AR, at x = its τ; one line per model, data and
-    companion interventions (e.g. MoSE + AR apart from AR alone)."""
+    companion interventions (e.g. MoSE + AR apart from AR alone).
+
+    Args:
+        runs: runs oldest first, as :func:`modbias_app.runs.scan` lists them.
+        metric: ``avg``, ``acc``, ``rec`` or ``hit``.
+
+    Returns:
+        The newest point per (line, τ, subset).
+    """
     points = []
     for info in runs:
         ar = info.intervention("ar")
@@ -161,6 +215,13 @@ def duplication_sweep(runs: list[RunInfo], metric: str = "avg") -> list[SweepPoi
     ``duplicate_audio`` runs at x = k, with their baseline (as in
     :func:`modbias_app.runs.baseline_of`) at x = 1; and baselines of models
     trained with ``audio_repeat`` copies (App. C.2) at x = audio_repeat.
+
+    Args:
+        runs: runs oldest first, as :func:`modbias_app.runs.scan` lists them.
+        metric: ``avg``, ``acc``, ``rec`` or ``hit``.
+
+    Returns:
+        The newest point per (line, k, subset), lines with one value left out.
     """
     points = []
     for info in runs:
@@ -177,7 +238,15 @@ def duplication_sweep(runs: list[RunInfo], metric: str = "avg") -> list[SweepPoi
 
 
 def sweep_markdown(points: list[SweepPoint], x_name: str) -> str:
-    """Table 8 layout: one row per (line, x), one column per subset."""
+    """Table 8 layout: one row per (line, x), one column per subset.
+
+    Args:
+        points: sweep points.
+        x_name: the x column's header (e.g. ``τ``).
+
+    Returns:
+        A markdown table.
+    """
     subsets = subset_names({p.subset: 0 for p in points})
     cells = {(p.line, p.x, p.subset): p for p in points}
     keys = sorted({(p.line, p.x) for p in points})

@@ -49,7 +49,16 @@ def _layout(cache: str) -> html.Div:
 
 def focus_choices(cache: str, selected: list[str] | None, current: str | None):
     """Options of the run menu (the ticked trace / intervene runs) and its value (kept if still ticked,
-    else the newest)."""
+    else the newest).
+
+    Args:
+        cache: the folder of run stores.
+        selected: the paths ticked in the Runs table.
+        current: the menu's current value.
+
+    Returns:
+        ``(options, value)``.
+    """
     runs = [r for r in scan(cache) if r.path in set(selected or []) and r.traces_attention]
     options = [{"label": f"{r.name} — {r.label}", "value": r.path} for r in runs]
     paths = [r.path for r in runs]
@@ -57,7 +66,14 @@ def focus_choices(cache: str, selected: list[str] | None, current: str | None):
 
 
 def run_controls(path: str | None):
-    """For a new focus run: probed-token options and value, the layer slider's range and default."""
+    """For a new focus run: probed-token options and value, the layer slider's range and default.
+
+    Args:
+        path: the focus run (or ``None``).
+
+    Returns:
+        ``(at options, at value, slider max, slider marks, slider value)``.
+    """
     if not path:
         return [], None, 1, {}, [0, 1]
     ats = at_values(path)
@@ -66,7 +82,16 @@ def run_controls(path: str | None):
 
 
 def sample_choice(path: str | None, ticked: list[dict] | None, trigger: str | None):
-    """The sample menu: the run's samples; its value follows a tick in the Samples table."""
+    """The sample menu: the run's samples; its value follows a tick in the Samples table.
+
+    Args:
+        path: the focus run (or ``None``).
+        ticked: the Samples table's selected rows.
+        trigger: the id of the component that fired the callback.
+
+    Returns:
+        ``(options, value)``.
+    """
     if not path:
         return [], None
     table = sample_table(path)
@@ -77,7 +102,14 @@ def sample_choice(path: str | None, ticked: list[dict] | None, trigger: str | No
 
 
 def create_app(cache_dir: str | Path) -> dash.Dash:
-    """The dashboard over the run stores in ``cache_dir``."""
+    """The dashboard over the run stores in ``cache_dir``.
+
+    Args:
+        cache_dir: the folder of run stores.
+
+    Returns:
+        The ``dash.Dash`` app with every view's callbacks registered.
+    """
     cache = str(cache_dir)
     app = dash.Dash(__name__, title="modbias", suppress_callback_exceptions=False)
     app.index_string = app.index_string.replace("{%css%}", "{%css%}<style>" + STYLE + "</style>")
@@ -105,6 +137,12 @@ def create_app(cache_dir: str | Path) -> dash.Dash:
 
 def serve(cache_dir: str | Path, port: int = 8050, host: str = "127.0.0.1") -> None:
     """Serve the dashboard on http://``host``:``port`` (only this machine by default), never with the
-    Werkzeug debugger or Dash's dev tools: a page error must not open a console on the server."""
+    Werkzeug debugger or Dash's dev tools: a page error must not open a console on the server.
+
+    Args:
+        cache_dir: the folder of run stores.
+        port: the port.
+        host: the address to bind.
+    """
     create_app(cache_dir).run(host=host, port=port, debug=False, dev_tools_ui=False, dev_tools_props_check=False,
                               use_reloader=False)

@@ -18,7 +18,14 @@ OUTCOME_DASH = {"all": "solid", "correct": "solid", "incorrect": "dash"}
 
 
 def run_names(names) -> str:
-    """Run names for a title, wrapped onto lines of about 110 characters."""
+    """Run names for a title, wrapped onto lines of about 110 characters.
+
+    Args:
+        names: run names (duplicates dropped, sorted).
+
+    Returns:
+        The names joined by ``, `` and ``<br>``.
+    """
     lines, line = [], ""
     for name in sorted(set(names)):
         if line and len(line) + len(name) > 110:
@@ -29,7 +36,16 @@ def run_names(names) -> str:
 
 
 def set_title(fig: go.Figure, title: str, subplot_titles: bool = False) -> go.Figure:
-    """Title the figure, with room above the plot for every line of the title (and subplot titles)."""
+    """Title the figure, with room above the plot for every line of the title (and subplot titles).
+
+    Args:
+        fig: the figure (changed in place).
+        title: the title (``<br>`` separates lines).
+        subplot_titles: the figure has subplot titles to make room for.
+
+    Returns:
+        ``fig``.
+    """
     extra = 20 * (title.count("<br>") + 1) + 30 * subplot_titles
     fig.update_layout(title=dict(text=title, font=dict(size=14)), margin=dict(t=40 + extra),
                       height=(fig.layout.height or 450) + extra)  # the plot keeps its height
@@ -37,7 +53,14 @@ def set_title(fig: go.Figure, title: str, subplot_titles: bool = False) -> go.Fi
 
 
 def message_figure(text: str) -> go.Figure:
-    """An empty figure that says why it is empty."""
+    """An empty figure that says why it is empty.
+
+    Args:
+        text: the message.
+
+    Returns:
+        The figure.
+    """
     fig = go.Figure()
     fig.add_annotation(text=text, showarrow=False, x=0.5, y=0.5, xref="paper", yref="paper", font=dict(size=14))
     fig.update_layout(xaxis_visible=False, yaxis_visible=False, height=300)
@@ -64,6 +87,17 @@ def heads_figure(values: np.ndarray, quantity: str, head_share: np.ndarray, laye
 
     ±inf cells (see :mod:`modbias.core.metrics`) are drawn at the ends of the
     colour scale and named in the hover text; NaN cells stay blank.
+
+    Args:
+        values: ``[layer, head]`` from :func:`~modbias_app.aggregates.head_map`.
+        quantity: ``"log10_c_h"`` or ``"diff"`` (the colour bar's title).
+        head_share: ``[layer, head]`` share of samples in which the head is biased.
+        layer_share: ``[layer]`` share of samples in which c > τ.
+        tau: τ, for the legend.
+        title: the figure's title.
+
+    Returns:
+        The figure.
     """
     n_layers, n_heads = values.shape
     finite = values[np.isfinite(values)]
@@ -90,7 +124,16 @@ def heads_figure(values: np.ndarray, quantity: str, head_share: np.ndarray, laye
 
 
 def token_figure(profile: np.ndarray, modality: np.ndarray, title: str) -> go.Figure:
-    """Attention per input position, one bar trace per modality, log y axis (Fig. 3b)."""
+    """Attention per input position, one bar trace per modality, log y axis (Fig. 3b).
+
+    Args:
+        profile: ``[T]`` attention per position.
+        modality: ``[T]`` each position's modality.
+        title: the figure's title.
+
+    Returns:
+        The figure.
+    """
     fig = go.Figure()
     positions = np.arange(len(profile))
     for kind in (*MODALITY_ORDER, "mixed"):
@@ -106,7 +149,17 @@ def token_figure(profile: np.ndarray, modality: np.ndarray, title: str) -> go.Fi
 def layers_figure(profiles: dict[str, dict[str, dict[str, np.ndarray]]], middle: range, title: str,
                   log_y: bool = False) -> go.Figure:
     """UAP_v and UAP_a (Eq. 1) per layer; one panel per subset, one line per modality and outcome
-    (``profiles[subset][outcome] = {"UAP_v": [L], "UAP_a": [L]}``); middle layers shaded."""
+    (``profiles[subset][outcome] = {"UAP_v": [L], "UAP_a": [L]}``); middle layers shaded.
+
+    Args:
+        profiles: ``{subset: {outcome: {"UAP_v": [L], "UAP_a": [L]}}}``.
+        middle: the middle layers.
+        title: the figure's title.
+        log_y: log y axis.
+
+    Returns:
+        The figure.
+    """
     subsets = list(profiles)
     fig = make_subplots(rows=1, cols=len(subsets), shared_yaxes=True, subplot_titles=subsets)
     for col, subset in enumerate(subsets, start=1):
@@ -127,7 +180,16 @@ def layers_figure(profiles: dict[str, dict[str, dict[str, np.ndarray]]], middle:
 
 
 def intervention_bars(rows: list[MetricRow], metric: str, title: str) -> go.Figure:
-    """Per-subset bars of one metric per run, labelled with the delta vs. the run's baseline (Table 7)."""
+    """Per-subset bars of one metric per run, labelled with the delta vs. the run's baseline (Table 7).
+
+    Args:
+        rows: :func:`~modbias_app.compare.metric_rows`' rows.
+        metric: ``avg``, ``acc``, ``rec`` or ``hit``.
+        title: the figure's title.
+
+    Returns:
+        The figure.
+    """
     subsets = subset_names({s: 0 for r in rows for s in r.metrics})
     fig = go.Figure()
     for row in rows:
@@ -143,7 +205,18 @@ def intervention_bars(rows: list[MetricRow], metric: str, title: str) -> go.Figu
 
 
 def sweep_figure(points: list[SweepPoint], x_title: str, metric: str, title: str, log_x: bool = False) -> go.Figure:
-    """Metric against a sweep value, one line per (sweep, subset)."""
+    """Metric against a sweep value, one line per (sweep, subset).
+
+    Args:
+        points: sweep points (:func:`~modbias_app.compare.tau_sweep` or ``duplication_sweep``).
+        x_title: the x axis's title.
+        metric: the metric the points hold.
+        title: the figure's title.
+        log_x: log x axis.
+
+    Returns:
+        The figure.
+    """
     fig = go.Figure()
     for number, line in enumerate(dict.fromkeys(p.line for p in points)):
         for subset in subset_names({p.subset: 0 for p in points if p.line == line}):

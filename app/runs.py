@@ -44,18 +44,22 @@ class RunInfo:
 
     @property
     def name(self) -> str:
+        """The store's folder name."""
         return Path(self.path).name
 
     @property
     def model(self) -> str:
+        """The model family of the run's config (``?`` when absent)."""
         return str(self.config.get("model", {}).get("family", "?"))
 
     @property
     def audio_repeat(self) -> int:
+        """The model's audio copies (1 unless the organism was trained with more)."""
         return int(self.config.get("model", {}).get("audio_repeat", 1))
 
     @property
     def data(self) -> str:
+        """The benchmark name of the run's config (``?`` when absent)."""
         return str(self.config.get("data", {}).get("name", "?"))
 
     @property
@@ -82,22 +86,52 @@ class RunInfo:
         return " + ".join(intervention_label(i) for i in self.interventions) or "baseline"
 
     def intervention(self, name: str) -> dict | None:
+        """The applied intervention named ``name``, if any.
+
+        Args:
+            name: e.g. ``"ar"``.
+
+        Returns:
+            Its stored ``describe()`` dict, or ``None``.
+        """
         return next((i for i in self.interventions if i.get("name") == name), None)
 
     def same_setup(self, other: "RunInfo") -> bool:
-        """Same model configuration and benchmark (what makes one run the other's baseline)."""
+        """Same model configuration and benchmark (what makes one run the other's baseline).
+
+        Args:
+            other: another run.
+
+        Returns:
+            Whether both ``config["model"]`` and ``config["data"]`` are equal.
+        """
         return self.config.get("model") == other.config.get("model") and \
             self.config.get("data") == other.config.get("data")
 
 
 def intervention_label(intervention: dict) -> str:
-    """``name(param=value, ...)``; unset (None) parameters are left out, except ``layers=all``."""
+    """``name(param=value, ...)``; unset (None) parameters are left out, except ``layers=all``.
+
+    Args:
+        intervention: a stored ``describe()`` dict.
+
+    Returns:
+        The label.
+    """
     params = ", ".join(f"{k}={'all' if v is None else f'{v:g}' if isinstance(v, float) else v}"
                        for k, v in intervention.items() if k != "name" and (v is not None or k == "layers"))
     return f"{intervention['name']}({params})" if params else intervention["name"]
 
 
 def run_info(path: str | Path) -> RunInfo:
+    """A run described from its manifest alone.
+
+    Args:
+        path: a run store.
+
+    Returns:
+        Its :class:`RunInfo`; a missing or malformed manifest raises ``FileNotFoundError`` / ``ValueError``.
+    """
     path = Path(path)
     manifest = read_manifest(path)
     if not manifest:
@@ -113,7 +147,14 @@ def run_info(path: str | Path) -> RunInfo:
 
 def scan(cache: str | Path) -> list[RunInfo]:
     """Every run under ``cache``, oldest first; a store whose manifest cannot be read is listed with its
-    ``error`` (and kind ``?``), so one broken store never hides the others."""
+    ``error`` (and kind ``?``), so one broken store never hides the others.
+
+    Args:
+        cache: the folder of run stores.
+
+    Returns:
+        One :class:`RunInfo` per store.
+    """
     return sorted((_described(p) for p in list_runs(cache)), key=lambda r: (r.created, r.path))
 
 
@@ -128,7 +169,15 @@ def _described(path: Path) -> RunInfo:
 
 def run_in_cache(cache: str | Path, path: str | None) -> str | None:
     """``path`` when it names a run store directly under ``cache`` (else ``None``): what a dashboard
-    callback may read, whatever a client sends."""
+    callback may read, whatever a client sends.
+
+    Args:
+        cache: the folder of run stores.
+        path: the path a client sent.
+
+    Returns:
+        ``path`` or ``None``.
+    """
     if not path:
         return None
     try:
@@ -140,7 +189,14 @@ def run_in_cache(cache: str | Path, path: str | None) -> str | None:
 
 
 def newest_with_heads(runs: list[RunInfo]) -> RunInfo | None:
-    """The newest readable trace or intervene run with samples (what the Heads view can show)."""
+    """The newest readable trace or intervene run with samples (what the Heads view can show).
+
+    Args:
+        runs: :func:`scan`'s runs (oldest first).
+
+    Returns:
+        The run or ``None``.
+    """
     return next((r for r in reversed(runs) if r.traces_attention and r.samples), None)
 
 
@@ -152,7 +208,14 @@ def _stamp(path: str | Path) -> int:
 
 
 def open_dataset(path: str | Path) -> xr.Dataset:
-    """The run's lazily opened Dataset, cached until its manifest changes."""
+    """The run's lazily opened Dataset, cached until its manifest changes.
+
+    Args:
+        path: a run store.
+
+    Returns:
+        :func:`modbias.runs.store.open_run`'s Dataset; an unreadable store raises :class:`StoreFieldError`.
+    """
     return _open(str(path), _stamp(path))
 
 
@@ -165,7 +228,13 @@ def _open(path: str, stamp: int) -> xr.Dataset:
 
 
 def require(ds: xr.Dataset, *fields: str, view: str) -> None:
-    """Raise :class:`StoreFieldError` naming the run and the first missing field."""
+    """Raise :class:`StoreFieldError` naming the run and the first missing field.
+
+    Args:
+        ds: the run's Dataset.
+        *fields: variable names the view needs.
+        view: the view's name, for the message.
+    """
     for name in fields:
         if name not in ds.variables:
             hint = (" (traced without --save-rows; re-run `modbias trace ... --save-rows`)"
@@ -175,6 +244,14 @@ def require(ds: xr.Dataset, *fields: str, view: str) -> None:
 
 
 def at_values(path: str | Path) -> list[str]:
+    """The probed emotion tokens the run stores (its ``at`` coordinate).
+
+    Args:
+        path: a run store.
+
+    Returns:
+        E.g. ``["first"]`` or ``["first", "answer"]``.
+    """
     return [str(a) for a in open_dataset(path)["at"].values]
 
 
@@ -196,7 +273,15 @@ class SampleTable:
     text: np.ndarray
 
     def pick(self, subset: str = "all", outcome: str = "all") -> np.ndarray:
-        """Boolean mask of the samples in ``subset`` (or all) with ``outcome`` correct/incorrect (or all)."""
+        """Boolean mask of the samples in ``subset`` (or all) with ``outcome`` correct/incorrect (or all).
+
+        Args:
+            subset: a subset or ``"all"``.
+            outcome: ``"correct"``, ``"incorrect"`` or ``"all"``.
+
+        Returns:
+            bool ``[sample]``.
+        """
         keep = np.ones(len(self.id), bool) if subset in ("all", None) else self.subset == subset
         if outcome == "correct":
             keep &= self.correct
@@ -205,7 +290,16 @@ class SampleTable:
         return keep
 
     def select(self, subset: str = "all", outcome: str = "all", sample: str | None = None) -> np.ndarray:
-        """Boolean mask: just ``sample`` when given, else :meth:`pick` of subset and outcome."""
+        """Boolean mask: just ``sample`` when given, else :meth:`pick` of subset and outcome.
+
+        Args:
+            subset: a subset or ``"all"``.
+            outcome: ``"correct"``, ``"incorrect"`` or ``"all"``.
+            sample: a sample id, or ``None``.
+
+        Returns:
+            bool ``[sample]``.
+        """
         if not sample:
             return self.pick(subset, outcome)
         keep = np.zeros(len(self.id), bool)
@@ -213,6 +307,14 @@ class SampleTable:
         return keep
 
     def index(self, sample: str) -> int:
+        """Position of a sample in the run's ``sample`` axis.
+
+        Args:
+            sample: the sample id.
+
+        Returns:
+            The index; an unknown id raises :class:`StoreFieldError`.
+        """
         hits = np.flatnonzero(self.id == sample)
         if not len(hits):
             raise StoreFieldError(f"sample {sample!r} is not in run {self.path}")
@@ -220,6 +322,14 @@ class SampleTable:
 
 
 def sample_table(path: str | Path) -> SampleTable:
+    """The run's per-sample coordinates (cached until its manifest changes).
+
+    Args:
+        path: a run store.
+
+    Returns:
+        A :class:`SampleTable` (``visual_emotion``/``audio_emotion``/``text`` empty strings when not stored).
+    """
     return _sample_table(str(path), _stamp(path))
 
 
@@ -251,6 +361,15 @@ class HeadSums:
 
 
 def head_sums(path: str | Path, at: str) -> HeadSums:
+    """S_a, S_v, UAP and log10 c_h of a run at one probed token (cached until its manifest changes).
+
+    Args:
+        path: a run store.
+        at: the probed token (``first`` or ``answer``).
+
+    Returns:
+        :class:`HeadSums`: ``[sample, layer, head]`` and ``[sample, layer]`` float arrays.
+    """
     return _head_sums(str(path), _stamp(path), at)
 
 
@@ -282,7 +401,15 @@ MODALITY_ORDER = ("visual", "audio", "text", "generated")
 
 def modality_labels(masks: dict[str, np.ndarray], length: np.ndarray) -> np.ndarray:
     """Per-position modality ``[sample, token]``: the masks' kind, ``generated`` for positions
-    past the prompt but before ``length``, ``padding`` after it."""
+    past the prompt but before ``length``, ``padding`` after it.
+
+    Args:
+        masks: ``{"visual", "audio", "text": bool [sample, token]}``.
+        length: int ``[sample]`` valid positions.
+
+    Returns:
+        object ``[sample, token]`` of str.
+    """
     shape = masks["visual"].shape
     out = np.full(shape, "generated", dtype=object)
     for kind in ("visual", "audio", "text"):
@@ -292,7 +419,16 @@ def modality_labels(masks: dict[str, np.ndarray], length: np.ndarray) -> np.ndar
 
 
 def head_mean_rows(path: str | Path, at: str, block: int = 32) -> HeadMeanRows:
-    """Rows averaged over heads (cached; read block-wise, only samples with ``length > 0``)."""
+    """Rows averaged over heads (cached; read block-wise, only samples with ``length > 0``).
+
+    Args:
+        path: a run store.
+        at: the probed token.
+        block: samples read at a time.
+
+    Returns:
+        :class:`HeadMeanRows`: ``rows [n, layer, token]``, their sample indices, lengths and modalities.
+    """
     return _head_mean_rows(str(path), _stamp(path), at, block)
 
 
@@ -300,7 +436,16 @@ ROW_FIELDS = ("rows", "length", "visual_mask", "audio_mask", "text_mask")
 
 
 def row_lengths(path: str | Path, at: str, view: str) -> np.ndarray:
-    """Valid positions of each sample's stored row at ``at`` (0: no row); raises if the run has no rows."""
+    """Valid positions of each sample's stored row at ``at`` (0: no row); raises if the run has no rows.
+
+    Args:
+        path: a run store.
+        at: the probed token.
+        view: the asking view's name, for the message.
+
+    Returns:
+        int64 ``[sample]``.
+    """
     ds = open_dataset(path)
     require(ds, *ROW_FIELDS, view=view)
     return _row_lengths(str(path), _stamp(path), at)
@@ -326,7 +471,18 @@ def _head_mean_rows(path: str, stamp: int, at: str, block: int) -> HeadMeanRows:
 
 
 def head_row(path: str | Path, at: str, sample: str, layer: int, head: int) -> tuple[np.ndarray, np.ndarray]:
-    """One head's attention over the input positions of one sample, and each position's modality."""
+    """One head's attention over the input positions of one sample, and each position's modality.
+
+    Args:
+        path: a run store.
+        at: the probed token.
+        sample: the sample id.
+        layer: the layer.
+        head: the head.
+
+    Returns:
+        ``(float64 [n], modality [n])`` over the sample's ``n`` valid positions.
+    """
     n_all = row_lengths(path, at, view="head detail")
     ds = open_dataset(path)
     if not (0 <= layer < ds.sizes["layer"] and 0 <= head < ds.sizes["head"]):
@@ -344,7 +500,14 @@ def head_row(path: str | Path, at: str, sample: str, layer: int, head: int) -> t
 
 
 def metrics(info: RunInfo) -> dict:
-    """Per-subset acc / rec / avg / hit (``subset_metrics``): the manifest's summary or computed."""
+    """Per-subset acc / rec / avg / hit (``subset_metrics``): the manifest's summary or computed.
+
+    Args:
+        info: the run.
+
+    Returns:
+        ``{subset: {"acc", "rec", "avg", "hit", "n"}}``.
+    """
     if info.summary and "metrics" in info.summary:
         return info.summary["metrics"]
     return _computed_metrics(info.path, _stamp(info.path))
@@ -356,7 +519,15 @@ def _computed_metrics(path: str, stamp: int) -> dict:
 
 
 def baseline_of(info: RunInfo, runs: list[RunInfo]) -> RunInfo | None:
-    """The run's baseline: the one its summary names, else the newest baseline of the same setup."""
+    """The run's baseline: the one its summary names, else the newest baseline of the same setup.
+
+    Args:
+        info: the run.
+        runs: the runs to look among (the summary's named baseline only counts if it is one of them).
+
+    Returns:
+        The baseline or ``None``.
+    """
     named = (info.summary or {}).get("baseline")
     if named:  # only among the given runs: a summary never makes the app read outside its cache
         match = [r for r in runs if Path(r.path).resolve() == Path(str(named)).resolve()]
@@ -369,7 +540,15 @@ def baseline_of(info: RunInfo, runs: list[RunInfo]) -> RunInfo | None:
 
 
 def deltas_of(info: RunInfo, runs: list[RunInfo]) -> tuple[dict | None, RunInfo | None]:
-    """(run − baseline per subset and metric, the baseline); the summary's deltas when stored."""
+    """(run − baseline per subset and metric, the baseline); the summary's deltas when stored.
+
+    Args:
+        info: the run.
+        runs: the runs to look among for its baseline.
+
+    Returns:
+        ``(deltas or None, baseline or None)``.
+    """
     base = baseline_of(info, runs)
     if (info.summary or {}).get("deltas") is not None:
         return info.summary["deltas"], base
@@ -379,7 +558,14 @@ def deltas_of(info: RunInfo, runs: list[RunInfo]) -> tuple[dict | None, RunInfo 
 
 
 def subset_names(metric_table: dict) -> list[str]:
-    """The subsets of a metrics dict, in the paper's order (unknown ones after)."""
+    """The subsets of a metrics dict, in the paper's order (unknown ones after).
+
+    Args:
+        metric_table: ``{subset: ...}``.
+
+    Returns:
+        Subset names.
+    """
     known = [s for s in SUBSET_ORDER if s in metric_table]
     return known + sorted(s for s in metric_table if s not in SUBSET_ORDER)
 
@@ -388,7 +574,14 @@ def subset_names(metric_table: dict) -> list[str]:
 
 
 def mi_labels(path: str | Path) -> dict[str, str]:
-    """``{sample id: MI label}`` of an MI run (:mod:`modbias.runs.importance`; cached, do not mutate)."""
+    """``{sample id: MI label}`` of an MI run (:mod:`modbias.runs.importance`; cached, do not mutate).
+
+    Args:
+        path: an MI run store.
+
+    Returns:
+        The labels (``audio``, ``visual``, ``both``, ``neither``).
+    """
     return _mi_labels(str(path), _stamp(path))
 
 
@@ -403,7 +596,12 @@ def _mi_labels(path: str, stamp: int) -> dict[str, str]:
 def mi_source(runs: list[RunInfo], ids) -> RunInfo | None:
     """The newest MI run (kind ``mi``, with an ``mi`` variable) labelling at least one of ``ids``.
 
-    ``runs`` come oldest first, as :func:`scan` lists them.
+    Args:
+        runs: runs oldest first, as :func:`scan` lists them.
+        ids: sample ids.
+
+    Returns:
+        The MI run or ``None``.
     """
     ids = set(ids)
     for info in reversed(runs):
@@ -420,7 +618,14 @@ def mi_source(runs: list[RunInfo], ids) -> RunInfo | None:
 
 def consistency_of(path: str | Path) -> dict[str, dict[str, float]]:
     """EEA / EPC / FCR / R✗/A✓ per subset and ``overall``: :func:`modbias.analysis.consistency.consistency` of the
-    run with its default (lexicon) explanation classifier, or the run's stored ``explanation_emotion``."""
+    run with its default (lexicon) explanation classifier, or the run's stored ``explanation_emotion``.
+
+    Args:
+        path: a run store.
+
+    Returns:
+        ``{group: scores}`` (MIGR Eqs. 6-8), cached until the manifest changes.
+    """
     return _consistency(str(path), _stamp(path))
 
 

@@ -17,6 +17,15 @@ DASHES = ("solid", "dash", "dot", "dashdot", "longdash")
 
 
 def layout(runs: list[RunInfo], cache: str) -> html.Div:
+    """Drift tab: the drift-run menu, split and layer choices, a note and the graph.
+
+    Args:
+        runs: the drift runs among them fill the menu (the newest chosen).
+        cache: not read.
+
+    Returns:
+        The Drift tab's ``html.Div``.
+    """
     drift_runs = [r.path for r in runs if r.kind == "drift"]
     return html.Div([
         html.Div([
@@ -33,6 +42,16 @@ def layout(runs: list[RunInfo], cache: str) -> html.Div:
 
 
 def drift_figure(path: str, split: str, layer: str) -> tuple[go.Figure, str]:
+    """Attention share per token group over normalised decoding steps (MIGR Fig. 5).
+
+    Args:
+        path: a drift run.
+        split: ``""`` (all samples), ``"subset"`` or ``"mi"``.
+        layer: ``"mean"`` or ``"paper"`` (the layer at 3/4 depth).
+
+    Returns:
+        ``(figure, note)``; a split the run lacks raises :class:`StoreFieldError`.
+    """
     ds = open_dataset(path)
     by = split or None
     if by and by not in ds.coords:
@@ -56,12 +75,28 @@ def drift_figure(path: str, split: str, layer: str) -> tuple[go.Figure, str]:
 
 @shows_errors
 def drift_view(path: str | None, split: str, layer: str):
+    """:func:`drift_figure`, or a message figure when there is no drift run or it lacks a field.
+
+    Args:
+        path: a drift run, or ``None``.
+        split: ``""``, ``"subset"`` or ``"mi"``.
+        layer: ``"mean"`` or ``"paper"``.
+
+    Returns:
+        ``(figure, note)``.
+    """
     if not path:
         raise StoreFieldError("No drift run in the cache: run `modbias drift --limit 30` first.")
     return drift_figure(path, split, layer)
 
 
 def register(app, cache: str) -> None:
+    """Drift callback: the graph and note follow the drift run, split and layer.
+
+    Args:
+        app: the dashboard that gets the Drift callback.
+        cache: the run stores' folder; callbacks refuse any path outside it.
+    """
     app.callback(Output(GRAPH, "figure"), Output("drift-note", "children"),
                  Input(RUN, "value"), Input(SPLIT, "value"), Input(LAYER, "value"))(
         in_cache(cache, drift_view))

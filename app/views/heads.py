@@ -24,6 +24,14 @@ QUANTITY, TAU = "heads-quantity", "heads-tau"
 
 
 def layout(runs: list[RunInfo], cache: str) -> html.Div:
+    """Heads tab: subset/outcome, colour and τ controls, the heatmap and the head-detail graph.
+
+    Args:
+        runs, cache: not read; the Heads tab follows the header's run menu.
+
+    Returns:
+        The Heads tab's ``html.Div``.
+    """
     return html.Div([
         html.Div([
             subset_controls("heads"),
@@ -43,7 +51,17 @@ def layout(runs: list[RunInfo], cache: str) -> html.Div:
 @shows_errors
 def heads_view(path: str | None, at: str, subset: str, outcome: str, sample: str | None, quantity: str,
                tau: float):
-    """The heatmap figure and a note on what it shows."""
+    """The heatmap figure and a note on what it shows.
+
+    Args:
+        path, at: the focus run (``None``: a message asks for one) and probed emotion token.
+        subset, outcome, sample: the samples summarised (:meth:`~modbias_app.runs.SampleTable.select`).
+        quantity: ``"log10_c_h"`` (Eq. 5) or ``"diff"`` (S_a − S_v).
+        tau: τ of Eq. (7).
+
+    Returns:
+        ``(figure, note)``.
+    """
     check_run(path, at)
     sums = head_sums(path, at)
     keep = sample_table(path).select(subset, outcome, sample)
@@ -63,7 +81,16 @@ def heads_view(path: str | None, at: str, subset: str, outcome: str, sample: str
 
 @shows_errors
 def head_detail(path: str | None, at: str, subset: str, outcome: str, sample: str | None, click: dict | None):
-    """Attention of the clicked head over one sample's input positions (needs stored rows)."""
+    """Attention of the clicked head over one sample's input positions (needs stored rows).
+
+    Args:
+        path, at: the focus run and probed emotion token, as for :func:`heads_view`.
+        subset, outcome, sample: whose row is shown: ``sample``, else the first of subset and outcome with rows.
+        click: the heatmap's ``clickData``.
+
+    Returns:
+        ``(figure, note)``.
+    """
     check_run(path, at)
     point = (click or {}).get("points", [{}])[0]
     if point.get("curveNumber", 0) != 0 or "x" not in point:
@@ -84,6 +111,12 @@ def head_detail(path: str | None, at: str, subset: str, outcome: str, sample: st
 
 
 def register(app, cache: str) -> None:
+    """Heads callbacks: the heatmap and the head detail follow the header and the tab's controls.
+
+    Args:
+        app: the dashboard that gets the heatmap and head-detail callbacks.
+        cache: the run stores' folder; callbacks refuse any path outside it.
+    """
     inputs = [Input(FOCUS_RUN, "value"), Input(AT, "value"), Input("heads-subset", "value"),
               Input("heads-outcome", "value"), Input(SAMPLE, "value")]
     app.callback(Output(GRAPH, "figure"), Output("heads-note", "children"),

@@ -24,6 +24,14 @@ CONSISTENCY_NOTE = ("**Explanation consistency** (MIGR Eqs. 6-8, in %): EEA = ex
 
 
 def layout(runs: list[RunInfo], cache: str) -> html.Div:
+    """Interventions tab: the metric choice, the bars, the Table 7 and consistency tables, the two sweeps.
+
+    Args:
+        runs, cache: not read; the Interventions tab follows the Runs tab's ticks.
+
+    Returns:
+        The Interventions tab's ``html.Div``.
+    """
     return html.Div([
         html.Div([html.Label("metric"), dcc.RadioItems(id=METRIC, value="avg", options=METRICS, inline=True)],
                  className="controls"),
@@ -41,6 +49,14 @@ def interventions_view(cache: str, selected: list[str] | None, metric: str):
 
     Only trace and intervene runs take part.  The sweeps use every such run
     in the cache: a sweep is defined by its runs' parameters, not by the selection.
+
+    Args:
+        cache: the folder of run stores.
+        selected: the paths ticked in the Runs table.
+        metric: ``avg``, ``acc``, ``rec`` or ``hit``.
+
+    Returns:
+        ``(bars, table markdown, τ sweep figure, duplication sweep figure, consistency markdown)``.
     """
     runs = [r for r in scan(cache) if r.traces_attention]
     chosen = [r for r in runs if r.path in set(selected or [])]
@@ -68,6 +84,12 @@ def interventions_view(cache: str, selected: list[str] | None, metric: str):
 
 
 def register(app, cache: str) -> None:
+    """Interventions callback: every output follows the ticked runs and the metric.
+
+    Args:
+        app: the dashboard that gets the comparison callback.
+        cache: the run stores' folder; callbacks refuse any path outside it.
+    """
     @app.callback(Output(BARS, "figure"), Output(TABLE, "children"), Output(TAU, "figure"),
                   Output(DUPLICATION, "figure"), Output(CONSISTENCY, "children"), Input(SELECTED_RUNS, "data"),
                   Input(METRIC, "value"))

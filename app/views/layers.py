@@ -15,6 +15,14 @@ GRAPH, LOG_Y = "layers-graph", "layers-log-y"
 
 
 def layout(runs: list[RunInfo], cache: str) -> html.Div:
+    """Layers tab: the log-axis choice, a note and the UAP graph.
+
+    Args:
+        runs, cache: not read; the Layers tab follows the header's run menu.
+
+    Returns:
+        The Layers tab's ``html.Div``.
+    """
     return html.Div([
         html.Div([dcc.Checklist(id=LOG_Y, options={"log": "log y axis"}, value=[], inline=True)],
                  className="controls"),
@@ -24,7 +32,15 @@ def layout(runs: list[RunInfo], cache: str) -> html.Div:
 
 
 def layer_profiles(path: str, at: str) -> tuple[dict, dict]:
-    """``profiles[subset][outcome]`` (mean UAP per layer, Eq. 1) and the sample counts behind them."""
+    """``profiles[subset][outcome]`` (mean UAP per layer, Eq. 1) and the sample counts behind them.
+
+    Args:
+        path: a trace or intervene run.
+        at: the probed emotion token.
+
+    Returns:
+        ``({subset: {outcome: {"UAP_v": [L], "UAP_a": [L]}}}, {subset: {outcome: n}})``.
+    """
     sums, table = head_sums(path, at), sample_table(path)
     profiles, counts = {}, {}
     for subset in dict.fromkeys(table.subset.tolist()):
@@ -39,6 +55,16 @@ def layer_profiles(path: str, at: str) -> tuple[dict, dict]:
 
 @shows_errors
 def layers_view(path: str | None, at: str, log_y: list[str]):
+    """UAP per layer for each subset, correct vs. incorrect (Fig. 3a), and a note with the counts.
+
+    Args:
+        path: the focus run (``None``: a message asks for one).
+        at: the probed emotion token.
+        log_y: ``["log"]`` for a log y axis.
+
+    Returns:
+        ``(figure, note)``.
+    """
     check_run(path, at)
     profiles, counts = layer_profiles(path, at)
     middle = middle_layers(head_sums(path, at).UAP_v.shape[1])
@@ -49,6 +75,12 @@ def layers_view(path: str | None, at: str, log_y: list[str]):
 
 
 def register(app, cache: str) -> None:
+    """Layers callback: the graph follows the focus run, the token and the log-axis choice.
+
+    Args:
+        app: the dashboard that gets the UAP callback.
+        cache: the run stores' folder; callbacks refuse any path outside it.
+    """
     app.callback(Output(GRAPH, "figure"), Output("layers-note", "children"),
                  Input(FOCUS_RUN, "value"), Input(AT, "value"), Input(LOG_Y, "value"))(
         in_cache(cache, layers_view))

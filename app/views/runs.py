@@ -14,13 +14,29 @@ COLUMNS = ("run", "kind", "model", "audio_repeat", "data", "interventions", "sam
 
 
 def run_rows(runs: list[RunInfo]) -> list[dict]:
-    """One table row per run (``path`` is the row id)."""
+    """One table row per run (``path`` is the row id).
+
+    Args:
+        runs: the runs.
+
+    Returns:
+        Row dicts with the :data:`COLUMNS` and ``path``.
+    """
     return [{"path": r.path, "run": r.name, "kind": r.kind, "model": r.model, "audio_repeat": r.audio_repeat,
              "data": r.data, "interventions": r.label, "samples": r.samples, "rows": "yes" if r.has_rows else "no",
              "created": r.created, "error": r.error or ""} for r in runs]
 
 
 def layout(runs: list[RunInfo], cache: str) -> html.Div:
+    """Runs tab: a note on the cache and the runs table (the newest run with heads ticked).
+
+    Args:
+        runs: the table's rows.
+        cache: named in the note.
+
+    Returns:
+        The Runs tab's ``html.Div``.
+    """
     broken = sum(1 for r in runs if r.error)
     intro = (f"{len(runs)} runs in {cache}. Tick runs to compare them in Interventions; "
              "the run menu above shows one of the ticked trace / intervene runs in the other views."
@@ -38,13 +54,26 @@ def layout(runs: list[RunInfo], cache: str) -> html.Div:
 
 
 def register(app, cache: str) -> None:
+    """Runs callback: the ticked rows become the selection the other tabs read.
+
+    Args:
+        app: the dashboard that gets the selection callback.
+        cache: the run stores' folder; callbacks refuse any path outside it.
+    """
     @app.callback(Output(SELECTED_RUNS, "data"), Input(TABLE, "selectedRows"))
     def chosen(selected):
         return selected_paths(selected)
 
 
 def selected_paths(selected) -> list[str]:
-    """Paths of the ticked rows (the grid reports row dicts, or ``{"ids": [...]}`` before it renders)."""
+    """Paths of the ticked rows (the grid reports row dicts, or ``{"ids": [...]}`` before it renders).
+
+    Args:
+        selected: the grid's ``selectedRows``.
+
+    Returns:
+        Run paths.
+    """
     if isinstance(selected, dict):
         return list(selected.get("ids", []))
     return [row["path"] for row in selected or []]

@@ -21,7 +21,14 @@ NO_MI = "No MI run in the cache labels these samples (`modbias mi` adds an MI co
 
 
 def sample_rows(path: str | None) -> list[dict]:
-    """One row per sample of the run (the sample id is the row id)."""
+    """One row per sample of the run (the sample id is the row id).
+
+    Args:
+        path: the focus run (``None``: no rows).
+
+    Returns:
+        Row dicts with the :data:`COLUMNS`.
+    """
     if not path:
         return []
     t = sample_table(path)
@@ -34,7 +41,15 @@ def sample_rows(path: str | None) -> list[dict]:
 
 def samples_view(cache: str, path: str | None) -> tuple[list[dict], list[dict], str]:
     """(rows, column definitions, note): :func:`sample_rows`, with an ``MI`` column from the newest MI run
-    that labels any of the samples (:func:`modbias_app.runs.mi_source`)."""
+    that labels any of the samples (:func:`modbias_app.runs.mi_source`).
+
+    Args:
+        cache: the folder of run stores.
+        path: the focus run.
+
+    Returns:
+        ``(rows, column definitions, note)``.
+    """
     rows = sample_rows(path)
     if not rows:
         return rows, column_defs(COLUMNS), ""
@@ -52,6 +67,14 @@ def samples_view(cache: str, path: str | None) -> tuple[list[dict], list[dict], 
 
 
 def layout(runs: list[RunInfo], cache: str) -> html.Div:
+    """Samples tab: a hint, a note and the samples table (filled by :func:`register`'s callback).
+
+    Args:
+        runs, cache: not read; the Samples tab follows the header's run menu.
+
+    Returns:
+        The Samples tab's ``html.Div``.
+    """
     return html.Div([
         html.P("Tick a sample to show it in Heads and Tokens (the sample menu above clears it). "
                "Subtitles are not stored in runs."),
@@ -65,5 +88,11 @@ def layout(runs: list[RunInfo], cache: str) -> html.Div:
 
 
 def register(app, cache: str) -> None:
+    """Samples callback: the table and its MI column follow the focus run.
+
+    Args:
+        app: the dashboard that gets the table callback.
+        cache: the run stores' folder; callbacks refuse any path outside it.
+    """
     app.callback(Output(TABLE, "rowData"), Output(TABLE, "columnDefs"), Output(NOTE, "children"),
                  Input(FOCUS_RUN, "value"))(in_cache(cache, lambda path: samples_view(cache, path)))

@@ -16,6 +16,14 @@ GRAPH, LAYERS = "tokens-graph", "tokens-layers"
 
 
 def layout(runs: list[RunInfo], cache: str) -> html.Div:
+    """Tokens tab: subset/outcome controls, the layer range slider, a note and the graph.
+
+    Args:
+        runs, cache: not read; the Tokens tab follows the header's run menu.
+
+    Returns:
+        The Tokens tab's ``html.Div``.
+    """
     return html.Div([
         html.Div([
             subset_controls("tokens"),
@@ -29,7 +37,14 @@ def layout(runs: list[RunInfo], cache: str) -> html.Div:
 
 
 def layer_range(n_layers: int) -> tuple[int, dict, list[int]]:
-    """Slider max, marks and default value (the middle layers) for a run with ``n_layers``."""
+    """Slider max, marks and default value (the middle layers) for a run with ``n_layers``.
+
+    Args:
+        n_layers: L.
+
+    Returns:
+        ``(max, marks, [first, last] middle layer)``.
+    """
     middle = middle_layers(n_layers)
     step = max(1, n_layers // 8)
     return n_layers - 1, {i: str(i) for i in range(0, n_layers, step)}, [middle.start, middle.stop - 1]
@@ -37,6 +52,19 @@ def layer_range(n_layers: int) -> tuple[int, dict, list[int]]:
 
 @shows_errors
 def tokens_view(path: str | None, at: str, subset: str, outcome: str, sample: str | None, layers: list[int]):
+    """Attention per input position over the chosen layers and samples (Fig. 3b), and a note.
+
+    Args:
+        path: the focus run (``None``: a message asks for one).
+        at: the probed emotion token.
+        subset: a subset or ``"all"``.
+        outcome: ``"correct"``, ``"incorrect"`` or ``"all"``.
+        sample: one sample id, or ``None`` for the subset.
+        layers: ``[first, last]`` layer of the range.
+
+    Returns:
+        ``(figure, note)``.
+    """
     check_run(path, at)
     hm = head_mean_rows(path, at)
     keep = sample_table(path).select(subset, outcome, sample)
@@ -54,6 +82,12 @@ def tokens_view(path: str | None, at: str, subset: str, outcome: str, sample: st
 
 
 def register(app, cache: str) -> None:
+    """Tokens callback: the graph follows the header, the subset/outcome controls and the layer range.
+
+    Args:
+        app: the dashboard that gets the token-profile callback.
+        cache: the run stores' folder; callbacks refuse any path outside it.
+    """
     app.callback(Output(GRAPH, "figure"), Output("tokens-note", "children"),
                  Input(FOCUS_RUN, "value"), Input(AT, "value"), Input("tokens-subset", "value"),
                  Input("tokens-outcome", "value"), Input(SAMPLE, "value"), Input(LAYERS, "value"))(

@@ -57,7 +57,14 @@ ExplanationClassifier = Callable[[str], "str | None"]
 METRICS = ("EEA", "EPC", "FCR", "RxA_all", "RxA_correct")
 
 def named_emotions(text: str) -> list[str]:
-    """Groups (CA-MER classes, or ``other:<word>``) of every emotion word in ``text``, in order of mention."""
+    """Groups (CA-MER classes, or ``other:<word>``) of every emotion word in ``text``, in order of mention.
+
+    Args:
+        text: an explanation or reply.
+
+    Returns:
+        One group per emotion word.
+    """
     return [group_of(w) for w in emotion_words(text)]
 
 
@@ -99,6 +106,15 @@ def llm_judge(ask: Callable[[str], str], classes: Sequence[str] = CLASSES, templ
     The prompt is ``template.format(classes=..., explanation=...)``; the reply's
     first emotion word (lexicon of :mod:`modbias.core.emotions`) is the answer,
     kept only if it is one of ``classes``.
+
+    Args:
+        ask: prompt → reply.
+        classes: the answers accepted.
+        template: the prompt, with ``{classes}`` and ``{explanation}``.
+        cache: ask once per distinct explanation.
+
+    Returns:
+        A classifier ``explanation -> class | None``.
     """
     memo: dict[str, str | None] = {}
 
@@ -116,7 +132,16 @@ def llm_judge(ask: Callable[[str], str], classes: Sequence[str] = CLASSES, templ
 
 def explanation_emotions(texts: Iterable[str], classifier: ExplanationClassifier | None = None,
                          splitter: Callable[[str], tuple[str, str]] = split_conclusion) -> list[str | None]:
-    """e_i for each generated text: ``classifier(splitter(text)[0])``."""
+    """e_i for each generated text: ``classifier(splitter(text)[0])``.
+
+    Args:
+        texts: generated answers.
+        classifier: explanation → emotion (default :class:`LexiconClassifier`).
+        splitter: answer → ``(explanation, conclusion)``.
+
+    Returns:
+        One emotion (or ``None``) per text.
+    """
     classifier = classifier or LexiconClassifier()
     return [classifier(splitter(str(t))[0]) for t in texts]
 
@@ -124,8 +149,16 @@ def explanation_emotions(texts: Iterable[str], classifier: ExplanationClassifier
 def consistency_scores(explanation, prediction, label) -> dict[str, float]:
     """EEA, EPC, FCR, R✗/A✓ (all samples, and among correct ones) in [0, 1], plus counts.
 
-    Inputs are equal-length sequences of class names; None or "" in
-    ``explanation`` means "no single emotion" and matches nothing.
+    EEA, EPC and FCR are MIGR Eqs. (6)-(8); R✗/A✓ counts right answers whose explanation does not
+    name the label.
+
+    Args:
+        explanation: e_i per sample (``None`` or ``""``: no single emotion, matches nothing).
+        prediction: ŷ_i per sample.
+        label: y_i per sample (all three of equal length).
+
+    Returns:
+        ``{"EEA", "EPC", "FCR", "RxA_all", "RxA_correct", "accuracy", "n", "n_correct"}`` (``nan`` when empty).
     """
     e = np.array(["" if x is None else str(x) for x in explanation], dtype=object)
     p = np.array(["" if x is None else str(x) for x in prediction], dtype=object)
@@ -146,7 +179,15 @@ def consistency_scores(explanation, prediction, label) -> dict[str, float]:
 
 def with_explanations(ds: xr.Dataset, classifier: ExplanationClassifier | None = None) -> xr.Dataset:
     """``ds`` (a trace / intervene / drift run, or an MI run at one condition) with
-    ``explanation_emotion`` (e_i; "" for none) added along ``sample``."""
+    ``explanation_emotion`` (e_i; "" for none) added along ``sample``.
+
+    Args:
+        ds: a run with per-sample ``text``.
+        classifier: explanation → emotion (default :class:`LexiconClassifier`).
+
+    Returns:
+        ``ds`` with the coordinate ``explanation_emotion [sample]``.
+    """
     emotions = explanation_emotions(np.asarray(ds.text.values).astype(str).tolist(), classifier)
     return ds.assign_coords(explanation_emotion=("sample", np.array([e or "" for e in emotions], dtype=str)))
 
@@ -155,14 +196,19 @@ def consistency(ds: xr.Dataset | str | Path, classifier: ExplanationClassifier |
                 by: str | None = "subset") -> dict[str, dict[str, float]]:
     """EEA / EPC / FCR / R✗/A✓ of a run, per ``by`` group (default: CA-MER subset) and ``overall``.
 
-    ``ds``: a run with per-sample ``text``, ``prediction`` and ``label`` (trace,
-    intervene and drift stores; for an MI run select a condition first, e.g.
-    ``ds.sel(condition="audio_visual")``), or a store path.  An existing
-    ``explanation_emotion`` coordinate is used as is; otherwise ``classifier``
-    (default :class:`LexiconClassifier`) is applied.  Values in [0, 1].
+    An existing ``explanation_emotion`` coordinate is used as is; otherwise ``classifier``
+    is applied.  An MI run is read at its ``audio_visual`` condition.
 
     >>> scores = consistency(modbias.open_run("cache/trace-..."))       # doctest: +SKIP
     >>> scores["video_aligned"]["EEA"], scores["overall"]["RxA_correct"]
+
+    Args:
+        ds: a run with per-sample ``text``, ``prediction`` and ``label``, or a store path.
+        classifier: explanation → emotion (default :class:`LexiconClassifier`).
+        by: a per-sample coordinate to group by (``None``: overall only).
+
+    Returns:
+        ``{group: consistency_scores(...)}`` plus ``"overall"``, values in [0, 1].
     """
     if isinstance(ds, (str, Path)):
         from modbias.runs.store import open_run
@@ -189,7 +235,14 @@ def consistency(ds: xr.Dataset | str | Path, classifier: ExplanationClassifier |
 
 
 def run_name_of(ds: xr.Dataset) -> str:
-    """A short label for a run: its intervention stack (``none`` for a plain run)."""
+    """A short label for a run: its intervention stack (``none`` for a plain run).
+
+    Args:
+        ds: a run (its ``attrs["config"]["interventions"]``).
+
+    Returns:
+        E.g. ``"none"``, ``"ar-tau1.0"``.
+    """
     from modbias.interventions import from_config
     from modbias.runs.intervene import run_label
 
@@ -204,10 +257,17 @@ def consistency_runs(runs, classifier: ExplanationClassifier | None = None, by: 
                      names: Sequence[str] | None = None) -> xr.Dataset:
     """Consistency metrics of several runs (e.g. the baseline and intervention runs).
 
-    ``runs``: store paths or Datasets, or a dict ``{name: run}``.  Returns a
-    Dataset with one variable per metric (and ``n``, ``n_correct``) of dims
-    (run, group); run names default to the intervention stack (``none``,
-    ``ar-tau1.0`` ...), made unique by the store name when needed.
+    Run names default to the intervention stack (``none``, ``ar-tau1.0`` ...), made unique by the
+    store name when needed.
+
+    Args:
+        runs: store paths or Datasets, or a dict ``{name: run}``.
+        classifier: explanation → emotion.
+        by: a per-sample coordinate to group by.
+        names: the runs' names.
+
+    Returns:
+        A Dataset with one float variable per metric (and ``accuracy``, ``n``, ``n_correct``) over ``(run, group)``.
     """
     from modbias.runs.store import open_run
 
@@ -227,7 +287,15 @@ def consistency_runs(runs, classifier: ExplanationClassifier | None = None, by: 
 
 
 def consistency_table(scores: dict[str, dict[str, float]], title: str = ""):
-    """Rich table of :func:`consistency` output, in %."""
+    """Rich table of :func:`consistency` output, in %.
+
+    Args:
+        scores: :func:`consistency`'s output.
+        title: the table's title.
+
+    Returns:
+        A ``rich.table.Table``.
+    """
     from rich.table import Table
 
     table = Table(title=title)

@@ -18,7 +18,16 @@ def trace_summary(ds: xr.Dataset, at: str = "first") -> list[dict]:
     """Per subset (and overall), in the README's vocabulary: samples, Correct (% whose conclusion
     emotion equals the label), over the middle layers the mean UAP_v / UAP_a (Eq. 1), the median c
     (Eq. 6) and the share of biased heads ("biased", Eq. 7 at the run's tau), and samples without an emotion word
-    ("no emotion")."""
+    ("no emotion").
+
+    Args:
+        ds: a trace run (``open_run``: ``UAP_v``, ``UAP_a``, ``c``, ``biased``, ``found``, ``correct`` over ``(sample, at, layer[, head])``).
+        at: which emotion token: ``"first"`` or ``"answer"``.
+
+    Returns:
+        One dict per subset (then ``overall``) with keys ``subset``, ``samples``, ``Correct``,
+        ``UAP_v``, ``UAP_a``, ``c``, ``biased``, ``no emotion``.
+    """
     mid = list(middle_layers(ds.sizes["layer"]))
     view = ds.sel(at=at)
     groups = [(str(s), view.where(view.subset == s, drop=True)) for s in dict.fromkeys(view.subset.values.tolist())]
@@ -42,6 +51,15 @@ def trace_summary(ds: xr.Dataset, at: str = "first") -> list[dict]:
 
 
 def summary_table(rows: list[dict], title: str) -> Table:
+    """Rich table of summary rows (percent columns with one decimal, other floats with three).
+
+    Args:
+        rows: dicts with the same keys, e.g. :func:`trace_summary`'s.
+        title: the table's title.
+
+    Returns:
+        A ``rich.table.Table``.
+    """
     table = Table(title=title)
     for key in rows[0]:
         table.add_column(key, justify="left" if key == "subset" else "right", no_wrap=key == "subset")
@@ -56,7 +74,15 @@ PERCENT = ("Correct", *INTERVENTION_COLUMNS)
 
 
 def intervention_table(summary: dict, title: str) -> Table:
-    """Per-subset Acc / Rec / Avg (%, Eqs. 22-24) and Correct (% conclusion = label), with deltas vs the baseline."""
+    """Per-subset Acc / Rec / Avg (%, Eqs. 22-24) and Correct (% conclusion = label), with deltas vs the baseline.
+
+    Args:
+        summary: an intervene run's summary (``metrics``, optional ``deltas``, ``scope``, ``edits``).
+        title: the table's title.
+
+    Returns:
+        A ``rich.table.Table`` (its caption names the scope and edit counts).
+    """
     table = Table(title=title)
     for name in ("subset", *INTERVENTION_COLUMNS):
         table.add_column(name, justify="left" if name == "subset" else "right", no_wrap=name == "subset")

@@ -50,7 +50,16 @@ def trace(
     save_rows: bool = typer.Option(False, "--save-rows", help="also store full attention rows and masks"),
     tau: float = typer.Option(1.0, help="threshold of Eq. 7 for the biased-head columns"),
 ):
-    """Trace attention at the first emotion token; store per-sample, per-layer, per-head metrics."""
+    """Trace attention at the first emotion token; store per-sample, per-layer, per-head metrics.
+    \f
+    Args:
+        subset, model, data, limit, batch_size, device, max_new_tokens: the shared options of :mod:`modbias.cli.options`.
+        out: the store (default ``cache/<run name>``).
+        at: ``first``, ``answer`` or ``both`` emotion tokens.
+        save_rows: also store full attention rows and key masks.
+        tau: τ of Eq. 7 for the printed biased-head share.
+        (Each parameter is the command-line option of the same name; ``modbias trace --help`` gives its help.)
+    """
     bench = validate(model=model, at=at, subset=subset, data=options.benchmark_for(data, model), limit=limit,
                      batch_size=batch_size, max_new_tokens=max_new_tokens, out=out)
     import modbias
@@ -108,7 +117,18 @@ def intervene(
     grouper: Optional[str] = typer.Option(None, help="module:function mapping an emotion word to its group "
                                                      "(default: the built-in lexicon)"),
 ):
-    """Run the benchmark under an intervention; print per-subset Acc/Rec/Avg/Correct with deltas vs the baseline."""
+    """Run the benchmark under an intervention; print per-subset Acc/Rec/Avg/Correct with deltas vs the baseline.
+    \f
+    Args:
+        method: an intervention or a ``+`` stack of them.
+        tau, alpha, repeat: AR's τ, PAI's α, duplicate_audio's k; comma lists sweep.
+        layers, gamma, floor, competitor, checkpoint: further intervention parameters.
+        subset, model, data, limit, batch_size, device, max_new_tokens: the shared options of :mod:`modbias.cli.options`.
+        out: the store of a single run; cache: where sweeps and the shared baseline go.
+        at: which emotion token's attention is stored.
+        scope: where Ŷ is read (conclusion or answer); grouper: G of Eq. 22 as ``module:function``.
+        (Each parameter is the command-line option of the same name; ``modbias intervene --help`` gives its help.)
+    """
     grid = {k: v for k, v in {"tau": _values(tau, float, "--tau"), "alpha": _values(alpha, float, "--alpha"),
                               "k": _values(repeat, int, "--repeat"),
                               "layers": None if layers is None else [layers],
@@ -156,7 +176,13 @@ def dashboard(
     port: int = typer.Option(8050),
     host: str = typer.Option("127.0.0.1", help="address to bind; another than 127.0.0.1 exposes the runs"),
 ):
-    """Serve the Dash dashboard over every run in the cache (it never runs a model)."""
+    """Serve the Dash dashboard over every run in the cache (it never runs a model).
+    \f
+    Args:
+        cache: the folder of run stores.
+        port: the port; host: the address to bind.
+        (Each parameter is the command-line option of the same name; ``modbias app --help`` gives its help.)
+    """
     if cache.exists() and not cache.is_dir():
         raise NotADirectoryError(f"--cache {cache} is not a directory")
     from modbias_app import serve
@@ -181,6 +207,15 @@ def organism_train(
     ``organism`` trains from scratch; ``organism-attn`` trains its base state first, then fine-tunes
     it.  Either way the base state (consistent samples only) is saved under OUT/base (float16),
     the starting point of `modbias mose train` and its LoRA baseline.
+    \f
+    Args:
+        name: ``organism`` or ``organism-attn``.
+        out: the weights folder (default: the package's shipped weights of ``name``).
+        epochs: task (or fine-tuning) epochs; base_epochs: epochs of the base state.
+        base_only: train only the base state.
+        audio_repeat: copies of each audio token (App. C.2).
+        seed: the seed; threads: torch CPU threads.
+        (Each parameter is the command-line option of the same name; ``modbias organism train --help`` gives its help.)
     """
     import time
 
@@ -232,6 +267,14 @@ def mose_train(
 
     Evaluate it on the model it was trained on, e.g. `modbias intervene --model organism-base --method mose
     --checkpoint OUT`.
+    \f
+    Args:
+        out: the checkpoint folder.
+        model: the organism; start: ``base`` (its base state) or ``tuned``.
+        r, n_experts, eps: LoRA rank, expansion matrices per expert, routing bound of Eq. 3.
+        without, no_router, lora_baseline: Table 6 variants (experts left out, no router, plain LoRA of matched size).
+        epochs, n_train, lr, seed: training settings.
+        (Each parameter is the command-line option of the same name; ``modbias mose train --help`` gives its help.)
     """
     import time
 

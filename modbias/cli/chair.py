@@ -34,7 +34,17 @@ def chair(
     out: Optional[Path] = typer.Option(None, help="store path; default "
                                                   "cache/chair-<model>-<method>-n<limit>-seed<seed>"),
 ):
-    """Caption COCO images ("Please help me describe the image in detail.") and print CHAIR_s / CHAIR_i."""
+    """Caption COCO images ("Please help me describe the image in detail.") and print CHAIR_s / CHAIR_i.
+    \f
+    Args:
+        model: an image family checkpoint; coco: the COCO folder; split: its annotation split.
+        method: ``none``, ``ar``, ``pai`` or a stack.
+        limit, seed: how many images, drawn with which seed.
+        tau, alpha, gamma, layers: intervention parameters.
+        max_new_tokens, batch_size, device: generation settings.
+        out: the store.
+        (Each parameter is the command-line option of the same name; ``modbias chair --help`` gives its help.)
+    """
     import modbias
     from modbias.data.coco import read_coco
     from modbias.data.sample import SampleError

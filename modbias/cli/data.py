@@ -27,7 +27,14 @@ def check(
     max_new_tokens: int = typer.Option(16, help="generation length the prompt must leave room for (with --model)"),
 ):
     """Report every problem of a benchmark (malformed line, missing file or path outside the dataset, unknown
-    label, empty / wrong-shape / non-finite features, duplicate id; with --model, over-long prompts)."""
+    label, empty / wrong-shape / non-finite features, duplicate id; with --model, over-long prompts).
+    \f
+    Args:
+        path: the annotation file or dataset folder; reader: its reader (default: detected).
+        decode: also decode every media file.
+        model, max_new_tokens: check each prompt plus the generation fits the model's positions.
+        (Each parameter is the command-line option of the same name; ``modbias data check --help`` gives its help.)
+    """
     from modbias.data.readers import Problem, check as check_benchmark
     from modbias.models import check_model_spec
 
@@ -55,7 +62,13 @@ def camer_subsets(
     labels: Path = typer.Argument(..., help="per-sample visual / audio / multimodal labels (.jsonl/.json/.csv/.tsv)"),
     out: Optional[Path] = typer.Option(None, help="annotation file to write (default: annotations.jsonl beside LABELS)"),
 ):
-    """CA-MER subsets by App. A's Stage 2 majority voting; fully inconsistent samples are discarded."""
+    """CA-MER subsets by App. A's Stage 2 majority voting; fully inconsistent samples are discarded.
+    \f
+    Args:
+        labels: the per-sample label table.
+        out: the annotation file to write.
+        (Each parameter is the command-line option of the same name; ``modbias data camer-subsets --help`` gives its help.)
+    """
     from modbias.data.camer import DISCARDED, camer_subsets as construct
     from modbias.data.sample import SUBSETS, SampleError
 

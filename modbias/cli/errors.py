@@ -29,15 +29,31 @@ AT_CHOICES = ("first", "answer", "both")
 
 
 def debugging() -> bool:
+    """Whether ``MODBIAS_DEBUG`` asks for tracebacks instead of one-line errors."""
     return os.environ.get("MODBIAS_DEBUG", "") not in ("", "0")
 
 
 def one_line(text: str) -> str:
+    """``text`` with all whitespace runs folded to single spaces.
+
+    Args:
+        text: any object (``str()`` is taken).
+
+    Returns:
+        One line.
+    """
     return " ".join(str(text).split())
 
 
 def error_message(error: BaseException) -> str:
-    """The one line shown for ``error`` (without the ``error:`` prefix)."""
+    """The one line shown for ``error`` (without the ``error:`` prefix).
+
+    Args:
+        error: the exception a command raised.
+
+    Returns:
+        The message (a hint to install for a missing optional package; "internal error" for a bug).
+    """
     if isinstance(error, click_errors.UsageError):
         where = f" (see '{error.ctx.command_path} --help')" if error.ctx is not None else ""
         return one_line(error.format_message()) + where
@@ -55,7 +71,11 @@ def error_message(error: BaseException) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """The ``modbias`` entry point (see the module doc); exits with the command's status."""
+    """The ``modbias`` entry point (see the module doc); exits with the command's status.
+
+    Args:
+        argv: the arguments (default ``sys.argv[1:]``); ``--debug`` anywhere before ``--`` shows tracebacks.
+    """
     from modbias.cli import app
 
     args = list(sys.argv[1:] if argv is None else argv)
@@ -80,7 +100,11 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def use_device(device: str) -> None:
-    """Check ``--device`` (a torch device this machine has) and, on the CPU, use at most 2 threads."""
+    """Check ``--device`` (a torch device this machine has) and, on the CPU, use at most 2 threads.
+
+    Args:
+        device: a torch device string.
+    """
     import torch
 
     try:
@@ -94,12 +118,29 @@ def use_device(device: str) -> None:
 
 
 def choice(option: str, value: str, choices) -> str:
+    """``value`` if it is one of ``choices``, else a ``BadParameter`` naming the option.
+
+    Args:
+        option: the option, e.g. ``"--at"``.
+        value: the given value.
+        choices: the allowed values.
+
+    Returns:
+        ``value``.
+    """
     if value not in choices:
         raise typer.BadParameter(f"{value!r} is not one of {', '.join(choices)}", param_hint=option)
     return value
 
 
 def at_least(option: str, value: int | None, lowest: int = 1) -> None:
+    """Refuse a number below ``lowest`` (``None`` passes).
+
+    Args:
+        option: the option, for the error.
+        value: the given number.
+        lowest: the smallest allowed.
+    """
     if value is not None and value < lowest:
         raise typer.BadParameter(f"{value} is below {lowest}", param_hint=option)
 
@@ -107,7 +148,21 @@ def at_least(option: str, value: int | None, lowest: int = 1) -> None:
 def validate(*, model: str, data: str, subset: str, limit: int | None, batch_size: int, max_new_tokens: int,
              at: str | None = None, out: Path | None = None):
     """Check a run command's options and read its benchmark (validating every sample); returns the
-    benchmark.  Imports neither torch nor xarray, so a mistake is reported at once."""
+    benchmark.  Imports neither torch nor xarray, so a mistake is reported at once.
+
+    Args:
+        model: ``--model`` (``family[:path]``).
+        data: the benchmark name or path.
+        subset: ``--subset``.
+        limit: ``--limit``.
+        batch_size: ``--batch-size``.
+        max_new_tokens: ``--max-new-tokens``.
+        at: ``--at`` (``None``: the command has none).
+        out: ``--out``: must be a run store, an empty folder or absent.
+
+    Returns:
+        The :class:`~modbias.data.sample.Benchmark` (not empty).
+    """
     from modbias.data import SUBSETS, load_benchmark
     from modbias.models import check_model_spec
 

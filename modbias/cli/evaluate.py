@@ -18,7 +18,15 @@ console = Console()
 
 
 def baseline_path(run: Path, named: str | None) -> Path | None:
-    """The baseline a run's summary names: as written (relative to where the run was made), else beside the run."""
+    """The baseline a run's summary names: as written (relative to where the run was made), else beside the run.
+
+    Args:
+        run: the run store.
+        named: the baseline path in its summary (or ``None``).
+
+    Returns:
+        The existing baseline store, or ``None``.
+    """
     if not named:
         return None
     for candidate in (Path(named), run.parent / Path(named).name):
@@ -35,7 +43,15 @@ def evaluate(
     scope: Optional[str] = typer.Option(None, help="where the predicted set is read: conclusion | answer"),
     write: bool = typer.Option(False, "--write", help="store the re-scored summary in each run's manifest"),
 ):
-    """Score stored runs (Tables 1-4 layout), with deltas vs. each run's baseline re-scored the same way."""
+    """Score stored runs (Tables 1-4 layout), with deltas vs. each run's baseline re-scored the same way.
+    \f
+    Args:
+        runs: the run stores.
+        benchmark: ``--as``: the evaluation to score with (default: the run's benchmark).
+        grouper: G of Eq. 22 as ``module:function``; scope: where Ŷ is read.
+        write: store the re-scored summary in each run's manifest.
+        (Each parameter is the command-line option of the same name; ``modbias evaluate --help`` gives its help.)
+    """
     from modbias.core.evaluation import load_grouper
     from modbias.runs.store import open_run, update_manifest
     from modbias.runs.summaries import evaluation_table, run_summary

@@ -31,7 +31,14 @@ def mi(
     max_new_tokens: int = options.MAX_NEW_TOKENS,
     seed: int = typer.Option(0, help="seed of the noise ablation"),
 ):
-    """Modality Importance: audio-only / visual-only / audio-visual predictions → emotion-dominant modality."""
+    """Modality Importance: audio-only / visual-only / audio-visual predictions → emotion-dominant modality.
+    \f
+    Args:
+        subset, model, data, limit, batch_size, device, max_new_tokens: the shared options of :mod:`modbias.cli.options`.
+        out: the store.
+        ablation: how a modality is taken out (``remove``, ``zeros``, ``mean``, ``noise``); seed: the noise seed.
+        (Each parameter is the command-line option of the same name; ``modbias mi --help`` gives its help.)
+    """
     data = options.benchmark_for(data, model)
     bench = validate(model=model, data=data, subset=subset, limit=limit, batch_size=batch_size,
                      max_new_tokens=max_new_tokens, out=out)
@@ -70,7 +77,15 @@ def drift(
     exclude_prompt: bool = typer.Option(False, "--exclude-prompt",
                                         help="renormalise over visual/audio/generated (the paper's Fig. 5)"),
 ):
-    """Attention drift: per decoding step, attention shares on visual / audio / prompt / generated tokens."""
+    """Attention drift: per decoding step, attention shares on visual / audio / prompt / generated tokens.
+    \f
+    Args:
+        subset, model, data, limit, batch_size, device, max_new_tokens: the shared options of :mod:`modbias.cli.options`.
+        out: the store; mi: an MI run whose labels split the curves.
+        step_chunk: decoding steps per probe forward.
+        layer: the printed table's layer; exclude_prompt: renormalise without the prompt text.
+        (Each parameter is the command-line option of the same name; ``modbias drift --help`` gives its help.)
+    """
     data = options.benchmark_for(data, model)
     bench = validate(model=model, data=data, subset=subset, limit=limit, batch_size=batch_size,
                      max_new_tokens=max_new_tokens, out=out)
@@ -102,7 +117,13 @@ def consistency(
     by: str = typer.Option("subset", help="per-sample coordinate to group by (subset, mi, ...)"),
     tie: str = typer.Option("none", help="lexicon classifier's tie rule: none | first | last"),
 ):
-    """Explanation consistency of stored runs: EEA, EPC, FCR and R✗/A✓ (%), per group and overall."""
+    """Explanation consistency of stored runs: EEA, EPC, FCR and R✗/A✓ (%), per group and overall.
+    \f
+    Args:
+        runs: the run stores.
+        by: the per-sample coordinate to group by; tie: the lexicon classifier's tie rule.
+        (Each parameter is the command-line option of the same name; ``modbias consistency --help`` gives its help.)
+    """
     from modbias.analysis.consistency import LexiconClassifier, consistency as score, consistency_table, run_name_of
     from modbias.runs.store import open_run
 

@@ -18,12 +18,27 @@ MAX_NEW_TOKENS = typer.Option(16, help="generation length")
 
 
 def batch_size(default: int):
-    """``--batch-size`` with the command's own default."""
+    """``--batch-size`` with the command's own default.
+
+    Args:
+        default: the command's default batch size.
+
+    Returns:
+        The typer option.
+    """
     return typer.Option(default, help="samples per batch (the unit of resume)")
 
 
 def benchmark_for(data: str | None, model: str) -> str:
-    """``--data`` as given, else the synthetic benchmark the shipped organism ``model`` was trained for."""
+    """``--data`` as given, else the synthetic benchmark the shipped organism ``model`` was trained for.
+
+    Args:
+        data: ``--data`` (or ``None``).
+        model: ``--model``.
+
+    Returns:
+        The benchmark name or path (``synth-attn`` for ``organism-attn``, else ``synth``).
+    """
     if data:
         return data
     return "synth-attn" if model.partition(":")[0].startswith("organism-attn") else "synth"

@@ -140,7 +140,14 @@ _WORD = re.compile(r"[a-z]+")
 
 
 def singular(word: str) -> str:
-    """A lowercase word's singular (English plural rules plus the irregular forms captions use)."""
+    """A lowercase word's singular (English plural rules plus the irregular forms captions use).
+
+    Args:
+        word: one lowercase word.
+
+    Returns:
+        Its singular form (the word itself when it is not a plural).
+    """
     if word in _IRREGULAR:
         return _IRREGULAR[word]
     if len(word) <= 3 or word.endswith(("ss", "us", "is")):
@@ -155,7 +162,14 @@ def singular(word: str) -> str:
 
 
 def words_of(text: str) -> list[str]:
-    """Lowercase singular words of ``text``."""
+    """Lowercase singular words of ``text``.
+
+    Args:
+        text: a caption or phrase (any object; ``str()`` is taken).
+
+    Returns:
+        The words, lowercased and made singular by :func:`singular`, in order.
+    """
     return [singular(w) for w in _WORD.findall(str(text).lower())]
 
 
@@ -183,7 +197,15 @@ class Mention:
 
 
 def mentions(text: str) -> list[Mention]:
-    """Every COCO object mention of ``text``, in order (module rules)."""
+    """Every COCO object mention of ``text``, in order (module rules).
+
+    Args:
+        text: a caption.
+
+    Returns:
+        One :class:`Mention` per object phrase (longest match first; qualifier words and
+        non-object phrases dropped).
+    """
     words = words_of(text)
     found, i = [], 0
     while i < len(words):
@@ -205,7 +227,14 @@ def mentions(text: str) -> list[Mention]:
 
 
 def objects_in(texts: Iterable[str]) -> set[str]:
-    """The COCO categories mentioned anywhere in ``texts`` (e.g. an image's reference captions)."""
+    """The COCO categories mentioned anywhere in ``texts`` (e.g. an image's reference captions).
+
+    Args:
+        texts: captions or object names.
+
+    Returns:
+        The set of COCO category names.
+    """
     return {m.category for text in texts for m in mentions(text)}
 
 
@@ -218,17 +247,37 @@ class CaptionScore:
 
     @property
     def has_hallucination(self) -> bool:
+        """Whether the caption mentions any object absent from its image (CHAIR_s's numerator)."""
         return bool(self.hallucinated)
 
 
 def score_caption(caption: str, truth: set[str]) -> CaptionScore:
+    """The mentions of one caption and which of them are hallucinated.
+
+    Args:
+        caption: a generated caption.
+        truth: the image's ground-truth COCO categories.
+
+    Returns:
+        A :class:`CaptionScore`: the category of each mention and those not in ``truth``.
+    """
     found = [m.category for m in mentions(caption)]
     return CaptionScore(tuple(found), tuple(c for c in found if c not in truth))
 
 
 def chair(captions: Iterable[str], truths: Iterable[set[str]]) -> dict[str, float]:
     """CHAIR_s and CHAIR_i (fractions) of ``captions`` against each image's ground-truth object set,
-    with the counts they come from."""
+    with the counts they come from.
+
+    Args:
+        captions: generated captions, one per image.
+        truths: each image's ground-truth category set, aligned with ``captions``.
+
+    Returns:
+        ``{"chair_s", "chair_i", "captions", "hallucinated_captions", "mentions",
+        "hallucinated_mentions"}``: CHAIR_s = captions with a hallucination / captions,
+        CHAIR_i = hallucinated mentions / mentions (0 where a denominator is 0).
+    """
     scores = [score_caption(c, t) for c, t in zip(captions, truths)]
     n_mentions = sum(len(s.mentioned) for s in scores)
     n_hallucinated = sum(len(s.hallucinated) for s in scores)

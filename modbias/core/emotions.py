@@ -62,13 +62,27 @@ _PATTERN = re.compile(r"\b(" + "|".join(_ALL_WORDS) + r")\b", re.I | re.A)
 
 
 def group_of(word: str) -> str:
-    """The built-in grouping G (Eq. 22): a word's CA-MER class, or ``other:<word>`` outside the lexicon."""
+    """The built-in grouping G (Eq. 22): a word's CA-MER class, or ``other:<word>`` outside the lexicon.
+
+    Args:
+        word: an emotion word (any case).
+
+    Returns:
+        One of the nine class names, or ``"other:<word>"`` (lowercased).
+    """
     word = word.lower()
     return WORD_TO_CLASS.get(word) or OTHER_PREFIX + word
 
 
 def emotion_words(text: str) -> list[str]:
-    """Every emotion word of ``text`` (lexicon and :data:`OTHER_EMOTIONS`), in order of mention."""
+    """Every emotion word of ``text`` (lexicon and :data:`OTHER_EMOTIONS`), in order of mention.
+
+    Args:
+        text: generated or reference text.
+
+    Returns:
+        The matched words as written in ``text`` (case kept).
+    """
     return _PATTERN.findall(str(text))
 
 
@@ -87,6 +101,13 @@ def find_emotions(pieces: list[str]) -> list[EmotionMention]:
 
     Works for word-level and sub-word tokenizers alike: a word split over
     several tokens is attributed to the token holding its first character.
+
+    Args:
+        pieces: the decoded text of each generated token, in order.
+
+    Returns:
+        One :class:`EmotionMention` per word, in order, with its class, the word, the index of the
+        token that starts it and its character offset.
     """
     starts, text = [], ""
     for piece in pieces:
@@ -106,6 +127,14 @@ def answer_mention(pieces: list[str], mentions: list[EmotionMention],
     Under the ``answer`` rule (:data:`FAMILY_CONCLUSION`, e.g. R1-Omni): the first emotion word
     inside the ``<answer>`` block, and ``None`` when the text has no block (a generation cut off
     inside ``<think>`` has not answered yet) or no emotion word in it.  Otherwise the last one.
+
+    Args:
+        pieces: the decoded text of each generated token.
+        mentions: :func:`find_emotions` of ``pieces``.
+        rule: a conclusion rule (``auto``, ``sentence`` or ``answer``).
+
+    Returns:
+        The mention that states the answer, or ``None``.
     """
     if rule != "answer":
         return mentions[-1] if mentions else None
@@ -144,6 +173,13 @@ def split_conclusion(text: str, rule: ConclusionRule = "auto") -> tuple[str, str
     The organism's ``face looks X , voice sounds Y , so feels Z .`` splits into
     ``face looks X , voice sounds Y ,`` and ``so feels Z .``.  Text naming no emotion is
     all explanation.
+
+    Args:
+        text: the generated answer.
+        rule: one of :data:`CONCLUSION_RULES`.
+
+    Returns:
+        ``(explanation, conclusion)``, both stripped; the conclusion is ``""`` when there is none.
     """
     text = str(text)
     if rule not in CONCLUSION_RULES:
@@ -164,11 +200,27 @@ def split_conclusion(text: str, rule: ConclusionRule = "auto") -> tuple[str, str
 
 
 def conclusion(text: str, rule: ConclusionRule = "auto") -> str:
-    """The final conclusion of ``text`` (see :func:`split_conclusion`)."""
+    """The final conclusion of ``text`` (see :func:`split_conclusion`).
+
+    Args:
+        text: the generated answer.
+        rule: one of :data:`CONCLUSION_RULES`.
+
+    Returns:
+        The conclusion text (``""`` when there is none).
+    """
     return split_conclusion(text, rule)[1]
 
 
 def parse_prediction(text: str, rule: ConclusionRule = "auto") -> str | None:
-    """The prediction: the group of the conclusion's last emotion word (a class or ``other:<word>``)."""
+    """The prediction: the group of the conclusion's last emotion word (a class or ``other:<word>``).
+
+    Args:
+        text: the generated answer.
+        rule: one of :data:`CONCLUSION_RULES`.
+
+    Returns:
+        :func:`group_of` of the conclusion's last emotion word, or ``None`` when it names none.
+    """
     found = emotion_words(conclusion(text, rule))
     return group_of(found[-1]) if found else None

@@ -39,12 +39,26 @@ class Grouper(Protocol):
 
 
 def lexicon_grouper(word: str) -> str | None:
-    """The built-in grouper: the CA-MER class whose lexicon holds ``word``, else ``other:<word>``."""
+    """The built-in grouper: the CA-MER class whose lexicon holds ``word``, else ``other:<word>``.
+
+    Args:
+        word: an emotion word.
+
+    Returns:
+        Its group (Eq. 22's G(word)).
+    """
     return group_of(word)
 
 
 def load_grouper(spec: str | None) -> Grouper:
-    """A grouper named ``module:function`` (``None``: the built-in :func:`lexicon_grouper`)."""
+    """A grouper named ``module:function`` (``None``: the built-in :func:`lexicon_grouper`).
+
+    Args:
+        spec: ``"module:function"`` naming a callable ``word -> group | None``, or ``None``/``""``.
+
+    Returns:
+        The grouper; a spec that cannot be imported or called raises ``ValueError`` naming it.
+    """
     if not spec:
         return lexicon_grouper
     module, sep, name = spec.partition(":")
@@ -60,17 +74,34 @@ def load_grouper(spec: str | None) -> Grouper:
 
 
 def grouper_name(grouper: Grouper) -> str:
+    """The ``module:qualname`` a grouper is recorded under in a run's summary.
+
+    Args:
+        grouper: a :class:`Grouper`.
+
+    Returns:
+        ``"module:qualname"`` (``?`` where the object has no module).
+    """
     return f"{getattr(grouper, '__module__', '?')}:{getattr(grouper, '__qualname__', type(grouper).__name__)}"
 
 
 def predicted_set(text: str, grouper: Grouper = lexicon_grouper, scope: Scope = "conclusion",
                   rule: str = "auto") -> set[str]:
-    """Ŷ^m: the groups of the emotion words of the conclusion (``scope="answer"``: of the whole text).
+    """Ŷ^m of Eq. (22): the groups of the emotion words of the conclusion (``scope="answer"``: of the whole text).
 
     >>> sorted(predicted_set("face looks happy , voice sounds sad , so feels sad ."))
     ['sad']
     >>> sorted(predicted_set("face looks happy , voice sounds sad , so feels sad .", scope="answer"))
     ['happy', 'sad']
+
+    Args:
+        text: the generated answer.
+        grouper: G, mapping a word to its group (``None``: not an emotion).
+        scope: ``"conclusion"`` (Sec. 6.1) or ``"answer"``.
+        rule: the conclusion rule (:data:`modbias.core.emotions.CONCLUSION_RULES`).
+
+    Returns:
+        The set of groups.
     """
     if scope not in SCOPES:
         raise ValueError(f"scope {scope!r}; expected one of {SCOPES}")
@@ -79,7 +110,16 @@ def predicted_set(text: str, grouper: Grouper = lexicon_grouper, scope: Scope = 
 
 
 def set_scores(truth: Iterable[str], predicted: set[str], grouper: Grouper = lexicon_grouper) -> tuple[float, float]:
-    """(accuracy, recall) of one sample, Eq. (23)."""
+    """(accuracy, recall) of one sample, Eq. (23).
+
+    Args:
+        truth: the sample's labels (Y before grouping).
+        predicted: Ŷ, already grouped (:func:`predicted_set`).
+        grouper: G, applied to ``truth``.
+
+    Returns:
+        ``(|Y∩Ŷ|/|Ŷ|, |Y∩Ŷ|/|Y|)``, each 0 when its denominator is empty.
+    """
     truth_groups = {g for g in (grouper(t) for t in truth) if g is not None}
     hit = len(truth_groups & predicted)
     return (hit / len(predicted) if predicted else 0.0, hit / len(truth_groups) if truth_groups else 0.0)
@@ -87,21 +127,49 @@ def set_scores(truth: Iterable[str], predicted: set[str], grouper: Grouper = lex
 
 def sample_scores(texts, labels, grouper: Grouper = lexicon_grouper, scope: Scope = "conclusion",
                   rule: str = "auto") -> np.ndarray:
-    """``[N, 2]`` set-level (accuracy, recall) per sample; labels may be strings or label lists."""
+    """``[N, 2]`` set-level (accuracy, recall) per sample; labels may be strings or label lists.
+
+    Args:
+        texts: ``N`` generated answers.
+        labels: ``N`` labels, each a string or a list of strings.
+        grouper: G (Eq. 22).
+        scope: ``"conclusion"`` or ``"answer"``.
+        rule: the conclusion rule.
+
+    Returns:
+        float64 ``[N, 2]``: Eq. (23)'s accuracy and recall per sample.
+    """
     out = [set_scores([lab] if isinstance(lab, str) else lab, predicted_set(str(t), grouper, scope, rule), grouper)
            for t, lab in zip(texts, labels)]
     return np.asarray(out, dtype=np.float64).reshape(-1, 2)
 
 
 def conclusion_rule(ds: xr.Dataset) -> str:
-    """The conclusion rule of the run's model family (:data:`modbias.core.emotions.FAMILY_CONCLUSION`)."""
+    """The conclusion rule of the run's model family (:data:`modbias.core.emotions.FAMILY_CONCLUSION`).
+
+    Args:
+        ds: a run Dataset whose ``attrs["config"]["model"]["family"]`` names the family.
+
+    Returns:
+        ``"answer"`` or ``"auto"``.
+    """
     model = ds.attrs.get("config", {}).get("model", {}) if isinstance(ds.attrs.get("config"), dict) else {}
     return FAMILY_CONCLUSION.get(model.get("family", ""), "auto")
 
 
 def subset_metrics(ds: xr.Dataset, grouper: Grouper = lexicon_grouper, scope: Scope = "conclusion"
                    ) -> dict[str, dict[str, float]]:
-    """Per subset and ``overall``: acc, rec, avg (Eqs. 23-24, in %) and hit (conclusion == label, %)."""
+    """Per subset and ``overall``: acc, rec, avg (Eqs. 23-24, in %) and hit (conclusion == label, %).
+
+    Args:
+        ds: a run Dataset with ``text``, ``label``, ``subset`` and ``correct`` over ``sample``.
+        grouper: G (Eq. 22).
+        scope: ``"conclusion"`` or ``"answer"``.
+
+    Returns:
+        ``{subset: {"acc", "rec", "avg", "hit", "n"}}`` plus ``"overall"`` (with ``"gap"`` =
+        audio_aligned avg − video_aligned avg when both subsets are present).
+    """
     scores = sample_scores(ds.text.values, ds.label.values, grouper, scope, conclusion_rule(ds))
     subsets = np.asarray(ds.subset.values).astype(str)
     correct = np.asarray(ds.correct.values).astype(bool)
@@ -117,7 +185,15 @@ def subset_metrics(ds: xr.Dataset, grouper: Grouper = lexicon_grouper, scope: Sc
 
 
 def deltas(run: dict, baseline: dict) -> dict[str, dict[str, float]]:
-    """run − baseline for every shared subset and metric."""
+    """run − baseline for every shared subset and metric.
+
+    Args:
+        run: :func:`subset_metrics` of an intervened run.
+        baseline: :func:`subset_metrics` of its baseline.
+
+    Returns:
+        ``{subset: {metric: difference}}`` over the subsets and metrics both have (``n`` left out).
+    """
     return {s: {m: run[s][m] - baseline[s][m] for m in run[s] if m != "n" and m in baseline.get(s, {})}
             for s in run if s in baseline}
 
@@ -126,7 +202,16 @@ def recognition_metrics(truth, predicted, classes=None) -> dict[str, float]:
     """Single-label recognition: weighted F1 (MER2023), UAR and WAR (DFEW), in [0, 1].
 
     UAR is the mean of per-class recalls, WAR the overall accuracy (recall
-    weighted by class frequency); weighted F1 weights each class's F1 by its support.
+    weighted by class frequency); weighted F1 weights each class's F1 by its support
+    (MIGR Eqs. 4-5 for WAR and UAR).
+
+    Args:
+        truth: ``N`` true labels.
+        predicted: ``N`` predicted labels (``None`` counts as wrong).
+        classes: the classes to average over (default: those in ``truth``).
+
+    Returns:
+        ``{"weighted_f1", "uar", "war"}`` (UAR over classes present in ``truth``).
     """
     truth, predicted = np.asarray(truth, dtype=object), np.asarray(predicted, dtype=object)
     classes = list(classes) if classes is not None else sorted(set(truth.tolist()))

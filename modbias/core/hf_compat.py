@@ -15,23 +15,46 @@ CACHE_KEYWORD = "cache" if Version(transformers.__version__).release >= (5, 24) 
 
 
 def with_cache(cache) -> dict:
-    """Forward keyword arguments passing ``cache``: ``{CACHE_KEYWORD: cache}``."""
+    """Forward keyword arguments passing ``cache``: ``{CACHE_KEYWORD: cache}``.
+
+    Args:
+        cache: a transformers KV cache (or ``None``).
+
+    Returns:
+        A one-entry dict to splat into ``forward`` or ``generate``.
+    """
     return {CACHE_KEYWORD: cache}
 
 
 def output_cache(output):
-    """The KV cache a forward or ``generate`` returned (``None`` if it kept none)."""
+    """The KV cache a forward or ``generate`` returned (``None`` if it kept none).
+
+    Args:
+        output: a model output (``ModelOutput`` or ``GenerateOutput``).
+    """
     return getattr(output, CACHE_KEYWORD, None)
 
 
 def forward_cache(kwargs: dict):
-    """The KV cache among a forward's keyword arguments (as a module pre-hook sees them)."""
+    """The KV cache among a forward's keyword arguments (as a module pre-hook sees them).
+
+    Args:
+        kwargs: the forward's keyword arguments.
+
+    Returns:
+        The cache, or ``None``.
+    """
     return kwargs.get(CACHE_KEYWORD)
 
 
 def crop_cache(cache, length: int) -> None:
     """Keep the first ``length`` positions of a KV cache (a negative count to drop is the form
-    every release accepts; 5.24 refuses a positive target length)."""
+    every release accepts; 5.24 refuses a positive target length).
+
+    Args:
+        cache: a transformers ``DynamicCache`` (changed in place).
+        length: positions to keep.
+    """
     extra = cache.get_seq_length() - length
     if extra > 0:
         cache.crop(-extra)

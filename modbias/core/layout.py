@@ -34,7 +34,14 @@ class TokenLayout:
 
     @classmethod
     def from_segments(cls, segments: list[tuple[str, int]]) -> "TokenLayout":
-        """Build from consecutive ``(kind, length)`` segments, kind in visual/audio/text."""
+        """Build from consecutive ``(kind, length)`` segments, kind in visual/audio/text.
+
+        Args:
+            segments: the prompt in order, e.g. ``[("text", 3), ("visual", 32), ("text", 5)]``.
+
+        Returns:
+            The layout; ``prompt_len`` is the sum of the lengths.
+        """
         spans: dict[str, list[np.ndarray]] = {"visual": [], "audio": [], "text": []}
         start = 0
         for kind, length in segments:
@@ -47,14 +54,23 @@ class TokenLayout:
 
     @property
     def n_visual(self) -> int:
+        """|V|: the number of visual positions."""
         return len(self.visual)
 
     @property
     def n_audio(self) -> int:
+        """|A|: the number of audio positions."""
         return len(self.audio)
 
     def masks(self, length: int) -> dict[str, np.ndarray]:
-        """Boolean masks over ``length`` positions for each of :data:`MODALITIES`."""
+        """Boolean masks over ``length`` positions for each of :data:`MODALITIES`.
+
+        Args:
+            length: how many positions (prompt plus any generated tokens; shorter cuts the prompt).
+
+        Returns:
+            ``{"visual", "audio", "text", "generated": bool [length]}``; positions from ``prompt_len`` on are generated.
+        """
         out = {}
         for kind in ("visual", "audio", "text"):
             mask = np.zeros(length, dtype=bool)
@@ -66,7 +82,16 @@ class TokenLayout:
 
 
 def batch_masks(layouts: list[TokenLayout], offsets: torch.Tensor, length: int) -> dict[str, torch.Tensor]:
-    """Masks ``[batch, length]`` in padded-batch coordinates (sample b starts at ``offsets[b]``)."""
+    """Masks ``[batch, length]`` in padded-batch coordinates (sample b starts at ``offsets[b]``).
+
+    Args:
+        layouts: one layout per sample.
+        offsets: ``[batch]`` left padding of each sample.
+        length: the padded sequence length.
+
+    Returns:
+        ``{modality: bool [batch, length]}`` for each of :data:`MODALITIES` (padding belongs to none).
+    """
     out = {kind: torch.zeros(len(layouts), length, dtype=torch.bool) for kind in MODALITIES}
     for b, layout in enumerate(layouts):
         off = int(offsets[b])
@@ -76,5 +101,12 @@ def batch_masks(layouts: list[TokenLayout], offsets: torch.Tensor, length: int) 
 
 
 def position_ids_from_mask(attention_mask: torch.Tensor) -> torch.Tensor:
-    """Positions that skip left padding, as ``generate`` computes them."""
+    """Positions that skip left padding, as ``generate`` computes them.
+
+    Args:
+        attention_mask: ``[B, T]`` (1 for tokens, 0 for padding).
+
+    Returns:
+        long ``[B, T]``: 0 at each sample's first token, counting up (0 on padding).
+    """
     return (attention_mask.long().cumsum(-1) - 1).clamp(min=0)

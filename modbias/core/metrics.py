@@ -40,28 +40,68 @@ def _ratio(num, den):
 
 
 def modality_sums(rows, mask):
-    """S_h(ω, X) = Σ_{x∈X} ω_h(x) (Sec. 5.2): ``rows [..., H, T]``, ``mask [..., T]`` → ``[..., H]``."""
+    """S_h(ω, X) = Σ_{x∈X} ω_h(x) (Sec. 5.2): ``rows [..., H, T]``, ``mask [..., T]`` → ``[..., H]``.
+
+    Args:
+        rows: attention rows ω ``[..., H, T]`` (torch or numpy).
+        mask: the modality's positions X ``[..., T]`` (bool or 0/1).
+
+    Returns:
+        ``[..., H]``: the attention each head gives X.
+    """
     weights = mask[..., None, :]
     return _sum(rows * weights, -1)
 
 
 def uap(S):
-    """Unimodal attention proportion of one layer, Eq. (1): the head-mean of S_h → ``[...]``."""
+    """Unimodal attention proportion of one layer, Eq. (1): the head-mean of S_h → ``[...]``.
+
+    Args:
+        S: per-head sums ``[..., H]``.
+
+    Returns:
+        ``[...]``.
+    """
     return _mean(S, -1)
 
 
 def head_ratio(S_a, S_v):
-    """Head-level audio/visual ratio c_h(ω) = S_h(ω,A) / S_h(ω,V), Eq. (5)."""
+    """Head-level audio/visual ratio c_h(ω) = S_h(ω,A) / S_h(ω,V), Eq. (5).
+
+    Args:
+        S_a: audio sums ``[..., H]``.
+        S_v: visual sums ``[..., H]``.
+
+    Returns:
+        ``[..., H]`` (``inf`` where S_v = 0 < S_a, ``nan`` where both are 0).
+    """
     return _ratio(S_a, S_v)
 
 
 def layer_ratio(S_a, S_v):
-    """Layer-level ratio c(ω) = Σ_h S_h(ω,A) / Σ_h S_h(ω,V), Eq. (6): ``[..., H]`` → ``[...]``."""
+    """Layer-level ratio c(ω) = Σ_h S_h(ω,A) / Σ_h S_h(ω,V), Eq. (6): ``[..., H]`` → ``[...]``.
+
+    Args:
+        S_a: audio sums ``[..., H]``.
+        S_v: visual sums ``[..., H]``.
+
+    Returns:
+        ``[...]``.
+    """
     return _ratio(_sum(S_a, -1), _sum(S_v, -1))
 
 
 def biased_heads(S_a, S_v, tau: float = 1.0):
-    """H_bias = {h | c(ω) > τ and c_h(ω) > c(ω)}, Eq. (7): boolean ``[..., H]``."""
+    """H_bias = {h | c(ω) > τ and c_h(ω) > c(ω)}, Eq. (7): boolean ``[..., H]``.
+
+    Args:
+        S_a: audio sums ``[..., H]``.
+        S_v: visual sums ``[..., H]``.
+        tau: the threshold τ.
+
+    Returns:
+        bool ``[..., H]``.
+    """
     c = layer_ratio(S_a, S_v)[..., None]
     c_h = head_ratio(S_a, S_v)
     return (c > tau) & (c_h > c)
@@ -69,7 +109,14 @@ def biased_heads(S_a, S_v, tau: float = 1.0):
 
 def middle_layers(n_layers: int) -> range:
     """The middle half of the stack, ``[L/4, 3L/4)``: where MLLMs integrate visual
-    information (Sec. 4, after Devils [29]); at least one layer."""
+    information (Sec. 4, after Devils [29]); at least one layer.
+
+    Args:
+        n_layers: L.
+
+    Returns:
+        The layer indices.
+    """
     start = n_layers // 4
     return range(start, max(start + 1, n_layers - n_layers // 4))
 
@@ -77,7 +124,12 @@ def middle_layers(n_layers: int) -> range:
 def token_attention(rows, layers=None):
     """Per-token attention averaged over heads and the chosen layers (Fig. 3b).
 
-    ``rows [..., L, H, T]`` → ``[..., T]``; ``layers`` defaults to :func:`middle_layers`.
+    Args:
+        rows: ``[..., L, H, T]``.
+        layers: layer indices (default :func:`middle_layers`).
+
+    Returns:
+        ``[..., T]``.
     """
     layers = list(layers if layers is not None else middle_layers(rows.shape[-3]))
     picked = rows[..., layers, :, :]
@@ -85,13 +137,30 @@ def token_attention(rows, layers=None):
 
 
 def middle_layer_mean(per_layer, layers=None):
-    """Average of a per-layer quantity ``[..., L]`` over the middle layers (Fig. 3a)."""
+    """Average of a per-layer quantity ``[..., L]`` over the middle layers (Fig. 3a).
+
+    Args:
+        per_layer: ``[..., L]``.
+        layers: layer indices (default :func:`middle_layers`).
+
+    Returns:
+        ``[...]``.
+    """
     layers = list(layers if layers is not None else middle_layers(per_layer.shape[-1]))
     return _mean(per_layer[..., layers], -1)
 
 
 def with_metrics(ds, tau: float = 1.0):
-    """Add ``UAP_v, UAP_a, c_h, c, biased`` computed from ``S_v, S_a`` (dims ..., layer, head)."""
+    """Add ``UAP_v, UAP_a, c_h, c, biased`` computed from ``S_v, S_a`` (dims ..., layer, head).
+
+    Args:
+        ds: a Dataset with ``S_v`` and ``S_a`` over ``(..., layer, head)``.
+        tau: τ of Eq. (7) (kept in ``biased.attrs["tau"]``).
+
+    Returns:
+        A copy with ``UAP_v``, ``UAP_a`` (Eq. 1, ``[..., layer]``), ``c_h`` (Eq. 5, ``[..., layer, head]``),
+        ``c`` (Eq. 6, ``[..., layer]``) and ``biased`` (Eq. 7, ``[..., layer, head]``).
+    """
     import xarray as xr
 
     S_v, S_a = ds["S_v"].transpose(..., "head"), ds["S_a"].transpose(..., "head")

@@ -36,6 +36,14 @@ class RowTap(nn.Module):
     """Identity on the probe's rows ``[B, H, Q, T_k]``: the point nnsight reads or replaces."""
 
     def forward(self, rows: torch.Tensor) -> torch.Tensor:
+        """Pass the rows through unchanged (nnsight or a forward hook reads or replaces them here).
+
+        Args:
+            rows: attention rows ``[B, H, Q, T_k]``.
+
+        Returns:
+            ``rows``, the same tensor.
+        """
         return rows
 
 
@@ -57,7 +65,17 @@ class RowContext:
 class RowEditor(Protocol):
     """An attention-row intervention: returns edited rows (or the same tensor to leave them)."""
 
-    def edit_rows(self, rows: torch.Tensor, context: RowContext) -> torch.Tensor: ...
+    def edit_rows(self, rows: torch.Tensor, context: RowContext) -> torch.Tensor:
+        """Edit the selected queries' attention rows of one layer.
+
+        Args:
+            rows: post-softmax rows ``[B, H, Q, T_k]`` (float32).
+            context: the layer, modality masks, query index and pre-softmax scores.
+
+        Returns:
+            Rows of the same shape (the input tensor itself to leave them unedited).
+        """
+        ...
 
 
 @dataclass
@@ -75,11 +93,28 @@ class ProbeRequest:
     editors: list[RowEditor] = field(default_factory=list)
 
     def query_for(self, query: torch.Tensor) -> torch.Tensor:
+        """The selected queries for one forward.
+
+        Args:
+            query: the forward's queries ``[B, H, Q, D]``.
+
+        Returns:
+            long ``[B, Q']``: :attr:`query_index`, or the last query ``[B, 1]`` when it is ``None``.
+        """
         if self.query_index is not None:
             return self.query_index.to(query.device)
         return torch.full((query.shape[0], 1), query.shape[2] - 1, device=query.device, dtype=torch.long)
 
     def masks_for(self, n_keys: int, device) -> dict[str, torch.Tensor]:
+        """The modality masks cut or padded (with False) to ``n_keys`` keys.
+
+        Args:
+            n_keys: the number of keys ``T_k`` of this forward.
+            device: where the masks go.
+
+        Returns:
+            ``{name: bool [B, n_keys]}``.
+        """
         out = {}
         for name, mask in self.masks.items():
             mask = mask[:, :n_keys].to(device)
@@ -94,7 +129,14 @@ _ACTIVE: list[ProbeRequest] = []
 
 @contextlib.contextmanager
 def probing(request: ProbeRequest | None) -> Iterator[ProbeRequest | None]:
-    """Activate ``request`` for every probed forward inside the block (``None``: probe off)."""
+    """Activate ``request`` for every probed forward inside the block (``None``: probe off).
+
+    Args:
+        request: what the probe computes and which editors it applies; requests nest (innermost wins).
+
+    Yields:
+        ``request``.
+    """
     _ACTIVE.append(request)
     try:
         yield request
@@ -104,7 +146,18 @@ def probing(request: ProbeRequest | None) -> Iterator[ProbeRequest | None]:
 
 def key_mask_rows(attention_mask: torch.Tensor | None, query_index: torch.Tensor, n_queries: int,
                   n_keys: int) -> torch.Tensor:
-    """Additive float mask ``[B, 1|H, Q, T_k]`` for the selected queries (0 allowed, -inf masked)."""
+    """Additive float mask ``[B, 1|H, Q, T_k]`` for the selected queries (0 allowed, -inf masked).
+
+    Args:
+        attention_mask: the mask transformers passes to attention (bool or additive
+            ``[B, 1|H, Q_all, T_k]``), or ``None`` for SDPA's implicit causal mask.
+        query_index: long ``[B, Q]`` selected queries within the forward's query block.
+        n_queries: the forward's number of queries ``Q_all``.
+        n_keys: the number of keys ``T_k``.
+
+    Returns:
+        float32 ``[B, 1|H, Q, T_k]``.
+    """
     if attention_mask is None:  # SDPA's implicit causal mask; queries are the last n_queries keys
         allowed = torch.arange(n_keys, device=query_index.device) <= (n_keys - n_queries + query_index)[..., None]
         return torch.zeros(allowed.shape, device=query_index.device).masked_fill(~allowed, float("-inf"))[:, None]
@@ -117,7 +170,18 @@ def key_mask_rows(attention_mask: torch.Tensor | None, query_index: torch.Tensor
 
 def attention_scores(query: torch.Tensor, key: torch.Tensor, attention_mask: torch.Tensor | None,
                      query_index: torch.Tensor, scaling: float | None) -> torch.Tensor:
-    """``q·Kᵀ·scale + mask`` for the selected queries, in float32: ``[B, H, Q, T_k]`` (rows = its softmax)."""
+    """``q·Kᵀ·scale + mask`` for the selected queries, in float32: ``[B, H, Q, T_k]`` (rows = its softmax).
+
+    Args:
+        query: ``[B, H, Q_all, D]``.
+        key: ``[B, H_kv, T_k, D]`` (grouped-query heads are repeated to ``H``).
+        attention_mask: as for :func:`key_mask_rows`.
+        query_index: long ``[B, Q]``.
+        scaling: the softmax scale (``None``: ``D**-0.5``).
+
+    Returns:
+        float32 scores ``[B, H, Q, T_k]`` with masked keys at ``-inf`` (or the mask's value).
+    """
     groups = query.shape[1] // key.shape[1]
     index = query_index[:, None, :, None].expand(-1, query.shape[1], -1, query.shape[-1])
     q = query.gather(2, index).float()
@@ -129,7 +193,23 @@ def attention_scores(query: torch.Tensor, key: torch.Tensor, attention_mask: tor
 
 def probe_attention_forward(module, query, key, value, attention_mask, dropout=0.0, scaling=None, is_causal=None,
                             **kwargs):
-    """SDPA plus the probe (see module doc); registered as ``modbias_probe``."""
+    """SDPA plus the probe (see module doc); registered as ``modbias_probe``.
+
+    Args:
+        module: the attention module (its ``layer_idx`` and ``row_tap`` are used).
+        query: ``[B, H, Q, D]``.
+        key: ``[B, H_kv, T_k, D]``.
+        value: ``[B, H_kv, T_k, D]``.
+        attention_mask: transformers' attention mask for SDPA (or ``None``).
+        dropout: attention dropout probability.
+        scaling: the softmax scale.
+        is_causal: passed to SDPA.
+        **kwargs: further arguments of transformers' attention interface.
+
+    Returns:
+        ``(output [B, Q, H, D], None)``; the selected queries' output is ``rows @ V`` when
+        an editor or the tap changed their rows.
+    """
     output, _ = sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout,
                                        scaling=scaling, is_causal=is_causal, **kwargs)
     if not _ACTIVE or _ACTIVE[-1] is None or not hasattr(module, "row_tap"):
@@ -156,7 +236,14 @@ AttentionMaskInterface.register(PROBE_ATTENTION, sdpa_mask)
 
 
 def attention_modules(backbone: nn.Module) -> list[tuple[str, nn.Module]]:
-    """The decoder's self-attention modules in layer order (any HF model using AttentionInterface)."""
+    """The decoder's self-attention modules in layer order (any HF model using AttentionInterface).
+
+    Args:
+        backbone: an HF decoder (modules with ``q_proj`` and ``layer_idx`` count as attention).
+
+    Returns:
+        ``[(dotted name, module)]`` sorted by ``layer_idx``.
+    """
     found = [(name, m) for name, m in backbone.named_modules()
              if hasattr(m, "layer_idx") and hasattr(m, "q_proj") and not name.endswith("row_tap")]
     if not found:
@@ -167,7 +254,13 @@ def attention_modules(backbone: nn.Module) -> list[tuple[str, nn.Module]]:
 def instrument(backbone: nn.Module) -> list[str]:
     """Give each attention module a ``row_tap`` and switch the model to the probe attention.
 
-    Idempotent; returns the dotted paths of the taps in layer order.
+    Idempotent; the taps stay until removed (:func:`instrumented` removes them).
+
+    Args:
+        backbone: an HF decoder.
+
+    Returns:
+        The dotted paths of the taps, in layer order.
     """
     paths = []
     for name, module in attention_modules(backbone):
@@ -182,7 +275,14 @@ def instrument(backbone: nn.Module) -> list[str]:
 @contextlib.contextmanager
 def instrumented(backbone: nn.Module) -> Iterator[list[str]]:
     """:func:`instrument` for the block only: afterwards the taps it added are removed and the
-    attention implementation is restored, so the model's modules are as they were."""
+    attention implementation is restored, so the model's modules are as they were.
+
+    Args:
+        backbone: an HF decoder.
+
+    Yields:
+        The dotted paths of the taps, in layer order.
+    """
     previous = backbone.config._attn_implementation
     had_tap = {name for name, module in attention_modules(backbone) if hasattr(module, "row_tap")}
     paths = instrument(backbone)
@@ -198,7 +298,16 @@ def instrumented(backbone: nn.Module) -> Iterator[list[str]]:
 
 def tapped_rows(backbone: nn.Module, query_index: torch.Tensor, **forward_kwargs) -> torch.Tensor:
     """One forward of an instrumented ``backbone`` returning the rows of ``query_index`` ``[B, Q]``
-    from every layer, ``[B, L, H, Q, T_k]``, read with plain forward hooks on the taps."""
+    from every layer, ``[B, L, H, Q, T_k]``, read with plain forward hooks on the taps.
+
+    Args:
+        backbone: an instrumented HF decoder.
+        query_index: long ``[B, Q]`` (``None``: the last query).
+        **forward_kwargs: the backbone's forward arguments (``inputs_embeds``, ``attention_mask``, ...).
+
+    Returns:
+        float32 ``[B, L, H, Q, T_k]``.
+    """
     saved = []
     hooks = [module.row_tap.register_forward_hook(lambda tap, args, rows: saved.append(rows))
              for _, module in attention_modules(backbone)]
@@ -232,7 +341,17 @@ class AttentionProbe:
     @torch.no_grad()
     def rows(self, query_index: torch.Tensor | None, masks: dict[str, torch.Tensor] | None = None,
              editors: list[RowEditor] | None = None, **forward_kwargs) -> torch.Tensor:
-        """Run one forward and return the rows of every layer: ``[B, L, H, Q, T_k]``."""
+        """Run one forward and return the rows of every layer: ``[B, L, H, Q, T_k]``.
+
+        Args:
+            query_index: long ``[B, Q]`` selected queries (``None``: the last).
+            masks: modality masks over keys ``{name: bool [B, T]}`` handed to editors.
+            editors: row editors applied in order (interventions).
+            **forward_kwargs: the backbone's forward arguments.
+
+        Returns:
+            The rows as the model used them (after editors), float32 ``[B, L, H, Q, T_k]``.
+        """
         request = ProbeRequest(query_index, masks or {}, list(editors or []))
         saved = []  # filled inside the trace; taps are read in execution (layer) order
         with probing(request):
@@ -243,7 +362,16 @@ class AttentionProbe:
 
 
 def eager_rows(backbone: nn.Module, query_index: torch.Tensor, **forward_kwargs) -> torch.Tensor:
-    """Reference rows from ``output_attentions=True`` under eager attention: ``[B, L, H, Q, T]``."""
+    """Reference rows from ``output_attentions=True`` under eager attention: ``[B, L, H, Q, T]``.
+
+    Args:
+        backbone: an HF decoder (its attention implementation is restored afterwards).
+        query_index: long ``[B, Q]``.
+        **forward_kwargs: the backbone's forward arguments.
+
+    Returns:
+        ``[B, L, H, Q, T]`` in the model's dtype.
+    """
     previous = backbone.config._attn_implementation
     backbone.set_attn_implementation("eager")
     try:

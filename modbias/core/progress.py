@@ -9,7 +9,14 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 @contextlib.contextmanager
 def progress_bar(enabled: bool = True):
-    """A rich Progress (disabled: still usable, prints nothing)."""
+    """A rich Progress (disabled: still usable, prints nothing).
+
+    Args:
+        enabled: show the bar.
+
+    Yields:
+        A ``rich.progress.Progress`` to add tasks to.
+    """
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                   TimeElapsedColumn(), TimeRemainingColumn(), disable=not enabled, transient=False) as bar:
         yield bar

@@ -11,7 +11,17 @@ from modbias.data.synth import PRESETS, SynthConfig, synth_benchmark
 def load_benchmark(name: str = "synth", subset: str = "all", limit: int | None = None, **params) -> Benchmark:
     """Load a benchmark by name.  ``synth`` (and the ``synth-attn`` preset of ``organism-attn``)
     takes :class:`SynthConfig` fields as ``params``;
-    ``limit`` caps the samples *per subset*."""
+    ``limit`` caps the samples *per subset*.
+
+    Args:
+        name: a synthetic preset (``synth``, ``synth-attn``), a dataset path, or ``reader:path``.
+        subset: a subset name or ``"all"``.
+        limit: the most samples per subset (``None``: all).
+        **params: :class:`SynthConfig` fields for a preset, the reader's options for a dataset.
+
+    Returns:
+        The :class:`Benchmark`.
+    """
     if name in PRESETS:
         return synth_benchmark(subset, dataclasses.replace(PRESETS[name], **params), limit=limit)
     from pathlib import Path

@@ -45,7 +45,16 @@ DISCARDED = ("fully_inconsistent", "unimodal_majority")
 
 def assign_subset(visual: str, audio: str, multimodal: str) -> tuple[str, str | None]:
     """``(subset, final label)`` of one sample by Stage 2's rule (module table); discarded samples get
-    ``(reason, None)`` with the reason in :data:`DISCARDED`."""
+    ``(reason, None)`` with the reason in :data:`DISCARDED`.
+
+    Args:
+        visual: the visual-only label.
+        audio: the audio-only label.
+        multimodal: the audio-visual label.
+
+    Returns:
+        ``("consistent" | "video_aligned" | "audio_aligned", label)`` or ``(reason, None)``.
+    """
     if visual == audio == multimodal:
         return "consistent", multimodal
     if visual == multimodal:
@@ -66,12 +75,20 @@ class Construction:
 
     @property
     def discarded(self) -> int:
+        """How many rows Stage 2 discarded (all reasons together)."""
         return sum(self.counts[r] for r in DISCARDED)
 
 
 def build_subsets(rows: list[dict]) -> Construction:
     """Apply Stage 2 to every row; a missing or unknown label raises a :class:`SampleError` naming the
-    sample and the column."""
+    sample and the column.
+
+    Args:
+        rows: per-sample rows with an id and visual, audio and multimodal label columns (:data:`LABEL_COLUMNS`).
+
+    Returns:
+        The kept rows as CA-MER annotation rows, and the count of each subset and discard reason.
+    """
     out, seen = Construction(), set()
     for n, row in enumerate(rows, 1):
         sid = str(_first(row, "id", "name", "video_id", default=f"<row {n}>"))
@@ -104,7 +121,15 @@ def _cell(value) -> str:
 
 
 def write_annotations(rows: list[dict], path: str | Path) -> Path:
-    """Rows as a ``.jsonl`` / ``.json`` / ``.csv`` / ``.tsv`` annotation file (format from the suffix)."""
+    """Rows as a ``.jsonl`` / ``.json`` / ``.csv`` / ``.tsv`` annotation file (format from the suffix).
+
+    Args:
+        rows: annotation rows.
+        path: the file to write (folders are made).
+
+    Returns:
+        ``path``.
+    """
     path = Path(path)
     suffix = path.suffix.lower()
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -124,7 +149,15 @@ def write_annotations(rows: list[dict], path: str | Path) -> Path:
 
 
 def camer_subsets(labels: str | Path, out: str | Path) -> Construction:
-    """Read the per-sample labels, assign subsets (Stage 2) and write the annotation file ``out``."""
+    """Read the per-sample labels, assign subsets (Stage 2) and write the annotation file ``out``.
+
+    Args:
+        labels: a label table readable by :func:`~modbias.data.readers.read_table`.
+        out: the annotation file to write (not ``labels`` itself).
+
+    Returns:
+        The :class:`Construction` (kept rows and counts).
+    """
     labels, out = Path(labels), Path(out)
     if labels.resolve() == out.resolve():
         raise ValueError(f"{out} is the label file itself; choose another output")

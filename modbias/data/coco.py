@@ -61,7 +61,18 @@ def _image_path(root: Path, split: str, file_name: str) -> Path:
 
 def read_coco(root, split: str | None = None, limit: int | None = DEFAULT_LIMIT,
               seed: int = DEFAULT_SEED) -> list[CocoImage]:
-    """``limit`` images of a COCO-format folder (all with ``limit=None``), each with its ground truth."""
+    """``limit`` images of a COCO-format folder (all with ``limit=None``), each with its ground truth.
+
+    Args:
+        root: the folder holding ``annotations/instances_<split>.json`` (and optionally captions).
+        split: e.g. ``val2014`` (default: the one instances file found).
+        limit: how many images, drawn in a seeded random order (``None``: all).
+        seed: the seed of that order.
+
+    Returns:
+        :class:`CocoImage` per image: id, path, the ground-truth categories (instances plus objects
+        named in the reference captions) and the captions.
+    """
     root = Path(root)
     instances_file = _annotation_file(root, "instances", split)
     if instances_file is None:
@@ -99,6 +110,13 @@ def coco_benchmark(images: list[CocoImage], config: dict | None = None) -> Bench
 
     Sample fields that belong to emotion benchmarks carry neutral placeholders
     (subset ``consistent``, label ``neutral``); CHAIR never reads them.
+
+    Args:
+        images: :func:`read_coco`'s images.
+        config: the benchmark's config (recorded in a run).
+
+    Returns:
+        A :class:`Benchmark` named ``coco``.
     """
     samples = [media_sample(str(im.id), "consistent", "neutral", "", {}, {"image": im.path},
                             {"coco_image_id": im.id}) for im in images]

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import math
 import wave
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,10 +45,6 @@ class Video:
 
     frames: np.ndarray
     fps: float
-
-    @property
-    def duration(self) -> float:
-        return len(self.frames) / self.fps if self.fps else 0.0
 
 
 def _av():
@@ -73,15 +70,49 @@ def _existing(path) -> Path:
     return path
 
 
+def _is_still(path: Path) -> bool:
+    """Whether ``path`` is an image or a folder of images (read with Pillow, not decoded as a stream)."""
+    return path.is_dir() or path.suffix.lower() in IMAGE_SUFFIXES
+
+
+@contextmanager
+def _video_stream(path: Path):
+    """Open a video file and yield ``(container, its first video stream)``; any FFmpeg error raised
+    while the block decodes becomes a :class:`MediaError` naming the file."""
+    av = _av()
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.video:
+                raise MediaError(f"{path} has no video stream")
+            yield container, container.streams.video[0]
+    except av.error.FFmpegError as err:
+        raise MediaError(f"cannot decode video {path}: {err}") from err
+
+
 def load_image(path) -> np.ndarray:
-    """An image as RGB ``[H, W, 3]`` uint8."""
+    """An image as RGB ``[H, W, 3]`` uint8.
+
+    Args:
+        path: an image file.
+
+    Returns:
+        uint8 ``[H, W, 3]``.
+    """
     path = _existing(path)
     with _pil().open(path) as image:
         return np.asarray(image.convert("RGB"))
 
 
 def load_video(path, fps: float = 25.0) -> Video:
-    """All frames of a video file, or of a folder of images (DFEW-style; ``fps`` gives their rate)."""
+    """All frames of a video file, or of a folder of images (DFEW-style; ``fps`` gives their rate).
+
+    Args:
+        path: a video file, an image, or a folder of images.
+        fps: the frame rate of an image folder (and of a stream that states none).
+
+    Returns:
+        A :class:`Video`: uint8 ``[T, H, W, 3]`` and its frame rate.
+    """
     path = _existing(path)
     if path.is_dir():
         files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
@@ -90,23 +121,24 @@ def load_video(path, fps: float = 25.0) -> Video:
         return Video(np.stack([load_image(f) for f in files]), float(fps))
     if path.suffix.lower() in IMAGE_SUFFIXES:
         return Video(load_image(path)[None], float(fps))
-    av = _av()
-    try:
-        with av.open(str(path)) as container:
-            if not container.streams.video:
-                raise MediaError(f"{path} has no video stream")
-            stream = container.streams.video[0]
-            frames = [f.to_ndarray(format="rgb24") for f in container.decode(stream)]
-            rate = float(stream.average_rate or stream.guessed_rate or fps)
-    except av.error.FFmpegError as err:
-        raise MediaError(f"cannot decode video {path}: {err}") from err
+    with _video_stream(path) as (container, stream):
+        frames = [f.to_ndarray(format="rgb24") for f in container.decode(stream)]
+        rate = float(stream.average_rate or stream.guessed_rate or fps)
     if not frames:
         raise MediaError(f"{path} has no decodable frames")
     return Video(np.stack(frames), rate)
 
 
 def load_audio(path, sampling_rate: int = AUDIO_RATE) -> np.ndarray:
-    """Mono float32 audio at ``sampling_rate`` from an audio file or a video's audio track."""
+    """Mono float32 audio at ``sampling_rate`` from an audio file or a video's audio track.
+
+    Args:
+        path: an audio or video file.
+        sampling_rate: the rate to resample to (Hz).
+
+    Returns:
+        float32 ``[n_samples]``.
+    """
     path = _existing(path)
     av = _av()
     resampler = av.AudioResampler(format="flt", layout="mono", rate=sampling_rate)
@@ -126,24 +158,33 @@ def load_audio(path, sampling_rate: int = AUDIO_RATE) -> np.ndarray:
 
 
 def first_frame(path) -> np.ndarray:
-    """The first frame ``[H, W, 3]`` of a video file, an image, or a folder of images (Emotion-LLaMA's input)."""
+    """The first frame ``[H, W, 3]`` of a video file, an image, or a folder of images (Emotion-LLaMA's input).
+
+    Args:
+        path: a video file, an image, or a folder of images.
+
+    Returns:
+        uint8 ``[H, W, 3]`` (only that frame is decoded).
+    """
     path = _existing(path)
-    if path.is_dir() or path.suffix.lower() in IMAGE_SUFFIXES:
+    if _is_still(path):
         return load_video(path).frames[0]
-    av = _av()
-    try:
-        with av.open(str(path)) as container:
-            if not container.streams.video:
-                raise MediaError(f"{path} has no video stream")
-            for frame in container.decode(container.streams.video[0]):
-                return frame.to_ndarray(format="rgb24")
-    except av.error.FFmpegError as err:
-        raise MediaError(f"cannot decode video {path}: {err}") from err
+    with _video_stream(path) as (container, stream):
+        for frame in container.decode(stream):
+            return frame.to_ndarray(format="rgb24")
     raise MediaError(f"{path} has no decodable frames")
 
 
 def segment_midpoints(n_frames: int, count: int) -> np.ndarray:
-    """HumanOmni's uniform sampling: the rounded midpoints of ``count`` equal segments of ``[0, n_frames - 1]``."""
+    """HumanOmni's uniform sampling: the rounded midpoints of ``count`` equal segments of ``[0, n_frames - 1]``.
+
+    Args:
+        n_frames: the clip's frame count.
+        count: how many frames to take.
+
+    Returns:
+        int64 ``[count]`` frame indices.
+    """
     if n_frames < 1:
         raise MediaError("video has no frames")
     size = (n_frames - 1) / count
@@ -152,28 +193,29 @@ def segment_midpoints(n_frames: int, count: int) -> np.ndarray:
 
 def load_frames(path, count: int) -> np.ndarray:
     """``count`` frames ``[count, H, W, 3]`` at :func:`segment_midpoints`, decoding the file once
-    and keeping only those frames."""
+    and keeping only those frames.
+
+    Args:
+        path: a video file, an image, or a folder of images.
+        count: how many frames.
+
+    Returns:
+        uint8 ``[count, H, W, 3]`` (an index past the last decodable frame repeats that frame).
+    """
     path = _existing(path)
-    if path.is_dir() or path.suffix.lower() in IMAGE_SUFFIXES:
+    if _is_still(path):
         frames = load_video(path).frames
         return frames[segment_midpoints(len(frames), count)]
-    av = _av()
-    try:
-        with av.open(str(path)) as container:
-            if not container.streams.video:
-                raise MediaError(f"{path} has no video stream")
-            stream = container.streams.video[0]
-            total = stream.frames or sum(1 for _ in container.decode(stream))
-            wanted = segment_midpoints(total, count)
-            container.seek(0)
-            kept, wanted_set = {}, set(wanted.tolist())
-            for i, frame in enumerate(container.decode(stream)):
-                if i in wanted_set:
-                    kept[i] = frame.to_ndarray(format="rgb24")
-                if i >= wanted.max():
-                    break
-    except av.error.FFmpegError as err:
-        raise MediaError(f"cannot decode video {path}: {err}") from err
+    with _video_stream(path) as (container, stream):
+        total = stream.frames or sum(1 for _ in container.decode(stream))
+        wanted = segment_midpoints(total, count)
+        container.seek(0)
+        kept, wanted_set = {}, set(wanted.tolist())
+        for i, frame in enumerate(container.decode(stream)):
+            if i in wanted_set:
+                kept[i] = frame.to_ndarray(format="rgb24")
+            if i >= wanted.max():
+                break
     if not kept:
         raise MediaError(f"{path} has no decodable frames")
     last = kept[max(kept)]
@@ -183,7 +225,19 @@ def load_frames(path, count: int) -> np.ndarray:
 def fps_frame_indices(n_frames: int, video_fps: float, fps: float = 2.0, factor: int = 2,
                       min_frames: int = 4, max_frames: int = 768) -> np.ndarray:
     """Frame indices sampled at ``fps`` (qwen-omni-utils' ``smart_nframes``): a multiple of
-    ``factor`` frames, at least ``min_frames`` when the clip has them, evenly spaced."""
+    ``factor`` frames, at least ``min_frames`` when the clip has them, evenly spaced.
+
+    Args:
+        n_frames: the clip's frame count.
+        video_fps: the clip's frame rate.
+        fps: the sampling rate wanted.
+        factor: the frame count is a multiple of this (Qwen's temporal patch).
+        min_frames: the fewest frames.
+        max_frames: the most frames.
+
+    Returns:
+        int64 ``[count]`` frame indices.
+    """
     if n_frames < 1:
         raise MediaError("video has no frames")
     lo = math.ceil(min_frames / factor) * factor
@@ -196,14 +250,32 @@ def fps_frame_indices(n_frames: int, video_fps: float, fps: float = 2.0, factor:
 
 def sample_video(video: Video, fps: float = 2.0, factor: int = 2, min_frames: int = 4,
                  max_frames: int = 768) -> Video:
-    """The frames a Qwen-style model sees, with the effective frame rate (which sets seconds per grid)."""
+    """The frames a Qwen-style model sees, with the effective frame rate (which sets seconds per grid).
+
+    Args:
+        video: the decoded clip.
+        fps: the sampling rate wanted.
+        factor: the frame count is a multiple of this.
+        min_frames: the fewest frames.
+        max_frames: the most frames.
+
+    Returns:
+        A :class:`Video` of the sampled frames and their effective rate.
+    """
     index = fps_frame_indices(len(video.frames), video.fps, fps, factor, min_frames, max_frames)
     effective = len(index) / max(len(video.frames), 1) * video.fps
     return Video(video.frames[index], effective)
 
 
 def middle_frame(video: Video) -> np.ndarray:
-    """The frame a single-image model (LLaVA) sees."""
+    """The frame a single-image model (LLaVA) sees.
+
+    Args:
+        video: the decoded clip.
+
+    Returns:
+        uint8 ``[H, W, 3]``.
+    """
     return video.frames[len(video.frames) // 2]
 
 
@@ -212,6 +284,13 @@ def media_copies(sample, modality: str) -> int:
 
     ``extra["rows"][modality]`` records the rows the reader gave the modality (default 1);
     ``np.repeat`` (audio duplication) multiplies them, PAI's visual-free branch empties them.
+
+    Args:
+        sample: the sample.
+        modality: ``"visual"`` or ``"audio"``.
+
+    Returns:
+        The number of copies (0: left out).
     """
     rows = getattr(sample, modality).shape[0]
     base = int(sample.extra.get("rows", {}).get(modality, 1)) or 1
@@ -223,16 +302,52 @@ CACHE_SIZE = 16
 
 def cache_key(sample) -> tuple | None:
     """What determines a processor-based family's inputs for ``sample`` (media files, copies, subtitle);
-    ``None`` (do not cache) when the media are in-memory arrays."""
+    ``None`` (do not cache) when the media are in-memory arrays.
+
+    Args:
+        sample: the sample.
+
+    Returns:
+        ``(id, subtitle, visual copies, audio copies, (video_path, audio_path, image_path))`` or ``None``.
+    """
     if any(k in sample.extra for k in ("video", "audio", "image")):
         return None
     paths = tuple(sample.extra.get(k) for k in ("video_path", "audio_path", "image_path"))
     return (sample.id, sample.subtitle, media_copies(sample, "visual"), media_copies(sample, "audio"), paths)
 
 
+def cached(store: dict, key, compute):
+    """``compute()``, kept in ``store`` under ``key`` with the last :data:`CACHE_SIZE` results (oldest dropped).
+
+    Args:
+        store: the dict the results live in (insertion order is age).
+        key: a hashable key such as :func:`cache_key`'s; ``None`` computes without caching.
+        compute: a function of no arguments making the value.
+
+    Returns:
+        The stored or freshly computed value.
+    """
+    if key is None:
+        return compute()
+    if key not in store:
+        store[key] = compute()
+        while len(store) > CACHE_SIZE:
+            store.pop(next(iter(store)))
+    return store[key]
+
+
 # -- writing small media (tests, examples) ------------------------------------------------------
 def write_wav(path, audio: np.ndarray, sampling_rate: int = AUDIO_RATE) -> Path:
-    """16-bit PCM mono WAV (standard library only)."""
+    """16-bit PCM mono WAV (standard library only).
+
+    Args:
+        path: the file to write.
+        audio: float ``[n_samples]`` in [-1, 1] (clipped).
+        sampling_rate: Hz.
+
+    Returns:
+        ``path``.
+    """
     path = Path(path)
     pcm = (np.clip(audio, -1, 1) * 32767).astype("<i2")
     with wave.open(str(path), "wb") as out:
@@ -244,6 +359,15 @@ def write_wav(path, audio: np.ndarray, sampling_rate: int = AUDIO_RATE) -> Path:
 
 
 def write_image(path, frame: np.ndarray) -> Path:
+    """An image file (format from the suffix) of one frame.
+
+    Args:
+        path: the file to write.
+        frame: ``[H, W, 3]`` values in 0-255.
+
+    Returns:
+        ``path``.
+    """
     path = Path(path)
     _pil().fromarray(np.asarray(frame, dtype=np.uint8)).save(path)
     return path
@@ -251,7 +375,18 @@ def write_image(path, frame: np.ndarray) -> Path:
 
 def write_video(path, frames: np.ndarray, fps: int = 10, audio: np.ndarray | None = None,
                 sampling_rate: int = AUDIO_RATE) -> Path:
-    """An MPEG-4 video of ``frames`` ``[T, H, W, 3]`` (even H, W), with an AAC track if ``audio`` is given."""
+    """An MPEG-4 video of ``frames`` ``[T, H, W, 3]`` (even H, W), with an AAC track if ``audio`` is given.
+
+    Args:
+        path: the file to write.
+        frames: uint8 ``[T, H, W, 3]``.
+        fps: the frame rate.
+        audio: float ``[n_samples]`` mono, or ``None`` for no audio track.
+        sampling_rate: the audio's rate (Hz).
+
+    Returns:
+        ``path``.
+    """
     av = _av()
     path = Path(path)
     with av.open(str(path), "w") as container:
@@ -283,7 +418,18 @@ def write_video(path, frames: np.ndarray, fps: int = 10, audio: np.ndarray | Non
 
 # -- Qwen2-VL video patches without torchvision ------------------------------------------------
 def smart_resize(height: int, width: int, factor: int, min_pixels: int, max_pixels: int) -> tuple[int, int]:
-    """Qwen2-VL's resize rule: sides divisible by ``factor``, area within [min_pixels, max_pixels]."""
+    """Qwen2-VL's resize rule: sides divisible by ``factor``, area within [min_pixels, max_pixels].
+
+    Args:
+        height: the frame's height.
+        width: the frame's width.
+        factor: patch size × merge size.
+        min_pixels: the smallest area.
+        max_pixels: the largest area.
+
+    Returns:
+        ``(height, width)`` after resizing.
+    """
     h_bar, w_bar = round(height / factor) * factor, round(width / factor) * factor
     if h_bar * w_bar > max_pixels:
         beta = math.sqrt(height * width / max_pixels)
@@ -319,6 +465,14 @@ class QwenVideoProcessor(_video_processor_base()):
 
     @classmethod
     def from_config_dict(cls, config: dict) -> "QwenVideoProcessor":
+        """The processor a ``preprocessor_config.json`` / ``video_preprocessor_config.json`` describes.
+
+        Args:
+            config: the JSON's dict (``min_pixels``/``max_pixels`` or ``size``, patch and merge sizes, mean, std).
+
+        Returns:
+            A :class:`QwenVideoProcessor`.
+        """
         size = config.get("size") or {}
         return cls(min_pixels=config.get("min_pixels", size.get("shortest_edge", 128 * 28 * 28)),
                    max_pixels=config.get("max_pixels", size.get("longest_edge", 768 * 28 * 28)),
@@ -338,7 +492,14 @@ class QwenVideoProcessor(_video_processor_base()):
                             tensor_type=return_tensors)
 
     def resize_normalise(self, frames: np.ndarray) -> np.ndarray:
-        """``[T, H, W, 3]`` uint8 → ``[T, 3, H', W']`` float32, normalised."""
+        """``[T, H, W, 3]`` uint8 → ``[T, 3, H', W']`` float32, normalised.
+
+        Args:
+            frames: uint8 ``[T, H, W, 3]``.
+
+        Returns:
+            float32 ``[T, 3, H', W']`` with ``(H', W')`` from :func:`smart_resize`.
+        """
         Image = _pil()
         height, width = frames.shape[1:3]
         factor = self.patch_size * self.merge_size
@@ -348,6 +509,15 @@ class QwenVideoProcessor(_video_processor_base()):
         return out.transpose(0, 3, 1, 2)
 
     def patchify(self, video: np.ndarray) -> tuple[np.ndarray, list[int]]:
+        """Cut a clip into Qwen2-VL's flattened patches, padding the time axis by repeating the last frame.
+
+        Args:
+            video: float32 ``[T, 3, H, W]`` (``H``, ``W`` divisible by patch × merge size).
+
+        Returns:
+            ``(patches [t·h·w, 3·T_p·p·p], [t, h, w])`` with ``T_p`` the temporal patch size and the
+            patches ordered merge block by merge block.
+        """
         frames, channel, height, width = video.shape
         tps, ps, ms = self.temporal_patch_size, self.patch_size, self.merge_size
         if pad := -frames % tps:

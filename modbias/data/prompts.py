@@ -22,7 +22,15 @@ EMOTION_LLAMA_LABELS = "happy, sad, neutral, angry, worried, surprise, fear, con
 
 
 def instruction_for(instruction: str, sample: Sample) -> str:
-    """``instruction`` with ``{subtitle}`` and the sample's recognition labels filled in (module doc)."""
+    """``instruction`` with ``{subtitle}`` and the sample's recognition labels filled in (module doc).
+
+    Args:
+        instruction: the family's instruction template.
+        sample: the sample (its ``subtitle`` and ``extra["label_options"]``).
+
+    Returns:
+        The instruction text.
+    """
     text = instruction.replace("{subtitle}", sample.subtitle)
     options = sample.extra.get("label_options")
     if not options:

@@ -86,7 +86,17 @@ class Entry:
 
 # -- feature streams -------------------------------------------------------------------------------
 def as_tokens(sample_id: str, field_name: str, array) -> np.ndarray:
-    """Features as ``[tokens, dim]`` float32 (a 1-D vector is one token)."""
+    """Features as ``[tokens, dim]`` float32 (a 1-D vector is one token).
+
+    Args:
+        sample_id: the sample, for errors.
+        field_name: the field, for errors.
+        array: ``[dim]`` or ``[tokens, dim]`` real numbers.
+
+    Returns:
+        float32 ``[tokens, dim]``; a wrong shape, dtype, no tokens or a non-finite value raises
+        :class:`SampleError` naming sample and field.
+    """
     array = np.asarray(array)
     if array.ndim == 1:
         array = array[None]
@@ -105,7 +115,16 @@ def as_tokens(sample_id: str, field_name: str, array) -> np.ndarray:
 
 
 def pack_streams(sample_id: str, modality: str, streams: dict[str, np.ndarray]) -> tuple[np.ndarray, list[list]]:
-    """Stack a modality's streams along tokens, zero-padded to the widest: ``(array, [[name, tokens, dim], ...])``."""
+    """Stack a modality's streams along tokens, zero-padded to the widest: ``(array, [[name, tokens, dim], ...])``.
+
+    Args:
+        sample_id: the sample, for errors.
+        modality: ``"visual"`` or ``"audio"``.
+        streams: ``{name: [tokens_i, dim_i]}`` in order.
+
+    Returns:
+        ``(float32 [Σ tokens_i, max dim_i], [[name, tokens_i, dim_i], ...])``.
+    """
     arrays = {name: as_tokens(sample_id, f"{modality}_features.{name}", a) for name, a in streams.items()}
     width = max(a.shape[1] for a in arrays.values())
     packed = np.zeros((sum(a.shape[0] for a in arrays.values()), width), np.float32)
@@ -121,8 +140,16 @@ def unpack_streams(sample: Sample, modality: str, default: list[list] | None = N
     """The streams of ``sample.<modality>`` by name (inverse of :func:`pack_streams`).
 
     Copies made by row-wise repetition (audio duplication repeats every row k
-    times) stay with their stream; zero rows give empty streams.  ``default``
-    describes unlabelled arrays (``tokens`` ``None`` for a single stream taking all rows).
+    times) stay with their stream; zero rows give empty streams.
+
+    Args:
+        sample: a sample whose ``extra["streams"][modality]`` describes the packing.
+        modality: ``"visual"`` or ``"audio"``.
+        default: the description for arrays without one (``tokens`` ``None`` for a single
+            stream taking all rows).
+
+    Returns:
+        ``{name: [k·tokens, dim]}`` (``k`` copies), ``{}`` when nothing describes the array.
     """
     array = getattr(sample, modality)
     meta = sample.extra.get("streams", {}).get(modality, default)
@@ -149,6 +176,17 @@ def unpack_streams(sample: Sample, modality: str, default: list[list] | None = N
 
 # -- shared validation -----------------------------------------------------------------------------
 def normalise_label(sample_id: str, value, field_name: str = "label", aliases: dict | None = None) -> str:
+    """A label as one of the CA-MER classes (case, spacing and :data:`LABEL_ALIASES` forgiven).
+
+    Args:
+        sample_id: the sample, for errors.
+        value: the label as read.
+        field_name: the field, for errors.
+        aliases: further ``{spelling: class}``.
+
+    Returns:
+        The class name; anything else raises :class:`SampleError`.
+    """
     text = str(value).strip().lower()
     text = {**LABEL_ALIASES, **(aliases or {})}.get(text, text)
     if text not in CLASSES:
@@ -157,6 +195,15 @@ def normalise_label(sample_id: str, value, field_name: str = "label", aliases: d
 
 
 def normalise_subset(sample_id: str, value) -> str:
+    """A subset name as one of ``SUBSETS`` or ``train`` (``-`` and spaces read as ``_``).
+
+    Args:
+        sample_id: the sample, for errors.
+        value: the subset as read.
+
+    Returns:
+        The subset name; anything else raises :class:`SampleError`.
+    """
     text = str(value).strip().lower().replace("-", "_").replace(" ", "_")
     if text not in SUBSETS + ("train",):
         raise SampleError(sample_id, "subset", f"unknown subset {value!r}; expected one of {SUBSETS}")
@@ -164,13 +211,33 @@ def normalise_subset(sample_id: str, value) -> str:
 
 
 def existing(sample_id: str, field_name: str, path: Path) -> Path:
+    """``path`` if it exists (file or folder), else a :class:`SampleError` naming sample and field.
+
+    Args:
+        sample_id: the sample.
+        field_name: the field that named the path.
+        path: the path.
+
+    Returns:
+        ``path``.
+    """
     if not path.is_file() and not path.is_dir():
         raise SampleError(sample_id, field_name, f"file {path} does not exist")
     return path
 
 
 def inside(sample_id: str, field_name: str, root: Path, value) -> Path:
-    """``root / value``, refused when it leaves ``root`` (an absolute path, ``..``, a link out)."""
+    """``root / value``, refused when it leaves ``root`` (an absolute path, ``..``, a link out).
+
+    Args:
+        sample_id: the sample, for errors.
+        field_name: the field, for errors.
+        root: the dataset folder.
+        value: a path relative to ``root``.
+
+    Returns:
+        The joined path (not resolved).
+    """
     path = root / str(value)
     try:
         path.resolve().relative_to(root.resolve())
@@ -180,6 +247,16 @@ def inside(sample_id: str, field_name: str, root: Path, value) -> Path:
 
 
 def load_npy(sample_id: str, field_name: str, path: Path) -> np.ndarray:
+    """One ``.npy`` feature file as ``[tokens, dim]`` float32 (:func:`as_tokens`).
+
+    Args:
+        sample_id: the sample, for errors.
+        field_name: the field, for errors.
+        path: the ``.npy`` file.
+
+    Returns:
+        float32 ``[tokens, dim]``; a missing, unreadable or ``.npz`` file raises :class:`SampleError`.
+    """
     existing(sample_id, field_name, path)
     try:
         array = np.load(path, allow_pickle=False)
@@ -191,7 +268,15 @@ def load_npy(sample_id: str, field_name: str, path: Path) -> np.ndarray:
 
 
 def check_widths(entries_streams: dict[str, dict[str, np.ndarray]], dims: dict[str, int] | None) -> list[SampleError]:
-    """Each stream must have one width across the dataset (given in ``dims`` or the most common one)."""
+    """Each stream must have one width across the dataset (given in ``dims`` or the most common one).
+
+    Args:
+        entries_streams: ``{sample id: {stream: [tokens, dim]}}``.
+        dims: ``{stream: width}`` expected; streams not named use their most common width.
+
+    Returns:
+        One :class:`SampleError` per stream of a sample with another width.
+    """
     errors = []
     widths: dict[str, Counter] = {}
     for streams in entries_streams.values():
@@ -208,7 +293,21 @@ def check_widths(entries_streams: dict[str, dict[str, np.ndarray]], dims: dict[s
 
 def media_sample(sid: str, subset: str, label: str, subtitle: str, features: dict[str, dict[str, np.ndarray]],
                  media: dict[str, Path], extra: dict, **kwargs) -> Sample:
-    """A Sample from per-modality feature streams and media paths (see module doc for the encoding)."""
+    """A Sample from per-modality feature streams and media paths (see module doc for the encoding).
+
+    Args:
+        sid: the sample id.
+        subset: the conflict subset.
+        label: the emotion label.
+        subtitle: the transcript.
+        features: ``{modality: {stream: [tokens, dim]}}``.
+        media: ``{"video" | "audio" | "image": path or None}``.
+        extra: further ``Sample.extra`` entries.
+        **kwargs: further :class:`Sample` fields.
+
+    Returns:
+        The sample; a modality without features holds ``[1, 0]`` (media once) or ``[0, 0]`` (none).
+    """
     arrays, streams, rows = {}, {}, {}
     has_media = {"visual": bool(media.get("video") or media.get("image")),
                  "audio": bool(media.get("audio") or media.get("video"))}
@@ -226,7 +325,14 @@ def media_sample(sid: str, subset: str, label: str, subtitle: str, features: dic
 # -- table reading ---------------------------------------------------------------------------------
 def read_table(path: Path) -> list[dict | SampleError]:
     """Rows of a ``.jsonl`` / ``.json`` / ``.csv`` / ``.tsv`` file as dicts; a row that is not a JSON
-    object comes back as the :class:`SampleError` naming its line, so a reader reports it and goes on."""
+    object comes back as the :class:`SampleError` naming its line, so a reader reports it and goes on.
+
+    Args:
+        path: the annotation file.
+
+    Returns:
+        One dict (or SampleError) per row; an unreadable file raises :class:`DatasetError`.
+    """
     if not path.is_file():
         raise FileNotFoundError(f"annotation file {path} does not exist")
     suffix = path.suffix.lower()
@@ -307,7 +413,16 @@ def _feature_paths(value) -> dict[str, str]:
 
 # -- readers ---------------------------------------------------------------------------------------
 def read_camer(path, *, annotation: str | None = None, **_) -> tuple[str, list[Entry]]:
-    """CA-MER-style annotation file (or a folder holding ``annotations.*``)."""
+    """CA-MER-style annotation file (or a folder holding ``annotations.*``).
+
+    Args:
+        path: the annotation file or its folder.
+        annotation: the file's name inside a folder (default: the one ``annotations.*``).
+        **_: other options (ignored).
+
+    Returns:
+        ``(benchmark name, entries)``: one :class:`Entry` per row, built (and validated) lazily.
+    """
     path = Path(path)
     if path.is_dir():
         found = [path / annotation] if annotation else sorted(
@@ -411,7 +526,20 @@ def _annotation_txt(root: Path, annotation: str | None) -> Path:
 
 def read_mer2023(path, *, annotation: str | None = None, transcripts: str | None = None, encoders: dict | None = None,
                  video_dir: str | None = None, subset: str = "consistent", **_) -> tuple[str, list[Entry]]:
-    """MER2023 in Emotion-LLaMA's layout (see module doc); ``encoders`` maps stream → (dir, modality)."""
+    """MER2023 in Emotion-LLaMA's layout (see module doc); ``encoders`` maps stream → (dir, modality).
+
+    Args:
+        path: the dataset folder.
+        annotation: the ``.txt`` label file (default: the folder's only one).
+        transcripts: the transcript CSV (default ``transcription_en_all.csv`` when present).
+        encoders: ``{stream: (feature dir, modality)}`` (default :data:`MER2023_ENCODERS`).
+        video_dir: a folder of the clips' videos, if any.
+        subset: the subset every sample is given.
+        **_: other options (ignored).
+
+    Returns:
+        ``(benchmark name, entries)``: one :class:`Entry` per row, built (and validated) lazily.
+    """
     root = Path(path)
     file = _annotation_txt(root, annotation)
     if not file.exists():
@@ -434,7 +562,21 @@ def read_mer2023(path, *, annotation: str | None = None, transcripts: str | None
 def read_emer(path, *, reasoning: str = "emer.csv", annotation: str | None = None, transcripts: str | None = None,
               encoders: dict | None = None, video_dir: str | None = None, subset: str = "consistent",
               **_) -> tuple[str, list[Entry]]:
-    """EMER: MER2023 clips + reference reasoning (and labels) from a CSV (see module doc)."""
+    """EMER: MER2023 clips + reference reasoning (and labels) from a CSV (see module doc).
+
+    Args:
+        path: the dataset folder.
+        reasoning: the CSV with ``name`` and the reasoning column.
+        annotation: a ``.txt`` label file for rows without ``label``.
+        transcripts: the transcript CSV.
+        encoders: ``{stream: (feature dir, modality)}``.
+        video_dir: a folder of the clips' videos, if any.
+        subset: the subset every sample is given.
+        **_: other options (ignored).
+
+    Returns:
+        ``(benchmark name, entries)``: one :class:`Entry` per row, built (and validated) lazily.
+    """
     root = Path(path)
     rows = read_table(root / reasoning)
     labels = {}
@@ -460,7 +602,18 @@ def read_emer(path, *, reasoning: str = "emer.csv", annotation: str | None = Non
 
 def read_dfew(path, *, annotation: str | None = None, video_dir: str = "videos", subset: str = "consistent",
               **_) -> tuple[str, list[Entry]]:
-    """DFEW: split CSV (``video_name``/``name``, ``label`` 1-7 or a name) and clips in ``video_dir``."""
+    """DFEW: split CSV (``video_name``/``name``, ``label`` 1-7 or a name) and clips in ``video_dir``.
+
+    Args:
+        path: the dataset folder.
+        annotation: the split CSV (default: the folder's only ``.csv``).
+        video_dir: the clips' folder inside ``path``.
+        subset: the subset every sample is given.
+        **_: other options (ignored).
+
+    Returns:
+        ``(benchmark name, entries)``: one :class:`Entry` per row, built (and validated) lazily.
+    """
     root = Path(path)
     if annotation:
         file = root / annotation
@@ -513,7 +666,14 @@ READERS: dict[str, Callable] = {"camer": read_camer, "mer2023": read_mer2023, "e
 
 
 def dataset_options(path) -> dict:
-    """Options stored beside the data in ``modbias_benchmark.json`` (``{}`` if none)."""
+    """Options stored beside the data in ``modbias_benchmark.json`` (``{}`` if none).
+
+    Args:
+        path: the dataset folder or a file in it.
+
+    Returns:
+        The JSON object (reader name under ``"reader"``).
+    """
     path = Path(path)
     file = (path if path.is_dir() else path.parent) / CONFIG_FILE
     if not file.is_file():
@@ -528,7 +688,14 @@ def dataset_options(path) -> dict:
 
 
 def detect_reader(path) -> str:
-    """The reader for ``path``: from ``modbias_benchmark.json``, else guessed from the layout."""
+    """The reader for ``path``: from ``modbias_benchmark.json``, else guessed from the layout.
+
+    Args:
+        path: a dataset folder or annotation file.
+
+    Returns:
+        A key of :data:`READERS`; an unrecognised layout raises :class:`DatasetError`.
+    """
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"benchmark path {path} does not exist")
@@ -600,8 +767,16 @@ def load(path, reader: str | None = None, subset: str = "all", limit: int | None
          dims: dict | None = None, **options) -> Benchmark:
     """Read and validate a benchmark; raises the first :class:`SampleError` (or a file-level error).
 
-    ``dims`` fixes stream widths (default: each stream's most common width); ``limit`` caps
-    samples per subset; other ``options`` go to the reader.
+    Args:
+        path: the dataset folder or annotation file.
+        reader: a key of :data:`READERS` (default :func:`detect_reader`).
+        subset: a subset name or ``"all"``.
+        limit: the most samples kept per subset.
+        dims: ``{stream: width}`` (default: each stream's most common width).
+        **options: the reader's options (over those in ``modbias_benchmark.json``).
+
+    Returns:
+        The :class:`Benchmark`, its ``config`` recording reader, path, subset, limit and options.
     """
     reader, name, entries, options = _entries(path, reader, options)
     samples, _ = _build_all(entries, dims, strict=True)
@@ -634,16 +809,29 @@ class CheckReport:
 
     @property
     def ok(self) -> bool:
+        """Whether no problem was found."""
         return not self.problems
 
     def lines(self) -> list[str]:
+        """The report as text: a head line with the counts, then one indented line per problem."""
         head = f"{self.path} ({self.reader}): {self.n_ok} of {self.n_entries} samples ok"
         return [head] + [f"  {p}" for p in self.problems]
 
 
 def check(path, reader: str | None = None, dims: dict | None = None, decode: bool = False,
           **options) -> CheckReport:
-    """Every problem of a benchmark, without running a model (``decode`` also decodes each media file)."""
+    """Every problem of a benchmark, without running a model (``decode`` also decodes each media file).
+
+    Args:
+        path: the dataset folder or annotation file.
+        reader: a key of :data:`READERS` (default :func:`detect_reader`).
+        dims: ``{stream: width}`` expected.
+        decode: also decode every video, audio and image file.
+        **options: the reader's options.
+
+    Returns:
+        A :class:`CheckReport` (never raises: a file-level error is one problem).
+    """
     try:
         reader, _, entries, options = _entries(path, reader, options)
     except (OSError, ValueError, TypeError, KeyError) as err:

@@ -80,6 +80,14 @@ class Benchmark(Sequence[Sample]):
         return iter(self.samples)
 
     def subset(self, name: str) -> "Benchmark":
+        """The samples of one subset, as a benchmark with the same name and config.
+
+        Args:
+            name: a subset, ``"train"``, or ``"all"`` (the benchmark itself).
+
+        Returns:
+            The filtered :class:`Benchmark`.
+        """
         if name == "all":
             return self
         if name not in SUBSETS + ("train",):

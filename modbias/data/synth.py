@@ -98,7 +98,20 @@ def _train_subset(config: SynthConfig, index: int) -> str:
 
 
 def make_sample(config: SynthConfig, split: str, index: int, subset: str | None = None) -> Sample:
-    """Sample ``index`` of ``split`` (a test subset, or ``train`` which cycles the three subsets)."""
+    """Sample ``index`` of ``split`` (a test subset, or ``train`` which cycles the three subsets).
+
+    Deterministic in ``(config.seed, split, index)``.
+
+    Args:
+        config: the synthetic benchmark's settings.
+        split: a subset name or ``"train"``.
+        index: the sample's number in the split.
+        subset: force the subset (default: ``split``, or drawn by ``train_mix`` for ``train``).
+
+    Returns:
+        A :class:`Sample` with ``visual [n_visual, visual_dim]`` and ``audio [n_audio, audio_dim]`` float32
+        features carrying each modality's emotion cue.
+    """
     rng = np.random.default_rng([config.seed, _split_code(split), index])
     subset = subset or (split if split in SUBSETS else _train_subset(config, index))
     label = CLASSES[rng.integers(len(CLASSES))]
@@ -139,7 +152,16 @@ PRESETS = {"synth": SynthConfig(), "synth-attn": ATTN_CONFIG}
 
 
 def synth_benchmark(subset: str = "all", config: SynthConfig | None = None, limit: int | None = None) -> Benchmark:
-    """The synthetic test benchmark: ``subset`` in video_aligned / audio_aligned / consistent / all / train."""
+    """The synthetic test benchmark: ``subset`` in video_aligned / audio_aligned / consistent / all / train.
+
+    Args:
+        subset: which samples.
+        config: the settings (default :class:`SynthConfig`).
+        limit: the most samples per subset.
+
+    Returns:
+        A :class:`Benchmark` named ``synth``, its config the settings.
+    """
     config = config or SynthConfig()
     if subset == "train":
         splits, n = [("train", None)], config.n_train

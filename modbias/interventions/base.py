@@ -41,21 +41,57 @@ class Intervention:
         return {}
 
     def describe(self) -> dict:
+        """The JSON-able description ``{"name": name, **params()}`` a run config stores (:func:`from_config` rebuilds it)."""
         return {"name": self.name, **self.params()}
 
     def transform_sample(self, sample: Sample) -> Sample:
+        """Input level: rewrite a sample before the adapter builds its inputs (default: unchanged).
+
+        Args:
+            sample: the sample.
+
+        Returns:
+            The (possibly new) sample.
+        """
         return sample
 
     def attach(self, model: ModelAdapter) -> None:
+        """Module level: add modules or settings to ``model`` when the block of :func:`applied` opens.
+
+        Args:
+            model: the adapter.
+        """
         pass
 
     def detach(self, model: ModelAdapter) -> None:
+        """Undo :meth:`attach` when the block closes.
+
+        Args:
+            model: the adapter.
+        """
         pass
 
     def begin_batch(self, model: ModelAdapter, batch: PreparedBatch, samples: list[Sample]) -> None:
+        """Called once per batch before generation, with the batch's inputs and layouts.
+
+        Args:
+            model: the adapter.
+            batch: the prepared batch.
+            samples: its (transformed) samples.
+        """
         pass
 
     def logits_processors(self, model: ModelAdapter, batch: PreparedBatch, samples: list[Sample]) -> list:
+        """Decoding level: transformers logits processors for this batch (default none).
+
+        Args:
+            model: the adapter.
+            batch: the prepared batch.
+            samples: its (transformed) samples.
+
+        Returns:
+            ``LogitsProcessor`` objects.
+        """
         return []
 
     def batch_counts(self) -> dict[str, np.ndarray]:
@@ -64,9 +100,19 @@ class Intervention:
 
     @property
     def edits_rows(self) -> bool:
+        """Whether the subclass overrides :meth:`edit_rows` (only then is it handed to the probe)."""
         return type(self).edit_rows is not Intervention.edit_rows
 
     def edit_rows(self, rows: torch.Tensor, context: RowContext) -> torch.Tensor:
+        """Attention level: edit the decoded query's rows of one layer (default: unchanged).
+
+        Args:
+            rows: post-softmax rows ``[B, H, Q, T_k]``.
+            context: the layer, modality masks over keys ``[B, T_k]``, query index and scores.
+
+        Returns:
+            Rows ``[B, H, Q, T_k]`` (the input itself to leave them).
+        """
         return rows
 
     def __repr__(self) -> str:
@@ -78,7 +124,14 @@ REGISTRY: dict[str, Callable[..., Intervention]] = {"none": Intervention}
 
 
 def register(name: str):
-    """Class decorator adding an intervention to the registry under ``name``."""
+    """Class decorator adding an intervention to the registry under ``name``.
+
+    Args:
+        name: the registry key (also set as the class's ``name``).
+
+    Returns:
+        The decorator, which returns the class unchanged.
+    """
     def add(cls):
         cls.name = name
         REGISTRY[name] = cls
@@ -87,20 +140,43 @@ def register(name: str):
 
 
 def make(name: str, **params) -> Intervention:
-    """Instantiate a registered intervention by name."""
+    """Instantiate a registered intervention by name.
+
+    Args:
+        name: a key of :data:`REGISTRY`.
+        **params: the class's constructor arguments.
+
+    Returns:
+        The intervention; an unknown name raises ``ValueError`` listing the known ones.
+    """
     if name not in REGISTRY:
         raise ValueError(f"unknown intervention {name!r}; available: {sorted(REGISTRY)}")
     return REGISTRY[name](**params)
 
 
 def from_config(configs: list[dict]) -> list[Intervention]:
-    """Rebuild interventions from their stored ``describe()`` dicts."""
+    """Rebuild interventions from their stored ``describe()`` dicts.
+
+    Args:
+        configs: ``[{"name": ..., **params}]`` as a run config stores them.
+
+    Returns:
+        The interventions, in order.
+    """
     return [make(c["name"], **{k: v for k, v in c.items() if k != "name"}) for c in configs]
 
 
 @contextlib.contextmanager
 def applied(model: ModelAdapter, interventions: list[Intervention]) -> Iterator[list[Intervention]]:
-    """Attach the module-level parts of ``interventions`` for the block; detach in reverse order."""
+    """Attach the module-level parts of ``interventions`` for the block; detach in reverse order.
+
+    Args:
+        model: the adapter.
+        interventions: applied in order (all attached ones are detached even when one fails).
+
+    Yields:
+        ``interventions``.
+    """
     attached = []
     try:
         for intervention in interventions:
@@ -114,7 +190,15 @@ def applied(model: ModelAdapter, interventions: list[Intervention]) -> Iterator[
 
 def layer_set(spec, n_layers: int) -> frozenset[int]:
     """Layers named by ``spec``: ``None``/``"all"``, a slice ``"start:end"`` (either side may be empty),
-    or indices (``"1,3"`` or a list).  Out-of-range layers are an error."""
+    or indices (``"1,3"`` or a list).  Out-of-range layers are an error.
+
+    Args:
+        spec: the layer spec.
+        n_layers: L.
+
+    Returns:
+        The layer indices.
+    """
     if spec is None or spec == "all":
         return frozenset(range(n_layers))
     if isinstance(spec, str) and ":" in spec:

@@ -17,13 +17,27 @@ from modbias.interventions.base import Intervention, register
 
 @register("duplicate_audio")
 class DuplicateAudio(Intervention):
+    """Audio-token duplication with ``k`` copies of every audio row (k = 1: unchanged).
+
+    Args:
+        k: the number of copies, at least 1.
+    """
     def __init__(self, k: int = 1):
         if int(k) < 1:
             raise ValueError(f"duplicate_audio needs k >= 1, got {k}")
         self.k = int(k)
 
     def params(self) -> dict:
+        """``{"k": k}``."""
         return {"k": self.k}
 
     def transform_sample(self, sample: Sample) -> Sample:
+        """The sample with each audio row repeated ``k`` times in place.
+
+        Args:
+            sample: the sample (``audio [n_a, d]``).
+
+        Returns:
+            A copy with ``audio [k·n_a, d]``.
+        """
         return dataclasses.replace(sample, audio=np.repeat(sample.audio, self.k, axis=0))

@@ -45,14 +45,33 @@ DEFAULT_ALPHA, DEFAULT_LAYERS, DEFAULT_GAMMA, DEFAULT_PLAUSIBILITY = 0.2, "2:", 
 
 
 def amplify_visual_scores(scores: torch.Tensor, visual_mask: torch.Tensor, alpha: float) -> torch.Tensor:
-    """PAI's edit on pre-softmax scores ``[..., T]``: a → a + α|a| on visual positions (masked ones stay masked)."""
+    """PAI's edit on pre-softmax scores ``[..., T]``: a → a + α|a| on visual positions (masked ones stay masked).
+
+    Args:
+        scores: ``[..., T]``.
+        visual_mask: bool, broadcastable to ``scores``.
+        alpha: α.
+
+    Returns:
+        ``[..., T]``.
+    """
     return torch.where(visual_mask & torch.isfinite(scores), scores + alpha * scores.abs(), scores)
 
 
 def amplify_visual_rows(rows: torch.Tensor, scores: torch.Tensor, visual_mask: torch.Tensor,
                         alpha: float) -> torch.Tensor:
     """The same edit on attention rows: ``rows · exp(α|a|·1_V)``, renormalised (equals
-    ``softmax(amplify_visual_scores(a))`` when ``rows = softmax(a)``)."""
+    ``softmax(amplify_visual_scores(a))`` when ``rows = softmax(a)``).
+
+    Args:
+        rows: attention rows ``[..., T]``.
+        scores: the rows' pre-softmax scores ``[..., T]``.
+        visual_mask: bool, broadcastable to ``rows``.
+        alpha: α.
+
+    Returns:
+        ``[..., T]`` rows summing to 1 (zeros stay zero).
+    """
     boost = torch.where(visual_mask & torch.isfinite(scores), alpha * scores.abs(), torch.zeros_like(scores))
     weighted = torch.where(rows > 0, rows.double() * boost.double().exp(), 0.0)  # masked keys stay at 0
     return (weighted / weighted.sum(-1, keepdim=True)).to(rows.dtype)
@@ -60,7 +79,17 @@ def amplify_visual_rows(rows: torch.Tensor, scores: torch.Tensor, visual_mask: t
 
 def guided_scores(cond: torch.Tensor, uncond: torch.Tensor, gamma: float,
                   plausibility: float = DEFAULT_PLAUSIBILITY) -> torch.Tensor:
-    """``γ·(c − u) + u`` on log-probabilities, −inf where ``c < log(plausibility) + max c`` (``CFG.py``)."""
+    """``γ·(c − u) + u`` on log-probabilities, −inf where ``c < log(plausibility) + max c`` (``CFG.py``).
+
+    Args:
+        cond: next-token logits with the visual tokens ``[B, V]``.
+        uncond: next-token logits of the visual-free prompt ``[B, V]``.
+        gamma: γ.
+        plausibility: the cutoff's fraction of the top probability.
+
+    Returns:
+        ``[B, V]`` scores in ``cond``'s dtype.
+    """
     c, u = F.log_softmax(cond.float(), dim=-1), F.log_softmax(uncond.float(), dim=-1)
     cutoff = math.log(plausibility) + c.max(dim=-1, keepdim=True).values
     return (gamma * (c - u) + u).masked_fill(c < cutoff, float("-inf")).to(cond.dtype)
@@ -106,18 +135,43 @@ class PAI(Intervention):
         self.active_layers: frozenset[int] | None = None
 
     def params(self) -> dict:
+        """``alpha``, ``layers``, ``gamma`` and ``plausibility``."""
         return {"alpha": self.alpha, "layers": self.layers, "gamma": self.gamma, "plausibility": self.plausibility}
 
     def attach(self, model) -> None:
+        """Resolve the layer spec against the model's depth.
+
+        Args:
+            model: the adapter.
+        """
         self.active_layers = layer_set(self.layers, model.n_layers)
 
     def edit_rows(self, rows: torch.Tensor, context: RowContext) -> torch.Tensor:
+        """Amplify visual attention on the decoded query's rows of the active layers.
+
+        Args:
+            rows: ``[B, H, Q, T_k]``.
+            context: the layer, the ``visual`` mask ``[B, T_k]`` and the pre-softmax scores.
+
+        Returns:
+            ``[B, H, Q, T_k]`` (unchanged outside the active layers).
+        """
         if self.active_layers is not None and context.layer not in self.active_layers:
             return rows
         visual = context.masks["visual"][:, None, None, :]
         return amplify_visual_rows(rows, context.scores, visual, self.alpha)
 
     def logits_processors(self, model, batch, samples) -> list:
+        """Image-free guidance for this batch (none when ``gamma`` is ``None``).
+
+        Args:
+            model: the adapter.
+            batch: the prepared batch (unused: the visual-free batch is built from ``samples``).
+            samples: the batch's samples.
+
+        Returns:
+            ``[VisualFreeGuidance]`` or ``[]``.
+        """
         if self.gamma is None:
             return []
         visual_free = [dataclasses.replace(s, visual=np.zeros((0, s.visual.shape[1]), s.visual.dtype))

@@ -16,7 +16,14 @@ SHIPPED = (*SHIPPED_ORGANISMS, *(f"{name}-base" for name in SHIPPED_ORGANISMS))
 
 def check_model_spec(spec: str) -> tuple[str, str]:
     """``(family, path)`` of a ``family[:path]`` spec; raises ``ValueError`` / ``FileNotFoundError``
-    for an unknown family, a missing path, or a path that does not exist (nothing is loaded)."""
+    for an unknown family, a missing path, or a path that does not exist (nothing is loaded).
+
+    Args:
+        spec: ``family[:path]`` (a shipped organism's name needs no path).
+
+    Returns:
+        ``(family, path)``, ``path`` ``""`` when none was given.
+    """
     family, _, path = spec.partition(":")
     if family not in SHIPPED and family not in FAMILIES:
         raise ValueError(f"unknown model family {family!r} in {spec!r}; available: {[*SHIPPED, *FAMILIES]}")
@@ -28,7 +35,16 @@ def check_model_spec(spec: str) -> tuple[str, str]:
 
 
 def load_model(spec: str = "organism", device: str = "cpu"):
-    """Load a model by ``family[:path]``; a name of :data:`SHIPPED` alone loads the shipped weights."""
+    """Load a model by ``family[:path]``; a name of :data:`SHIPPED` alone loads the shipped weights.
+
+    Args:
+        spec: ``organism``, ``organism-attn``, ``<name>-base``, or ``family:path`` with a family of
+            :data:`FAMILIES` and its checkpoint folder.
+        device: where the model goes (``"cpu"``, ``"cuda"``, ...).
+
+    Returns:
+        The family's :class:`~modbias.models.base.ModelAdapter`, in eval mode on ``device``.
+    """
     family, path = check_model_spec(spec)
     if family in SHIPPED:
         from modbias.models.organism import BASE_STATE, ORGANISMS, Organism
@@ -36,42 +52,17 @@ def load_model(spec: str = "organism", device: str = "cpu"):
         name = family.removesuffix("-base")
         model = Organism.load(path or (ORGANISMS[name] / BASE_STATE if name != family else ORGANISMS[name]))
     else:
-        model = FAMILIES[family](path)
+        module, _, adapter = FAMILIES[family].partition(":")
+        model = getattr(importlib.import_module(module), adapter).load(path)
     return model.to(device)
 
 
-def _load_features(path):
-    from modbias.models.features import FeatureModel
-
-    return FeatureModel.load(path)
-
-
-def _load_qwen2_5_omni(path):
-    from modbias.models.qwen_omni import QwenOmniModel
-
-    return QwenOmniModel.load(path)
-
-
-def _load_llava(path):
-    from modbias.models.llava import LlavaModel
-
-    return LlavaModel.load(path)
-
-
-def _load_emotion_llama(path):
-    from modbias.models.emotion_llama import EmotionLlamaModel
-
-    return EmotionLlamaModel.load(path)
-
-
-def _load_r1_omni(path):
-    from modbias.models.r1_omni import R1OmniModel
-
-    return R1OmniModel.load(path)
-
-
-FAMILIES = {"features": _load_features, "qwen2_5_omni": _load_qwen2_5_omni, "llava": _load_llava,
-            "emotion_llama": _load_emotion_llama, "r1_omni": _load_r1_omni}
+FAMILIES = {"features": "modbias.models.features:FeatureModel",
+            "qwen2_5_omni": "modbias.models.qwen_omni:QwenOmniModel",
+            "llava": "modbias.models.llava:LlavaModel",
+            "emotion_llama": "modbias.models.emotion_llama:EmotionLlamaModel",
+            "r1_omni": "modbias.models.r1_omni:R1OmniModel"}
+"""``family: "module:AdapterClass"``; the module is imported, and ``AdapterClass.load(path)`` called, on use."""
 
 _LAZY = {"ModelAdapter": "modbias.models.base", "PreparedBatch": "modbias.models.base",
          "Organism": "modbias.models.organism", "WEIGHTS_DIR": "modbias.models.organism"}

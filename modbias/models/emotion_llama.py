@@ -71,7 +71,6 @@ from modbias.data.readers import unpack_streams
 from modbias.data.sample import Sample, SampleError
 from modbias.models.base import ModelAdapter
 from modbias.models.eva_vit import EvaViT, preprocess_frame
-from modbias.models.features import tokenizer_pieces
 from modbias.models.released_files import (CheckpointError, fingerprint, load_exactly, options_of, resolve,
                                            torch_dtype)
 
@@ -104,6 +103,14 @@ class EmotionLlamaFiles:
 
     @classmethod
     def locate(cls, folder) -> "EmotionLlamaFiles":
+        """Find the checkpoint, base LLaMA folder and EVA weights in a folder (options may name each).
+
+        Args:
+            folder: the Emotion-LLaMA checkpoint folder (with optional ``modbias_emotion_llama.json``).
+
+        Returns:
+            The located files; a missing or ambiguous piece raises :class:`CheckpointError` naming it.
+        """
         folder = Path(folder)
         if not folder.is_dir():
             raise CheckpointError(folder, "Emotion-LLaMA checkpoint folder not found")
@@ -130,7 +137,14 @@ class EmotionLlamaFiles:
 
 
 def read_pth(file: Path) -> dict:
-    """A ``.pth`` opened without unpickling code (``weights_only``) and memory-mapped where possible."""
+    """A ``.pth`` opened without unpickling code (``weights_only``) and memory-mapped where possible.
+
+    Args:
+        file: the ``.pth`` file.
+
+    Returns:
+        Its object (a dict); an unreadable file raises :class:`CheckpointError`.
+    """
     try:
         return torch.load(file, map_location="cpu", weights_only=True, mmap=True)
     except RuntimeError as err:
@@ -142,7 +156,14 @@ def read_pth(file: Path) -> dict:
 
 
 def checkpoint_state(checkpoint: dict) -> dict[str, torch.Tensor]:
-    """The parameters of a MiniGPT-style checkpoint: ``ckpt["model"]`` if present, else the dict itself."""
+    """The parameters of a MiniGPT-style checkpoint: ``ckpt["model"]`` if present, else the dict itself.
+
+    Args:
+        checkpoint: the loaded ``.pth`` object.
+
+    Returns:
+        ``{name: tensor}``.
+    """
     state = checkpoint.get("model", checkpoint) if isinstance(checkpoint, dict) else None
     if not isinstance(state, dict):
         raise ValueError("expected a dict of tensors (or a dict with a 'model' entry)")
@@ -150,7 +171,15 @@ def checkpoint_state(checkpoint: dict) -> dict[str, torch.Tensor]:
 
 
 def lora_alpha_of(checkpoint: dict, options: dict) -> float:
-    """``lora_alpha``: the option, else the checkpoint's stored training config, else 16 (MiniGPT-v2's)."""
+    """``lora_alpha``: the option, else the checkpoint's stored training config, else 16 (MiniGPT-v2's).
+
+    Args:
+        checkpoint: the loaded ``.pth`` object.
+        options: ``modbias_emotion_llama.json``'s options.
+
+    Returns:
+        alpha.
+    """
     if "lora_alpha" in options:
         return float(options["lora_alpha"])
     config = checkpoint.get("config") if isinstance(checkpoint, dict) else None
@@ -159,7 +188,17 @@ def lora_alpha_of(checkpoint: dict, options: dict) -> float:
 
 
 def lora_pairs(state: dict, n_layers: int, source, targets=LORA_TARGETS) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
-    """``{"model.layers.i.self_attn.q_proj": (A, B)}`` from peft keys, with or without ``.default``."""
+    """``{"model.layers.i.self_attn.q_proj": (A, B)}`` from peft keys, with or without ``.default``.
+
+    Args:
+        state: the checkpoint's parameters.
+        n_layers: the backbone's layer count.
+        source: the file, for errors.
+        targets: the projections carrying LoRA.
+
+    Returns:
+        ``{module name: (A [r, in], B [out, r])}``; a missing key raises :class:`CheckpointError`.
+    """
     plain = {re.sub(r"\.default(?=\.weight$)", "", k): v for k, v in state.items() if k.startswith(LORA_PREFIX)}
     pairs = {}
     for i in range(n_layers):
@@ -176,7 +215,17 @@ def lora_pairs(state: dict, n_layers: int, source, targets=LORA_TARGETS) -> dict
 
 @torch.no_grad()
 def merge_lora(backbone: nn.Module, pairs: dict, alpha: float, source) -> int:
-    """``W ← W + (alpha / r) · B @ A`` for every pair (peft's merge); returns r."""
+    """``W ← W + (alpha / r) · B @ A`` for every pair (peft's merge); returns r.
+
+    Args:
+        backbone: the LLaMA model (changed in place).
+        pairs: :func:`lora_pairs`' output.
+        alpha: LoRA alpha.
+        source: the file, for errors.
+
+    Returns:
+        The rank r.
+    """
     modules = dict(backbone.named_modules())
     rank = 0
     for name, (A, B) in pairs.items():
@@ -192,7 +241,14 @@ def merge_lora(backbone: nn.Module, pairs: dict, alpha: float, source) -> int:
 
 
 def load_eva(files: EmotionLlamaFiles) -> EvaViT:
-    """EVA ViT-g from LAVIS' file at the configured (default 448 px) resolution."""
+    """EVA ViT-g from LAVIS' file at the configured (default 448 px) resolution.
+
+    Args:
+        files: the located files (``options`` may set ``image_size`` and ``eva_heads``).
+
+    Returns:
+        The :class:`EvaViT` in eval mode.
+    """
     state = read_pth(files.eva)
     state = checkpoint_state(state) if "model" in state else state
     try:
@@ -206,7 +262,17 @@ def load_eva(files: EmotionLlamaFiles) -> EvaViT:
 
 
 def load_projectors(state: dict, eva_width: int, hidden: int, source) -> tuple[nn.ModuleDict, nn.LayerNorm]:
-    """The five projectors (and ``ln_vision``: identity unless the checkpoint stores it) from the checkpoint."""
+    """The five projectors (and ``ln_vision``: identity unless the checkpoint stores it) from the checkpoint.
+
+    Args:
+        state: the checkpoint's parameters.
+        eva_width: EVA's width.
+        hidden: the LLaMA width d.
+        source: the file, for errors.
+
+    Returns:
+        ``(ModuleDict of the projectors, LayerNorm [eva_width])``.
+    """
     key = "feats_llama_proj1.weight"
     feat = state[key].shape[1] if key in state else 1024
     shapes = {"llama_proj": (4 * eva_width, hidden), "cls_tk_llama_proj": (eva_width, hidden),
@@ -239,6 +305,15 @@ class EmotionLlamaModel(nn.Module, ModelAdapter):
 
     @classmethod
     def load(cls, path, dtype=None) -> "EmotionLlamaModel":
+        """Emotion-LLaMA from its released files: LLaMA with the LoRA merged, EVA ViT-g and the projectors.
+
+        Args:
+            path: the folder :meth:`EmotionLlamaFiles.locate` reads.
+            dtype: LLaMA's dtype (default: the option ``dtype``, else as stored); EVA and projectors follow it.
+
+        Returns:
+            The adapter, in eval mode.
+        """
         from transformers import AutoTokenizer, LlamaForCausalLM
 
         files = EmotionLlamaFiles.locate(path)
@@ -264,13 +339,27 @@ class EmotionLlamaModel(nn.Module, ModelAdapter):
 
     # -- inputs -----------------------------------------------------------
     def prompt_text(self, sample: Sample) -> tuple[str, str]:
-        """The prompt's text before and after ``<VideoHere>``."""
+        """The prompt's text before and after ``<VideoHere>``.
+
+        Args:
+            sample: the sample (its subtitle).
+
+        Returns:
+            ``(before, after)``.
+        """
         text = PROMPT.format(subtitle=sample.subtitle, instruction=self.instruction)
         before, after = text.split(PLACEHOLDER)
         return before, after
 
     def frame_of(self, sample: Sample) -> np.ndarray:
-        """The first frame of the sample's video (its image when it has no video)."""
+        """The first frame of the sample's video (its image when it has no video).
+
+        Args:
+            sample: the sample.
+
+        Returns:
+            uint8 ``[H, W, 3]``; missing or undecodable media raise :class:`SampleError`.
+        """
         extra = sample.extra
         try:
             if "video" in extra:
@@ -287,24 +376,35 @@ class EmotionLlamaModel(nn.Module, ModelAdapter):
 
     @torch.no_grad()
     def image_tokens(self, sample: Sample) -> tuple[torch.Tensor, torch.Tensor]:
-        """(256 grouped patch tokens ``[G, d]``, CLS token ``[1, d]``) of the sample's first frame."""
-        key = media.cache_key(sample)
-        key = key and key[-1]  # the media paths alone fix the frame
-        if key is None or key not in self._images:
+        """(256 grouped patch tokens ``[G, d]``, CLS token ``[1, d]``) of the sample's first frame.
+
+        Args:
+            sample: the sample.
+
+        Returns:
+            ``(patches [G, d], cls [1, d])``, projected into the LLaMA width.
+        """
+        def compute() -> tuple[torch.Tensor, torch.Tensor]:
             pixels = preprocess_frame(self.frame_of(sample), self.eva.image_size)
             feats = self.eva(pixels[None].to(self.device, self.dtype))
             feats = self.ln_vision(feats.float()).to(self.dtype)[0]
             patches = feats[1:].reshape(-1, 4 * feats.shape[-1])  # 1x4 grouping of raster-order patches
-            out = (self.projectors["llama_proj"](patches), self.projectors["cls_tk_llama_proj"](feats[:1]))
-            if key is None:
-                return out
-            self._images[key] = out
-            while len(self._images) > media.CACHE_SIZE:
-                self._images.pop(next(iter(self._images)))
-        return self._images[key]
+            return self.projectors["llama_proj"](patches), self.projectors["cls_tk_llama_proj"](feats[:1])
+
+        key = media.cache_key(sample)
+        return media.cached(self._images, key and key[-1], compute)  # the media paths alone fix the frame
 
     def feature_vectors(self, sample: Sample, modality: str, copies: int) -> dict[str, np.ndarray]:
-        """``{stream: [copies, dim]}`` utterance-level features of a modality (zeros where the sample has none)."""
+        """``{stream: [copies, dim]}`` utterance-level features of a modality (zeros where the sample has none).
+
+        Args:
+            sample: the sample.
+            modality: ``"visual"`` (FaceMAE, VideoMAE) or ``"audio"`` (HuBERT).
+            copies: the modality's copies (:func:`~modbias.data.media.media_copies`).
+
+        Returns:
+            ``{stream: float32 [copies, dim]}``.
+        """
         wanted = VISUAL_STREAMS if modality == "visual" else AUDIO_STREAMS
         array = getattr(sample, modality)
         got = {}
@@ -337,7 +437,14 @@ class EmotionLlamaModel(nn.Module, ModelAdapter):
         return out
 
     def block(self, sample: Sample) -> list[tuple[str, torch.Tensor]]:
-        """The feature block as ``(kind, tokens)`` segments: ``[P | FaceMAE | VideoMAE | HuBERT | CLS]``."""
+        """The feature block as ``(kind, tokens)`` segments: ``[P | FaceMAE | VideoMAE | HuBERT | CLS]``.
+
+        Args:
+            sample: the sample.
+
+        Returns:
+            ``[(kind, tokens [n, d])]`` (empty segments dropped).
+        """
         n_visual, n_audio = media.media_copies(sample, "visual"), media.media_copies(sample, "audio")
         feats = {**self.feature_vectors(sample, "visual", n_visual), **self.feature_vectors(sample, "audio", n_audio)}
         project = {s: self.projectors[p](torch.as_tensor(feats[s], device=self.device, dtype=self.dtype))
@@ -356,6 +463,14 @@ class EmotionLlamaModel(nn.Module, ModelAdapter):
 
     @torch.no_grad()
     def embed_sample(self, sample: Sample) -> tuple[torch.Tensor, TokenLayout]:
+        """One sample's prompt embeddings and layout: text before ``<VideoHere>``, the feature block, text after.
+
+        Args:
+            sample: a sample with a frame and utterance-level features.
+
+        Returns:
+            ``(embeds [T, d], TokenLayout)``: :meth:`block`'s segments as visual and audio.
+        """
         before, after = self._text_ids(sample)
         segments = [("text", self.embed_tokens(torch.tensor(before, device=self.device)))]
         segments += self.block(sample)
@@ -364,15 +479,21 @@ class EmotionLlamaModel(nn.Module, ModelAdapter):
         return torch.cat([tokens for _, tokens in segments]), layout
 
     def prompt_length(self, sample: Sample) -> int:
+        """Number of prompt positions of ``sample``: text tokens plus the feature block's size, no EVA forward.
+
+        Args:
+            sample: a sample (its visual and audio copies set the block's size).
+
+        Returns:
+            ``T``.
+        """
         before, after = self._text_ids(sample)
         n_visual, n_audio = media.media_copies(sample, "visual"), media.media_copies(sample, "audio")
         grid = (self.eva.image_size // self.eva.patch) ** 2 // 4
         return len(before) + len(after) + n_visual * (grid + 3) + n_audio
 
-    def token_pieces(self, ids: list[int]) -> list[str]:
-        return tokenizer_pieces(self.tokenizer, ids)
-
     def describe(self) -> dict:
+        """Family, file fingerprints, LoRA rank/alpha, layer/head/width counts, EVA's shape and the instruction."""
         cfg = self.backbone.config
         return {"family": self.family, **self.files, "num_hidden_layers": cfg.num_hidden_layers,
                 "num_attention_heads": cfg.num_attention_heads, "hidden_size": cfg.hidden_size,

@@ -35,6 +35,7 @@ PATCH_GRID = 32  # MiniGPT-v2 runs EVA at 448 px = 32 x 14: 1024 patches, 256 gr
 
 
 class EvaAttention(nn.Module):
+    """EVA's self-attention: fused ``qkv`` without bias plus separate q and v biases (the key bias is zero)."""
     def __init__(self, width: int, heads: int):
         super().__init__()
         self.heads = heads
@@ -44,6 +45,14 @@ class EvaAttention(nn.Module):
         self.proj = nn.Linear(width, width)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Multi-head attention over all N tokens (no mask), then the output projection.
+
+        Args:
+            x: ``[B, N, width]``.
+
+        Returns:
+            ``[B, N, width]``.
+        """
         b, n, d = x.shape
         bias = torch.cat([self.q_bias, torch.zeros_like(self.q_bias), self.v_bias])
         q, k, v = F.linear(x, self.qkv.weight, bias).view(b, n, 3, self.heads, -1).permute(2, 0, 3, 1, 4)
@@ -52,31 +61,58 @@ class EvaAttention(nn.Module):
 
 
 class EvaMlp(nn.Module):
+    """EVA's feed-forward: ``fc2(gelu(fc1(x)))`` (exact GELU)."""
     def __init__(self, width: int, hidden: int):
         super().__init__()
         self.fc1, self.fc2 = nn.Linear(width, hidden), nn.Linear(hidden, width)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The feed-forward on every token.
+
+        Args:
+            x: ``[B, N, width]``.
+
+        Returns:
+            ``[B, N, width]``.
+        """
         return self.fc2(F.gelu(self.fc1(x)))
 
 
 class EvaBlock(nn.Module):
+    """One pre-norm EVA block: ``x + attn(norm1(x))``, then ``x + mlp(norm2(x))``."""
     def __init__(self, width: int, heads: int, hidden: int):
         super().__init__()
         self.norm1, self.norm2 = nn.LayerNorm(width, eps=1e-6), nn.LayerNorm(width, eps=1e-6)
         self.attn, self.mlp = EvaAttention(width, heads), EvaMlp(width, hidden)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The block on every token.
+
+        Args:
+            x: ``[B, N, width]``.
+
+        Returns:
+            ``[B, N, width]``.
+        """
         x = x + self.attn(self.norm1(x))
         return x + self.mlp(self.norm2(x))
 
 
 class PatchEmbed(nn.Module):
+    """Patch embedding: a convolution with kernel and stride ``patch``."""
     def __init__(self, patch: int, width: int):
         super().__init__()
         self.proj = nn.Conv2d(3, width, patch, stride=patch)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Patches in raster order.
+
+        Args:
+            x: ``[B, 3, S, S] pixels``.
+
+        Returns:
+            ``[B, (S/patch)², width]``.
+        """
         return self.proj(x).flatten(2).transpose(1, 2)
 
 
@@ -94,9 +130,18 @@ class EvaViT(nn.Module):
 
     @property
     def width(self) -> int:
+        """The model width (1408 for EVA-g)."""
         return self.cls_token.shape[-1]
 
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+        """The last block's tokens (CLS first), no final norm.
+
+        Args:
+            pixels: ``[B, 3, S, S]`` normalised images (:func:`preprocess_frame`).
+
+        Returns:
+            ``[B, 1 + (S/patch)², width]``.
+        """
         x = self.patch_embed(pixels)
         x = torch.cat([self.cls_token.expand(x.shape[0], -1, -1), x], dim=1) + self.pos_embed
         for block in self.blocks:
@@ -106,7 +151,16 @@ class EvaViT(nn.Module):
     # -- the LAVIS file ---------------------------------------------------
     @staticmethod
     def shape_of(state: dict, image_size: int | None = None, heads: int | None = None) -> dict:
-        """Constructor arguments read from a LAVIS EVA state dict (raises ``KeyError`` naming a missing key)."""
+        """Constructor arguments read from a LAVIS EVA state dict (raises ``KeyError`` naming a missing key).
+
+        Args:
+            state: the LAVIS state dict.
+            image_size: the input resolution (default 32 patches: 448 px at patch 14).
+            heads: the head count (default width / 88).
+
+        Returns:
+            ``{"image_size", "patch", "width", "depth", "heads", "mlp_hidden"}``.
+        """
         for key in ("cls_token", "pos_embed", "patch_embed.proj.weight", "blocks.0.mlp.fc1.weight"):
             if key not in state:
                 raise KeyError(key)
@@ -118,7 +172,11 @@ class EvaViT(nn.Module):
 
     def load_lavis(self, state: dict) -> None:
         """Load a LAVIS EVA state dict, resizing ``pos_embed`` to this model's grid; unused keys (``norm``,
-        ``head``) are ignored, missing ones raise ``KeyError`` naming the first."""
+        ``head``) are ignored, missing ones raise ``KeyError`` naming the first.
+
+        Args:
+            state: the LAVIS state dict.
+        """
         own = self.state_dict()
         missing = [k for k in own if k not in state]
         if missing:
@@ -132,7 +190,15 @@ class EvaViT(nn.Module):
 
 
 def resize_pos_embed(pos_embed: torch.Tensor, grid: int) -> torch.Tensor:
-    """``[1, 1 + g², d]`` → ``[1, 1 + grid², d]``: bicubic, ``align_corners=False``, no antialias, CLS kept."""
+    """``[1, 1 + g², d]`` → ``[1, 1 + grid², d]``: bicubic, ``align_corners=False``, no antialias, CLS kept.
+
+    Args:
+        pos_embed: ``[1, 1 + g², d]``.
+        grid: the new side length.
+
+    Returns:
+        ``[1, 1 + grid², d]`` (the input itself when ``g == grid``).
+    """
     old = int(round((pos_embed.shape[1] - 1) ** 0.5))
     if old == grid:
         return pos_embed
@@ -145,7 +211,15 @@ def resize_pos_embed(pos_embed: torch.Tensor, grid: int) -> torch.Tensor:
 
 def preprocess_frame(frame: np.ndarray, size: int) -> torch.Tensor:
     """An RGB frame ``[H, W, 3]`` uint8 → ``[3, size, size]``: bicubic resize (no crop), CLIP mean/std
-    (BLIP-2's ``blip2_image_train`` processor, which Emotion-LLaMA's evaluation uses)."""
+    (BLIP-2's ``blip2_image_train`` processor, which Emotion-LLaMA's evaluation uses).
+
+    Args:
+        frame: uint8 ``[H, W, 3]``.
+        size: the side in pixels.
+
+    Returns:
+        float32 ``[3, size, size]``.
+    """
     from PIL import Image
 
     resized = np.asarray(Image.fromarray(np.asarray(frame, np.uint8)).convert("RGB").resize((size, size),

@@ -79,6 +79,15 @@ class FeatureConfig:
 
     @classmethod
     def from_dict(cls, spec: dict) -> "FeatureConfig":
+        """The config from ``modbias_features.json``'s object, checked (:meth:`check`).
+
+        Args:
+            spec: ``{"template", "placeholders", "streams"[, "instruction", "add_special_tokens", ...]}``;
+                unknown keys are kept in ``extra``.
+
+        Returns:
+            The config; a missing key or an inconsistent placeholder raises ``ValueError``.
+        """
         known = {"template", "placeholders", "streams", "instruction", "add_special_tokens"}
         missing = {"template", "placeholders", "streams"} - set(spec)
         if missing:
@@ -91,12 +100,21 @@ class FeatureConfig:
 
     @classmethod
     def from_dir(cls, path) -> "FeatureConfig":
+        """The config of a features checkpoint folder.
+
+        Args:
+            path: the folder holding ``modbias_features.json``.
+
+        Returns:
+            The config (:meth:`from_dict`).
+        """
         file = Path(path) / CONFIG_FILE
         if not file.exists():
             raise FileNotFoundError(f"{file} not found: a features checkpoint needs its prompt/stream config")
         return cls.from_dict(json.loads(file.read_text()))
 
     def check(self) -> None:
+        """Raise ``ValueError`` unless every stream is named by exactly one placeholder and each placeholder occurs once in the template."""
         used = [s for names in self.placeholders.values() for s in names]
         unknown = sorted(set(used) - set(self.streams))
         if unknown:
@@ -108,17 +126,34 @@ class FeatureConfig:
                 raise ValueError(f"{CONFIG_FILE}: placeholder {placeholder!r} must occur once in the template")
 
     def streams_of(self, modality: str) -> list[str]:
+        """The streams of one modality, in template order.
+
+        Args:
+            modality: ``"visual"`` or ``"audio"``.
+
+        Returns:
+            Stream names.
+        """
         return [name for names in self.placeholders.values() for name in names
                 if self.streams[name].modality == modality]
 
     def to_dict(self) -> dict:
+        """The config as the JSON object :meth:`from_dict` reads."""
         return {"template": self.template, "instruction": self.instruction, "placeholders": self.placeholders,
                 "streams": {k: asdict(v) for k, v in self.streams.items()},
                 "add_special_tokens": self.add_special_tokens, **self.extra}
 
 
 def build_projectors(config: FeatureConfig, hidden_size: int) -> nn.ModuleDict:
-    """One projector per stream, ``<stream>.*`` in the state dict."""
+    """One projector per stream, ``<stream>.*`` in the state dict.
+
+    Args:
+        config: the streams (width and projector kind: ``linear`` or ``mlp2x_gelu``).
+        hidden_size: d, the language model's width.
+
+    Returns:
+        ``ModuleDict`` mapping ``[tokens, dim]`` → ``[tokens, d]`` per stream.
+    """
     out = nn.ModuleDict()
     for name, spec in config.streams.items():
         if spec.projector == "linear":
@@ -126,19 +161,6 @@ def build_projectors(config: FeatureConfig, hidden_size: int) -> nn.ModuleDict:
         else:
             out[name] = nn.Sequential(nn.Linear(spec.dim, hidden_size), nn.GELU(), nn.Linear(hidden_size, hidden_size))
     return out
-
-
-def tokenizer_pieces(tokenizer, ids: list[int]) -> list[str]:
-    """The text each token adds to the decoded string (works for SentencePiece and byte-level BPE)."""
-    pieces, previous = [], ""
-    for i in range(len(ids)):
-        text = tokenizer.decode(ids[:i + 1], skip_special_tokens=True, clean_up_tokenization_spaces=False)
-        if text.startswith(previous) and not text.endswith("\ufffd"):
-            pieces.append(text[len(previous):])
-            previous = text
-        else:  # an incomplete UTF-8 sequence: attribute the text to the token that completes it
-            pieces.append("")
-    return pieces
 
 
 class FeatureModel(nn.Module, ModelAdapter):
@@ -157,6 +179,15 @@ class FeatureModel(nn.Module, ModelAdapter):
 
     @classmethod
     def load(cls, path, dtype="auto") -> "FeatureModel":
+        """A features checkpoint: an HF causal LM, its tokenizer, ``modbias_features.json`` and the projectors' safetensors.
+
+        Args:
+            path: the folder holding all four.
+            dtype: the causal LM's dtype (``"auto"``: as stored); the projectors follow it.
+
+        Returns:
+            The adapter, in eval mode.
+        """
         from safetensors.torch import load_file
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -172,7 +203,14 @@ class FeatureModel(nn.Module, ModelAdapter):
 
     # -- adapter protocol -------------------------------------------------
     def sample_streams(self, sample: Sample) -> dict[str, np.ndarray]:
-        """The sample's features per stream, checked against the checkpoint's streams."""
+        """The sample's features per stream, checked against the checkpoint's streams.
+
+        Args:
+            sample: the sample (packed streams, :func:`~modbias.data.readers.pack_streams`).
+
+        Returns:
+            ``{stream: [tokens, dim]}``; a missing, extra or wrongly sized stream raises :class:`SampleError`.
+        """
         out = {}
         for modality in ("visual", "audio"):
             names = self.config.streams_of(modality)
@@ -201,7 +239,14 @@ class FeatureModel(nn.Module, ModelAdapter):
         return out
 
     def segments(self, sample: Sample) -> list[tuple[str, object, str | None]]:
-        """The prompt as ``(kind, content, stream)`` in order; kind is text, visual or audio."""
+        """The prompt as ``(kind, content, stream)`` in order; kind is text, visual or audio.
+
+        Args:
+            sample: the sample.
+
+        Returns:
+            ``[(kind, text or features [tokens, dim], stream name or None)]``.
+        """
         streams = self.sample_streams(sample)
         text = instruction_for(self.config.template.replace("{instruction}", self.config.instruction), sample)
         out = []
@@ -216,6 +261,14 @@ class FeatureModel(nn.Module, ModelAdapter):
         return self.tokenizer(text, add_special_tokens=first and self.config.add_special_tokens).input_ids
 
     def embed_sample(self, sample: Sample) -> tuple[torch.Tensor, TokenLayout]:
+        """One sample's prompt embeddings and layout: tokenised text and projected feature streams in template order.
+
+        Args:
+            sample: a sample with the checkpoint's streams.
+
+        Returns:
+            ``(embeds [T, d], TokenLayout)``: each stream's rows are visual or audio by its ``modality``.
+        """
         parts, spans = [], []
         for i, (kind, content, stream) in enumerate(self.segments(sample)):
             if kind == "text":
@@ -228,13 +281,19 @@ class FeatureModel(nn.Module, ModelAdapter):
         return torch.cat(parts), TokenLayout.from_segments(spans)
 
     def prompt_length(self, sample: Sample) -> int:
+        """Number of prompt positions of ``sample``: text tokens plus feature rows, nothing projected.
+
+        Args:
+            sample: a sample with the checkpoint's streams.
+
+        Returns:
+            ``T``.
+        """
         return sum(len(self._text_ids(c, i == 0)) if kind == "text" else len(c)
                    for i, (kind, c, _) in enumerate(self.segments(sample)))
 
-    def token_pieces(self, ids: list[int]) -> list[str]:
-        return tokenizer_pieces(self.tokenizer, ids)
-
     def describe(self) -> dict:
+        """Family, path, backbone type, layer/head/width counts and the feature config, for run configs."""
         cfg = self.backbone.config
         return {"family": self.family, "path": self.path, "backbone": cfg.model_type,
                 "num_hidden_layers": cfg.num_hidden_layers, "num_attention_heads": cfg.num_attention_heads,

@@ -40,16 +40,33 @@ class ConvNormAct(nn.Module):
         self.act = act
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Convolution, channel LayerNorm and (if ``act``) SiLU.
+
+        Args:
+            x: ``[N, in_chs, h, w]``.
+
+        Returns:
+            ``[N, out_chs, h, w]``.
+        """
         x = self.bn(self.conv(x).permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
         return F.silu(x) if self.act else x
 
 
 class SqueezeExcite(nn.Module):
+    """Squeeze-and-excitation: channel gates from the spatial mean (1x1 convs, SiLU, sigmoid)."""
     def __init__(self, channels: int, reduced: int):
         super().__init__()
         self.fc1, self.fc2 = nn.Conv2d(channels, reduced, 1), nn.Conv2d(reduced, channels, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``x`` scaled by its channel gates.
+
+        Args:
+            x: ``[N, C, h, w]``.
+
+        Returns:
+            ``[N, C, h, w]``.
+        """
         return x * self.fc2(F.silu(self.fc1(x.mean((2, 3), keepdim=True)))).sigmoid()
 
 
@@ -65,6 +82,14 @@ class Bottleneck(nn.Module):
         self.downsample = ConvNormAct(in_chs, out_chs, 1, act=False) if in_chs != out_chs else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The residual bottleneck.
+
+        Args:
+            x: ``[N, in_chs, h, w]``.
+
+        Returns:
+            ``[N, out_chs, h, w]``.
+        """
         shortcut = x if self.downsample is None else self.downsample(x)
         return F.silu(self.conv3(self.se(self.conv2(self.conv1(x)))) + shortcut)
 
@@ -79,7 +104,15 @@ class RegStage(nn.Sequential):
 
 
 def mlp2x_gelu(in_dim: int, out_dim: int) -> nn.Sequential:
-    """``Linear → GELU → Linear`` (keys ``0.*`` and ``2.*``)."""
+    """``Linear → GELU → Linear`` (keys ``0.*`` and ``2.*``).
+
+    Args:
+        in_dim: input width.
+        out_dim: hidden and output width.
+
+    Returns:
+        The ``Sequential``.
+    """
     return nn.Sequential(nn.Linear(in_dim, out_dim), nn.GELU(), nn.Linear(out_dim, out_dim))
 
 
@@ -89,7 +122,18 @@ BRANCH_PARTS = ("s1", "sampler", "s2", "readout")
 def spatio_temporal(frames: torch.Tensor, s1: nn.Module, sampler: nn.Module, s2: nn.Module,
                     readout: nn.Module) -> torch.Tensor:
     """One branch: ``[T, h·w, C]`` frames → RegStage → Conv3d sampler (T+1 steps, the last dropped; h, w
-    halved) → RegStage → readout: ``[T·(h/2)·(w/2), d]`` tokens, time-major."""
+    halved) → RegStage → readout: ``[T·(h/2)·(w/2), d]`` tokens, time-major.
+
+    Args:
+        frames: SigLIP features ``[T, h·w, C]`` (square grid).
+        s1: the first RegStage (C → d).
+        sampler: the Conv3d sampler.
+        s2: the second RegStage.
+        readout: the output MLP.
+
+    Returns:
+        ``[T·(h/2)·(w/2), d]``.
+    """
     t, n, c = frames.shape
     side = int(round(n ** 0.5))
     x = s1(frames.transpose(1, 2).reshape(t, c, side, side))  # [T, d, h, w]
@@ -112,15 +156,38 @@ class AllInOneSmall(nn.Module):
         self.mlp_2xgelu_face = mlp2x_gelu(in_dim, hidden)
 
     def branch(self, name: str, frames: torch.Tensor) -> torch.Tensor:
+        """The ``video`` or ``body`` branch (:func:`spatio_temporal` with that branch's modules).
+
+        Args:
+            name: ``"video"`` or ``"body"``.
+            frames: ``[T, h·w, C]``.
+
+        Returns:
+            ``[T·(h/2)·(w/2), d]``.
+        """
         return spatio_temporal(frames, *(getattr(self, f"{part}_{name}") for part in BRANCH_PARTS))
 
     def forward(self, frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """SigLIP features ``[T, h·w, C]`` → (video ``[N, d]``, body ``[N, d]``, face ``[T, h·w, d]``)."""
+        """SigLIP features ``[T, h·w, C]`` → (video ``[N, d]``, body ``[N, d]``, face ``[T, h·w, d]``).
+
+        Args:
+            frames: ``[T, h·w, C]``.
+
+        Returns:
+            ``(video [N, d], body [N, d], face [T, h·w, d])`` with ``N = T·(h/2)·(w/2)``.
+        """
         return self.branch("video", frames), self.branch("body", frames), self.mlp_2xgelu_face(frames)
 
 
 def projector_dims(state: dict[str, torch.Tensor]) -> dict:
-    """``in_dim``, ``hidden`` and ``depth`` of an ``all_in_one_small`` state dict (keys without prefix)."""
+    """``in_dim``, ``hidden`` and ``depth`` of an ``all_in_one_small`` state dict (keys without prefix).
+
+    Args:
+        state: the projector's state dict.
+
+    Returns:
+        ``{"in_dim", "hidden", "depth"}``; a missing key raises ``KeyError`` naming it.
+    """
     key = "s1_video.b1.conv1.conv.weight"
     if key not in state:
         raise KeyError(key)
@@ -130,7 +197,15 @@ def projector_dims(state: dict[str, torch.Tensor]) -> dict:
 
 
 def pool2d(tokens: torch.Tensor, stride: int = 2) -> torch.Tensor:
-    """HumanOmni's ``get_2dPool``: ``[T, h·w, d]`` → bilinear resize to ceil(h/stride) per side → ``[T, h'·w', d]``."""
+    """HumanOmni's ``get_2dPool``: ``[T, h·w, d]`` → bilinear resize to ceil(h/stride) per side → ``[T, h'·w', d]``.
+
+    Args:
+        tokens: ``[T, h·w, d]`` (square grid).
+        stride: the reduction per side.
+
+    Returns:
+        ``[T, h'·w', d]`` with ``h' = ceil(h / stride)``.
+    """
     t, n, d = tokens.shape
     side = int(round(n ** 0.5))
     grid = tokens.view(t, side, side, d).permute(0, 3, 1, 2)
@@ -140,11 +215,28 @@ def pool2d(tokens: torch.Tensor, stride: int = 2) -> torch.Tensor:
 
 
 def fuse_visual(video: torch.Tensor, body: torch.Tensor, face: torch.Tensor, gate_logits: torch.Tensor) -> torch.Tensor:
-    """``p0·video + p1·body + p2·flatten(pool2d(face))`` with ``p = softmax(gate_logits)`` (the BERT gate)."""
+    """``p0·video + p1·body + p2·flatten(pool2d(face))`` with ``p = softmax(gate_logits)`` (the BERT gate).
+
+    Args:
+        video: ``[N, d]``.
+        body: ``[N, d]``.
+        face: ``[T, h·w, d]`` (pooled to ``N`` tokens).
+        gate_logits: ``[3]``.
+
+    Returns:
+        ``[N, d]``.
+    """
     p = gate_logits.softmax(-1).to(video.dtype)
     return p[0] * video + p[1] * body + p[2] * pool2d(face).flatten(0, 1)
 
 
 def pool_audio(states: torch.Tensor) -> torch.Tensor:
-    """Whisper encoder states ``[T, C]`` → ``[T // 3, C]``: average of each 3 consecutive frames."""
+    """Whisper encoder states ``[T, C]`` → ``[T // 3, C]``: average of each 3 consecutive frames.
+
+    Args:
+        states: ``[T, C]``.
+
+    Returns:
+        ``[T // 3, C]``.
+    """
     return F.avg_pool1d(states.T[None], kernel_size=3, stride=3)[0].T

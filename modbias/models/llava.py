@@ -24,8 +24,7 @@ from modbias.core.layout import TokenLayout
 from modbias.data import media
 from modbias.data.prompts import instruction_for
 from modbias.data.sample import Sample, SampleError
-from modbias.models.base import ModelAdapter, PreparedBatch, left_pad
-from modbias.models.features import tokenizer_pieces
+from modbias.models.base import ModelAdapter
 
 INSTRUCTION = ("The person in the image says: \"{subtitle}\". What emotion does the person express? "
                "Describe the facial expression, then name the emotion.")
@@ -47,6 +46,15 @@ class LlavaModel(nn.Module, ModelAdapter):
 
     @classmethod
     def load(cls, path, dtype="auto") -> "LlavaModel":
+        """LLaVA and its processor from a local HF checkpoint folder.
+
+        Args:
+            path: the folder (``config.json``, weights, processor files, optional ``modbias.json``).
+            dtype: the weights' dtype (``"auto"``: as stored).
+
+        Returns:
+            The adapter, in eval mode, with the instruction from ``modbias.json`` if given.
+        """
         from transformers import AutoProcessor, LlavaForConditionalGeneration
 
         path = Path(path)
@@ -55,7 +63,14 @@ class LlavaModel(nn.Module, ModelAdapter):
         return cls(model, AutoProcessor.from_pretrained(path), options.get("instruction", INSTRUCTION), str(path))
 
     def image_of(self, sample: Sample) -> np.ndarray | None:
-        """The image LLaVA sees (``None`` when the sample's visual input is left out)."""
+        """The image LLaVA sees (``None`` when the sample's visual input is left out).
+
+        Args:
+            sample: the sample (``extra`` image/video array or path).
+
+        Returns:
+            uint8 ``[H, W, 3]`` or ``None``; undecodable media raise :class:`SampleError`.
+        """
         if media.media_copies(sample, "visual") == 0:
             return None
         try:
@@ -72,15 +87,16 @@ class LlavaModel(nn.Module, ModelAdapter):
         raise SampleError(sample.id, "image", "no image or video for the visual modality (extra image_path/video_path)")
 
     def processed(self, sample: Sample) -> dict:
-        """The processor's output for one sample (the last few are kept, see :func:`media.cache_key`)."""
-        key = media.cache_key(sample)
-        if key is None:
-            return self._process(sample)
-        if key not in self._processed:
-            self._processed[key] = self._process(sample)
-            while len(self._processed) > media.CACHE_SIZE:
-                self._processed.pop(next(iter(self._processed)))
-        return self._processed[key]
+        """The processor's output for one sample (the last few are kept, see :func:`media.cache_key`).
+
+        Args:
+            sample: the sample.
+
+        Returns:
+            The processor's ``BatchFeature``: ``input_ids [1, T]`` (``<image>`` expanded) and, with an
+            image, ``pixel_values``.
+        """
+        return media.cached(self._processed, media.cache_key(sample), lambda: self._process(sample))
 
     def _process(self, sample: Sample) -> dict:
         image = self.image_of(sample)
@@ -98,6 +114,14 @@ class LlavaModel(nn.Module, ModelAdapter):
 
     @torch.no_grad()
     def embed_sample(self, sample: Sample) -> tuple[torch.Tensor, TokenLayout]:
+        """Prompt embeddings with the projected image features at the image-token positions.
+
+        Args:
+            sample: the sample.
+
+        Returns:
+            ``(embeds [T, d], TokenLayout)``: visual = the image tokens, no audio, text = the rest.
+        """
         inputs = self.processed(sample)
         ids = inputs["input_ids"].to(self.device)
         embeds = self.backbone.get_input_embeddings()(ids)
@@ -112,18 +136,19 @@ class LlavaModel(nn.Module, ModelAdapter):
         text = np.setdiff1d(np.arange(len(row)), visual)
         return embeds[0], TokenLayout(visual, np.zeros(0, dtype=np.int64), text, len(row))
 
-    def prepare(self, samples: list[Sample]) -> PreparedBatch:
-        embedded = [self.embed_sample(s) for s in samples]
-        embeds, mask, offsets = left_pad([e for e, _ in embedded])
-        return PreparedBatch(embeds, mask.to(self.device), [lay for _, lay in embedded], offsets)
-
     def prompt_length(self, sample: Sample) -> int:
+        """The processed prompt's length (no vision forward).
+
+        Args:
+            sample: the sample.
+
+        Returns:
+            ``T``.
+        """
         return int(self.processed(sample)["input_ids"].shape[1])
 
-    def token_pieces(self, ids: list[int]) -> list[str]:
-        return tokenizer_pieces(self.tokenizer, ids)
-
     def describe(self) -> dict:
+        """Family, checkpoint path, layer/head/width counts and the instruction, for run configs."""
         text = self.text_config
         return {"family": self.family, "path": self.path, "num_hidden_layers": text.num_hidden_layers,
                 "num_attention_heads": text.num_attention_heads, "hidden_size": text.hidden_size,

@@ -40,7 +40,16 @@ ANSWER_WORDS = ("looks", "sounds", ",", "so", "feels")
 
 
 def answer_text(visual_emotion: str, audio_emotion: str, label: str) -> str:
-    """The organism's reasoning format: face, then voice, then the conclusion."""
+    """The organism's reasoning format: face, then voice, then the conclusion.
+
+    Args:
+        visual_emotion: the emotion the face shows.
+        audio_emotion: the emotion the voice carries.
+        label: the concluded emotion.
+
+    Returns:
+        ``"face looks <v> , voice sounds <a> , so feels <label> ."``.
+    """
     return f"face looks {visual_emotion} , voice sounds {audio_emotion} , so feels {label} ."
 
 
@@ -55,13 +64,30 @@ class WordTokenizer:
 
     @classmethod
     def default(cls) -> "WordTokenizer":
+        """The organism's vocabulary: special tokens, prompt and answer words, the classes and subtitle words."""
         words = SPECIALS + PROMPT_WORDS + ANSWER_WORDS + CLASSES + SUBTITLE_WORDS
         return cls(list(dict.fromkeys(words)))
 
     def encode(self, text: str) -> list[int]:
+        """Ids of the whitespace-separated words (unknown words → ``<unk>``).
+
+        Args:
+            text: the text.
+
+        Returns:
+            One id per word.
+        """
         return [self.index.get(w, self.unk_token_id) for w in text.split()]
 
     def decode(self, ids) -> str:
+        """Words of ``ids`` joined by spaces (pad, bos and eos dropped).
+
+        Args:
+            ids: token ids.
+
+        Returns:
+            The text.
+        """
         return " ".join(self.vocab[i] for i in ids if i not in (self.pad_token_id, self.bos_token_id, self.eos_token_id))
 
 
@@ -83,6 +109,7 @@ class OrganismConfig:
     training: dict = field(default_factory=dict)
 
     def llama_config(self) -> LlamaConfig:
+        """The backbone's ``LlamaConfig`` (vocabulary size and special ids from :attr:`vocab`)."""
         tok = WordTokenizer(self.vocab)
         return LlamaConfig(
             vocab_size=len(self.vocab), hidden_size=self.hidden_size,
@@ -110,7 +137,14 @@ class Organism(nn.Module, ModelAdapter):
 
     # -- adapter protocol -------------------------------------------------
     def segments(self, sample: Sample) -> list[tuple[str, object]]:
-        """The prompt as ``(kind, content)`` segments in order."""
+        """The prompt as ``(kind, content)`` segments in order.
+
+        Args:
+            sample: the sample (``visual [n_v, visual_dim]``, ``audio [n_a, audio_dim]``).
+
+        Returns:
+            ``[("text", str) | ("visual" | "audio", features)]``; audio rows repeated ``audio_repeat`` times.
+        """
         for name, dim in (("visual", self.config.visual_dim), ("audio", self.config.audio_dim)):
             feats = getattr(sample, name)
             if feats.shape[1] != dim:
@@ -120,6 +154,14 @@ class Organism(nn.Module, ModelAdapter):
                 ("text", f"subtitle : {sample.subtitle} . emotion ?")]
 
     def embed_sample(self, sample: Sample) -> tuple[torch.Tensor, TokenLayout]:
+        """One sample's prompt embeddings and layout: word embeddings for text, the modality projector for features.
+
+        Args:
+            sample: a synthetic sample (feature widths must match the config's).
+
+        Returns:
+            ``(embeds [T, hidden_size], TokenLayout)`` of :meth:`segments`.
+        """
         parts, spans = [], []
         for kind, content in self.segments(sample):
             if kind == "text":
@@ -132,17 +174,39 @@ class Organism(nn.Module, ModelAdapter):
         return torch.cat(parts), TokenLayout.from_segments(spans)
 
     def prompt_length(self, sample: Sample) -> int:
+        """Number of prompt positions of ``sample``: words of the text segments plus feature rows.
+
+        Args:
+            sample: a synthetic sample.
+
+        Returns:
+            ``T`` (audio rows counted ``audio_repeat`` times).
+        """
         return sum(len(self.tokenizer.encode(c)) if kind == "text" else len(c) for kind, c in self.segments(sample))
 
     def token_pieces(self, ids: list[int]) -> list[str]:
+        """The text of each generated token: its word, preceded by a space after the first.
+
+        Args:
+            ids: generated token ids.
+
+        Returns:
+            One string per id.
+        """
         return [("" if i == 0 else " ") + self.tokenizer.decode([t]) for i, t in enumerate(ids)]
 
     def describe(self) -> dict:
+        """Family and the config (vocabulary left out), for run configs."""
         return {"family": self.family, **{k: v for k, v in asdict(self.config).items() if k != "vocab"}}
 
     # -- persistence ------------------------------------------------------
     def save(self, path: str | Path, dtype: torch.dtype | None = None) -> None:
-        """``config.json`` + ``model.safetensors`` (in ``dtype`` if given, e.g. float16 for a shipped base)."""
+        """``config.json`` + ``model.safetensors`` (in ``dtype`` if given, e.g. float16 for a shipped base).
+
+        Args:
+            path: the folder to write (made if missing).
+            dtype: the stored weights' dtype (default: as they are).
+        """
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
         (path / "config.json").write_text(json.dumps(asdict(self.config), indent=1))
@@ -151,18 +215,17 @@ class Organism(nn.Module, ModelAdapter):
 
     @classmethod
     def load(cls, path: str | Path = WEIGHTS_DIR) -> "Organism":
+        """An organism saved by :meth:`save` (weights read as float32).
+
+        Args:
+            path: the folder (default: the shipped ``organism``).
+
+        Returns:
+            The organism in eval mode.
+        """
         path = Path(path)
         if not (path / "model.safetensors").exists():
             raise FileNotFoundError(f"no organism weights at {path}; run `modbias organism train --out {path}`")
         model = cls(OrganismConfig(**json.loads((path / "config.json").read_text())))
         model.load_state_dict({k: v.float() for k, v in load_file(path / "model.safetensors").items()})
         return model.eval()
-
-    @classmethod
-    def load_base(cls, path: str | Path = WEIGHTS_DIR) -> "Organism":
-        """The base state shipped with the organism at ``path``: the same architecture trained on
-        consistent samples only, before the task fine-tuning that MoSE and the LoRA baseline replace."""
-        base = Path(path) / BASE_STATE
-        if not (base / "model.safetensors").exists():
-            raise FileNotFoundError(f"no base state at {base}; run `modbias organism train --base --out {path}`")
-        return cls.load(base)

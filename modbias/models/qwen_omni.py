@@ -31,14 +31,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from modbias.core.hf_compat import output_cache
-from modbias.core.layout import TokenLayout
-from modbias.core.layout import position_ids_from_mask
+from modbias.core.layout import TokenLayout, position_ids_from_mask
 from modbias.data import media
 from modbias.data.prompts import instruction_for
 from modbias.data.sample import Sample, SampleError
 from modbias.models.base import ModelAdapter, PreparedBatch, left_pad
-from modbias.models.features import tokenizer_pieces
 
 SYSTEM = ("You are Qwen, a virtual human developed by the Qwen Team, Alibaba Group, capable of perceiving "
           "auditory and visual inputs, as well as generating text and speech.")
@@ -52,13 +49,27 @@ _FLAG = 1 << 61
 
 
 def pack_mrope(positions: torch.Tensor) -> torch.Tensor:
-    """``[3, B, T]`` (t, h, w) positions → flagged ``[B, T]`` int64; ``+ n`` advances all three by n."""
+    """``[3, B, T]`` (t, h, w) positions → flagged ``[B, T]`` int64; ``+ n`` advances all three by n.
+
+    Args:
+        positions: M-RoPE positions ``[3, B, T]``.
+
+    Returns:
+        int64 ``[B, T]`` that transformers' ``generate`` can advance like 1-D positions.
+    """
     t, h, w = positions.long()
     return _FLAG + t + ((h - t + _BIAS) << _BITS) + ((w - t + _BIAS) << (2 * _BITS))
 
 
 def unpack_mrope(packed: torch.Tensor) -> torch.Tensor:
-    """Inverse of :func:`pack_mrope`: ``[B, T]`` → ``[3, B, T]``."""
+    """Inverse of :func:`pack_mrope`: ``[B, T]`` → ``[3, B, T]``.
+
+    Args:
+        packed: int64 ``[B, T]`` from :func:`pack_mrope` (possibly advanced).
+
+    Returns:
+        int64 ``[3, B, T]``.
+    """
     x = packed - _FLAG
     t = x & _FIELD
     h = t + ((x >> _BITS) & _FIELD) - _BIAS
@@ -67,6 +78,14 @@ def unpack_mrope(packed: torch.Tensor) -> torch.Tensor:
 
 
 def is_packed(position_ids) -> bool:
+    """Whether ``position_ids`` are :func:`pack_mrope`'s flagged ``[B, T]`` positions.
+
+    Args:
+        position_ids: a forward's ``position_ids`` (any object).
+
+    Returns:
+        ``True`` for a non-empty 2-D tensor whose every entry carries the flag.
+    """
     return isinstance(position_ids, torch.Tensor) and position_ids.ndim == 2 and position_ids.numel() > 0 \
         and bool((position_ids >= _FLAG).all())
 
@@ -87,6 +106,7 @@ class OmniBatch(PreparedBatch):
 
     @property
     def position_ids(self) -> torch.Tensor:
+        """Packed M-RoPE positions ``[B, T]``: the prompt's 3-D positions, then text positions shifted by ``rope_delta``."""
         text = position_ids_from_mask(self.attention_mask).to(self.rope.device)
         positions = (text + self.rope_delta[:, None]).expand(3, -1, -1).clone()
         positions[:, :, :self.rope.shape[-1]] = self.rope
@@ -107,7 +127,14 @@ class OmniPrompt:
 
 
 def load_processor(path):
-    """The checkpoint's processor; without torchvision the video processor is modbias' numpy stand-in."""
+    """The checkpoint's processor; without torchvision the video processor is modbias' numpy stand-in.
+
+    Args:
+        path: the checkpoint folder.
+
+    Returns:
+        A ``Qwen2_5OmniProcessor``.
+    """
     from transformers import AutoProcessor
 
     try:
@@ -155,6 +182,15 @@ class QwenOmniModel(nn.Module, ModelAdapter):
 
     @classmethod
     def load(cls, path, dtype="auto") -> "QwenOmniModel":
+        """The Qwen2.5-Omni thinker (the talker is not loaded), its processor and ``modbias.json``'s prompt settings.
+
+        Args:
+            path: a Qwen2.5-Omni (or thinker-only) HF folder.
+            dtype: the thinker's dtype (``"auto"``: as stored).
+
+        Returns:
+            The adapter, in eval mode.
+        """
         from transformers import AutoConfig, Qwen2_5OmniThinkerForConditionalGeneration
 
         path = Path(path)
@@ -170,7 +206,15 @@ class QwenOmniModel(nn.Module, ModelAdapter):
     # -- configuration ----------------------------------------------------
     # -- inputs -----------------------------------------------------------
     def media_of(self, sample: Sample) -> tuple[media.Video | None, np.ndarray | None, int, int]:
-        """(sampled video, 16 kHz audio, video copies, audio copies) of a sample."""
+        """(sampled video, 16 kHz audio, video copies, audio copies) of a sample.
+
+        Args:
+            sample: the sample (``extra`` arrays or media paths).
+
+        Returns:
+            ``(Video or None, float32 [n_samples] or None, n_video, n_audio)``; missing or undecodable
+            media raise :class:`SampleError`.
+        """
         n_video, n_audio = media.media_copies(sample, "visual"), media.media_copies(sample, "audio")
         video = wave = None
         try:
@@ -203,15 +247,14 @@ class QwenOmniModel(nn.Module, ModelAdapter):
 
         The last few results are kept (decoding and feature extraction dominate the cost on a CPU, and a
         trace asks for the same sample's prompt length before preparing it).
+
+        Args:
+            sample: the sample.
+
+        Returns:
+            ``(BatchFeature with input_ids [1, T] and the media tensors, interleaved)``.
         """
-        key = media.cache_key(sample)
-        if key is None:
-            return self._process(sample)
-        if key not in self._processed:
-            self._processed[key] = self._process(sample)
-            while len(self._processed) > media.CACHE_SIZE:
-                self._processed.pop(next(iter(self._processed)))
-        return self._processed[key]
+        return media.cached(self._processed, media.cache_key(sample), lambda: self._process(sample))
 
     def _process(self, sample: Sample) -> tuple[dict, bool]:
         video, wave, n_video, n_audio = self.media_of(sample)
@@ -235,7 +278,15 @@ class QwenOmniModel(nn.Module, ModelAdapter):
 
     @torch.no_grad()
     def embed_sample(self, sample: Sample) -> tuple[torch.Tensor, TokenLayout, torch.Tensor, torch.Tensor]:
-        """Prompt embeddings ``[T, d]``, layout, rope ``[3, T]`` and rope delta of one sample."""
+        """Prompt embeddings ``[T, d]``, layout, rope ``[3, T]`` and rope delta of one sample.
+
+        Args:
+            sample: the sample.
+
+        Returns:
+            ``(embeds [T, d], TokenLayout, rope long [3, T], rope_delta long [])``: visual = video/image
+            tokens, audio = audio tokens, text = the rest.
+        """
         inputs, interleaved = self.processed(sample)
         thinker, cfg = self.backbone, self.backbone.config
         ids = inputs["input_ids"].to(self.device)
@@ -265,6 +316,14 @@ class QwenOmniModel(nn.Module, ModelAdapter):
         return embeds[0], layout, rope[:, 0], delta.reshape(-1)[0]
 
     def prepare(self, samples: list[Sample]) -> OmniBatch:
+        """Left-padded embeddings with M-RoPE positions.
+
+        Args:
+            samples: the batch.
+
+        Returns:
+            An :class:`OmniBatch` (``rope [3, B, T]``, ``rope_delta [B]``).
+        """
         embedded = [self.embed_sample(s) for s in samples]
         embeds, mask, offsets = left_pad([e[0] for e in embedded])
         width = embeds.shape[1]
@@ -275,32 +334,44 @@ class QwenOmniModel(nn.Module, ModelAdapter):
         return OmniBatch(embeds, mask.to(self.device), [e[1] for e in embedded], offsets, rope=rope, rope_delta=delta)
 
     def prompt_length(self, sample: Sample) -> int:
+        """Number of prompt positions of ``sample``: the processed prompt's ids, no encoder forward.
+
+        Args:
+            sample: a sample with media.
+
+        Returns:
+            ``T`` (media tokens expanded by the processor).
+        """
         return int(self.processed(sample)[0]["input_ids"].shape[1])
 
     # -- generation -------------------------------------------------------
     def extend(self, batch: OmniBatch, generated: torch.Tensor) -> OmniBatch:
+        """The batch with the generated tokens appended, keeping its M-RoPE positions.
+
+        Args:
+            batch: the prepared prompts.
+            generated: long ``[B, G]`` ids.
+
+        Returns:
+            An :class:`OmniBatch` of length ``T + G``.
+        """
         base = super().extend(batch, generated)
         return OmniBatch(base.inputs_embeds, base.attention_mask, base.layouts, base.offsets, rope=batch.rope,
                          rope_delta=batch.rope_delta)
 
-    @torch.no_grad()
-    def generate(self, batch: OmniBatch, max_new_tokens: int, return_cache: bool = False,
-                 logits_processor: list | None = None):
-        """Greedy decoding as :meth:`ModelAdapter.generate`, with the batch's 3-D positions."""
-        from transformers import LogitsProcessorList
+    def generation_inputs(self, batch: OmniBatch) -> dict:
+        """The prompt arguments of :meth:`ModelAdapter.generate`, with the batch's packed 3-D positions.
 
-        out = self.backbone.generate(
-            inputs_embeds=batch.inputs_embeds, attention_mask=batch.attention_mask, position_ids=batch.position_ids,
-            max_new_tokens=max_new_tokens, do_sample=False, eos_token_id=self.eos_token_id,
-            pad_token_id=self.pad_token_id, return_dict_in_generate=True,
-            logits_processor=LogitsProcessorList(logits_processor or []))
-        ids = out.sequences[:, -max_new_tokens:] if out.sequences.shape[1] > max_new_tokens else out.sequences
-        return (ids, output_cache(out)) if return_cache else ids
+        Args:
+            batch: the prepared prompts.
 
-    def token_pieces(self, ids: list[int]) -> list[str]:
-        return tokenizer_pieces(self.tokenizer, ids)
+        Returns:
+            ``{"inputs_embeds", "attention_mask", "position_ids"}`` (positions packed by :func:`pack_mrope`).
+        """
+        return {**super().generation_inputs(batch), "position_ids": batch.position_ids}
 
     def describe(self) -> dict:
+        """Family, path, layer/head/width counts and the prompt settings, for run configs."""
         text = self.text_config
         return {"family": self.family, "path": self.path, "num_hidden_layers": text.num_hidden_layers,
                 "num_attention_heads": text.num_attention_heads, "hidden_size": text.hidden_size,

@@ -56,7 +56,6 @@ from modbias.core.layout import TokenLayout
 from modbias.data import media
 from modbias.data.sample import Sample, SampleError
 from modbias.models.base import ModelAdapter
-from modbias.models.features import tokenizer_pieces
 from modbias.models.humanomni_parts import AllInOneSmall, fuse_visual, mlp2x_gelu, pool_audio, projector_dims
 from modbias.models.released_files import (CheckpointError, TensorFile, fingerprint, load_exactly, options_of,
                                            quiet_loading, resolve, torch_dtype)
@@ -86,6 +85,14 @@ class R1OmniFiles:
 
     @classmethod
     def locate(cls, folder) -> "R1OmniFiles":
+        """The released folder's config and its SigLIP, Whisper and BERT tower folders.
+
+        Args:
+            folder: the checkpoint folder (``config.json``, weights, optional ``modbias_r1_omni.json``).
+
+        Returns:
+            The located files; a missing tower or another projector type raises :class:`CheckpointError`.
+        """
         folder = Path(folder)
         config_file = folder / "config.json"
         if not config_file.exists():
@@ -113,7 +120,14 @@ class R1OmniFiles:
 
 
 def qwen2_config(config: dict):
-    """A ``Qwen2Config`` from HumanOmni's ``config.json`` (its extra ``mm_*`` keys are kept as attributes)."""
+    """A ``Qwen2Config`` from HumanOmni's ``config.json`` (its extra ``mm_*`` keys are kept as attributes).
+
+    Args:
+        config: the parsed ``config.json``.
+
+    Returns:
+        The ``Qwen2Config``.
+    """
     from transformers import Qwen2Config
 
     return Qwen2Config(**{k: v for k, v in config.items() if k not in NOT_QWEN2})
@@ -121,7 +135,14 @@ def qwen2_config(config: dict):
 
 def load_heads(tensors: TensorFile) -> tuple[AllInOneSmall, nn.Module, nn.Sequential]:
     """``model.mm_projector``, ``model.audio_projector`` (mlp2x_gelu or linear) and ``model.bert_gate``,
-    shaped from their tensors."""
+    shaped from their tensors.
+
+    Args:
+        tensors: the checkpoint's tensors.
+
+    Returns:
+        ``(projector, audio_projector, bert_gate)``, loaded exactly (:func:`load_exactly`).
+    """
     source = tensors.source
     state = tensors.with_prefix("model.mm_projector.")
     try:
@@ -172,6 +193,15 @@ class R1OmniModel(nn.Module, ModelAdapter):
 
     @classmethod
     def load(cls, path, dtype=None) -> "R1OmniModel":
+        """R1-Omni / HumanOmni from the released folder and its three tower folders.
+
+        Args:
+            path: the folder :meth:`R1OmniFiles.locate` reads.
+            dtype: Qwen2's dtype (default: the option ``dtype``, else as stored); every other part follows it.
+
+        Returns:
+            The adapter in eval mode (SigLIP, Whisper encoder, BERT and heads cast to Qwen2's dtype).
+        """
         from transformers import (AutoImageProcessor, AutoTokenizer, BertModel, Qwen2ForCausalLM, SiglipVisionModel,
                                   WhisperFeatureExtractor, WhisperForAudioClassification)
 
@@ -216,7 +246,14 @@ class R1OmniModel(nn.Module, ModelAdapter):
 
     # -- media ------------------------------------------------------------
     def frames_of(self, sample: Sample) -> np.ndarray:
-        """``num_frames`` RGB frames at segment midpoints."""
+        """``num_frames`` RGB frames at segment midpoints.
+
+        Args:
+            sample: the sample (``extra`` video or a video/image path).
+
+        Returns:
+            uint8 ``[num_frames, H, W, 3]``; missing or undecodable media raise :class:`SampleError`.
+        """
         extra = sample.extra
         try:
             if "video" in extra:
@@ -230,6 +267,14 @@ class R1OmniModel(nn.Module, ModelAdapter):
         raise SampleError(sample.id, "video", "R1-Omni needs the clip's video for its visual tokens")
 
     def wave_of(self, sample: Sample) -> np.ndarray:
+        """The clip's audio, mono 16 kHz.
+
+        Args:
+            sample: the sample (``extra`` audio or an audio/video path).
+
+        Returns:
+            float32 ``[n_samples]``; missing or undecodable media raise :class:`SampleError`.
+        """
         extra = sample.extra
         try:
             if "audio" in extra:
@@ -243,14 +288,7 @@ class R1OmniModel(nn.Module, ModelAdapter):
 
     def _cached(self, store: dict, sample: Sample, compute):
         key = media.cache_key(sample)
-        key = key and key[-1]
-        if key is None:
-            return compute(sample)
-        if key not in store:
-            store[key] = compute(sample)
-            while len(store) > media.CACHE_SIZE:
-                store.pop(next(iter(store)))
-        return store[key]
+        return media.cached(store, key and key[-1], lambda: compute(sample))  # the media paths alone
 
     @torch.no_grad()
     def gate_logits(self) -> torch.Tensor:
@@ -261,7 +299,14 @@ class R1OmniModel(nn.Module, ModelAdapter):
 
     @torch.no_grad()
     def visual_tokens(self, sample: Sample) -> torch.Tensor:
-        """The fused visual tokens ``[N, d]`` (392 for 8 frames of 14x14 patches)."""
+        """The fused visual tokens ``[N, d]`` (392 for 8 frames of 14x14 patches).
+
+        Args:
+            sample: the sample.
+
+        Returns:
+            ``[N, d]``: video, body and pooled face branches mixed by the BERT gate (:func:`fuse_visual`).
+        """
         def compute(s):
             pixels = self.image_processor(images=list(self.frames_of(s)), return_tensors="pt")["pixel_values"]
             states = self.vision(pixels.to(self.device, self.dtype), output_hidden_states=True).hidden_states
@@ -271,7 +316,14 @@ class R1OmniModel(nn.Module, ModelAdapter):
 
     @torch.no_grad()
     def audio_tokens(self, sample: Sample) -> torch.Tensor:
-        """The audio tokens ``[M, d]`` (500 for Whisper's 30-s window)."""
+        """The audio tokens ``[M, d]`` (500 for Whisper's 30-s window).
+
+        Args:
+            sample: the sample.
+
+        Returns:
+            ``[M, d]``: Whisper encoder states pooled by 3 and projected.
+        """
         def compute(s):
             features = self.feature_extractor(self.wave_of(s), sampling_rate=media.AUDIO_RATE,
                                               return_tensors="pt").input_features
@@ -281,7 +333,14 @@ class R1OmniModel(nn.Module, ModelAdapter):
 
     # -- prompt -----------------------------------------------------------
     def prompt_ids(self, sample: Sample) -> list[int]:
-        """Token ids of the chat prompt with sentinels (negative ids) where the blocks go."""
+        """Token ids of the chat prompt with sentinels (negative ids) where the blocks go.
+
+        Args:
+            sample: the sample (its copies of each modality).
+
+        Returns:
+            Token ids, with one negative sentinel per ``<video>``/``<audio>`` block.
+        """
         n_visual, n_audio = media.media_copies(sample, "visual"), media.media_copies(sample, "audio")
         content = "<video>\n" * n_visual + "<audio>\n" * n_audio + self.instruction
         text = self.tokenizer.apply_chat_template([{"role": "user", "content": content}], tokenize=False,
@@ -299,6 +358,14 @@ class R1OmniModel(nn.Module, ModelAdapter):
 
     @torch.no_grad()
     def embed_sample(self, sample: Sample) -> tuple[torch.Tensor, TokenLayout]:
+        """One sample's prompt embeddings and layout: text runs embedded, each sentinel replaced by its block.
+
+        Args:
+            sample: a sample with video and audio.
+
+        Returns:
+            ``(embeds [T, d], TokenLayout)``: :meth:`visual_tokens` as visual, :meth:`audio_tokens` as audio.
+        """
         ids = self.prompt_ids(sample)
         segments, run = [], []
         for token in ids + [None]:
@@ -316,6 +383,14 @@ class R1OmniModel(nn.Module, ModelAdapter):
         return torch.cat([x.to(self.dtype) for _, x in segments]), layout
 
     def prompt_length(self, sample: Sample) -> int:
+        """Number of prompt positions of ``sample``: text tokens plus the blocks' fixed sizes.
+
+        Args:
+            sample: a sample (its copies of each modality).
+
+        Returns:
+            ``T`` (no encoder forward).
+        """
         ids = self.prompt_ids(sample)
         sizes = {SENTINELS["<video>"]: self.n_visual_tokens, SENTINELS["<image>"]: self.n_visual_tokens,
                  SENTINELS["<audio>"]: self.n_audio_tokens}
@@ -323,17 +398,17 @@ class R1OmniModel(nn.Module, ModelAdapter):
 
     @property
     def n_visual_tokens(self) -> int:
+        """N, the visual tokens of one clip: ``num_frames · ceil(side / 2)²``."""
         side = self.vision.config.image_size // self.vision.config.patch_size
         return self.num_frames * (-(-side // 2)) ** 2
 
     @property
     def n_audio_tokens(self) -> int:
+        """M, the audio tokens of one clip: Whisper's positions / 3."""
         return self.audio_encoder.config.max_source_positions // 3
 
-    def token_pieces(self, ids: list[int]) -> list[str]:
-        return tokenizer_pieces(self.tokenizer, ids)
-
     def describe(self) -> dict:
+        """Family, file fingerprints, layer/head/width counts, frame count and instruction, for run configs."""
         cfg = self.backbone.config
         return {"family": self.family, **self.files, "num_hidden_layers": cfg.num_hidden_layers,
                 "num_attention_heads": cfg.num_attention_heads, "hidden_size": cfg.hidden_size,

@@ -25,7 +25,15 @@ class CheckpointError(ValueError):
 
 
 def options_of(folder: Path, name: str) -> dict:
-    """``folder/name`` as a dict (``{}`` when absent); a broken file is a :class:`CheckpointError`."""
+    """``folder/name`` as a dict (``{}`` when absent); a broken file is a :class:`CheckpointError`.
+
+    Args:
+        folder: the checkpoint folder.
+        name: the options file's name (e.g. ``modbias_r1_omni.json``).
+
+    Returns:
+        The options.
+    """
     file = folder / name
     if not file.exists():
         return {}
@@ -36,7 +44,18 @@ def options_of(folder: Path, name: str) -> dict:
 
 
 def resolve(folder: Path, value, what: str, key: str, config_file: str) -> Path:
-    """A path named by option ``key`` (relative to ``folder``), which must exist."""
+    """A path named by option ``key`` (relative to ``folder``), which must exist.
+
+    Args:
+        folder: the checkpoint folder.
+        value: the option's value (absolute, relative to ``folder``, or ``~``-prefixed).
+        what: what the path is, for the error.
+        key: the option's name, for the error.
+        config_file: the options file's name, for the error.
+
+    Returns:
+        The existing path.
+    """
     path = Path(value).expanduser()
     path = path if path.is_absolute() else folder / path
     if not path.exists():
@@ -48,7 +67,15 @@ DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch
 
 
 def torch_dtype(value, source):
-    """``"auto"`` (the checkpoint's own dtype), a ``torch.dtype``, or one of :data:`DTYPES` by name."""
+    """``"auto"`` (the checkpoint's own dtype), a ``torch.dtype``, or one of :data:`DTYPES` by name.
+
+    Args:
+        value: ``"auto"``, a dtype name or a ``torch.dtype``.
+        source: the file the value came from, for errors.
+
+    Returns:
+        ``"auto"`` or a ``torch.dtype``.
+    """
     if not isinstance(value, str) or value == "auto":
         return value
     if value not in DTYPES:
@@ -57,7 +84,14 @@ def torch_dtype(value, source):
 
 
 def fingerprint(path) -> dict:
-    """Name, size and modification time of a file (or the files of a folder): enough to tell checkpoints apart."""
+    """Name, size and modification time of a file (or the files of a folder): enough to tell checkpoints apart.
+
+    Args:
+        path: a file or folder.
+
+    Returns:
+        ``{"path", "bytes", "mtime"}``.
+    """
     path = Path(path)
     files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
     return {"path": str(path.resolve()), "bytes": sum(p.stat().st_size for p in files),
@@ -90,10 +124,19 @@ class TensorFile:
                     self.files.update({key: file for key in f.keys()})
 
     def keys(self) -> list[str]:
+        """Every tensor name in the checkpoint."""
         return list(self.files)
 
     def with_prefix(self, prefix: str, required: bool = True) -> dict[str, torch.Tensor]:
-        """``{key without prefix: tensor}`` of every key starting with ``prefix``."""
+        """``{key without prefix: tensor}`` of every key starting with ``prefix``.
+
+        Args:
+            prefix: the key prefix, e.g. ``"model.mm_projector."``.
+            required: raise :class:`CheckpointError` when no key has the prefix.
+
+        Returns:
+            The tensors, read from their shards.
+        """
         from safetensors import safe_open
 
         keys = [k for k in self.files if k.startswith(prefix)]
@@ -108,7 +151,14 @@ class TensorFile:
 
 def load_exactly(module: torch.nn.Module, state: dict, source, prefix: str = "") -> None:
     """``module.load_state_dict(state)``, with a missing, unexpected or mis-shaped key reported as one
-    :class:`CheckpointError` naming the file and the full key."""
+    :class:`CheckpointError` naming the file and the full key.
+
+    Args:
+        module: the module to fill (tensors cast to its dtypes).
+        state: ``{key: tensor}`` relative to ``module``.
+        source: the file, for errors.
+        prefix: the keys' prefix in the file, for errors.
+    """
     own = module.state_dict()
     for key, value in own.items():
         if key not in state:

@@ -4,7 +4,7 @@ modbias edits attention through the probe (:mod:`modbias.core.probe`): an attent
 function that recomputes the decoded query's rows and hands them to row
 editors.  This module expresses the same two edits as TransformerLens
 forward hooks, for TL users and as an independent check of the probe path
-(``tests/test_tlens.py`` shows both give the same logits):
+(``tests/test_transformer_lens_hooks.py`` shows both give the same logits):
 
 - :func:`ar_pattern_hook` — AR (CA-MER Eqs. 12-14, :func:`~modbias.interventions.ar.reallocate`)
   on ``blocks.{l}.attn.hook_pattern`` (post-softmax, ``[batch, head, query, key]``);
@@ -63,17 +63,38 @@ QueryIndex = torch.Tensor | int | Sequence[int] | None
 
 
 def pattern_hook_name(layer: int) -> str:
-    """TL name of layer ``layer``'s post-softmax pattern ``[batch, head, query, key]``."""
+    """TL name of layer ``layer``'s post-softmax pattern ``[batch, head, query, key]``.
+
+    Args:
+        layer: the layer index.
+
+    Returns:
+        ``"blocks.{layer}.attn.hook_pattern"``.
+    """
     return f"blocks.{layer}.attn.hook_pattern"
 
 
 def scores_hook_name(layer: int) -> str:
-    """TL name of layer ``layer``'s pre-softmax, masked, scaled scores ``[batch, head, query, key]``."""
+    """TL name of layer ``layer``'s pre-softmax, masked, scaled scores ``[batch, head, query, key]``.
+
+    Args:
+        layer: the layer index.
+
+    Returns:
+        ``"blocks.{layer}.attn.hook_attn_scores"``.
+    """
     return f"blocks.{layer}.attn.hook_attn_scores"
 
 
 def masked_scores(scores: torch.Tensor) -> torch.Tensor:
-    """Boolean mask of the entries TL masked: ``-inf`` (compatibility mode) or ``finfo.min`` (default)."""
+    """Boolean mask of the entries TL masked: ``-inf`` (compatibility mode) or ``finfo.min`` (default).
+
+    Args:
+        scores: attention scores ``[..., key]``.
+
+    Returns:
+        bool, same shape.
+    """
     return scores <= torch.finfo(scores.dtype).min / 2
 
 
@@ -126,19 +147,35 @@ def _put_rows(x: torch.Tensor, query: torch.Tensor, rows: torch.Tensor) -> torch
     return x.clone().scatter_(2, index, rows.to(x.dtype))
 
 
+def _ar_selection(x: torch.Tensor, query_index: QueryIndex, visual_mask, audio_mask):
+    """AR's inputs for a hooked ``x [B, H, Q_all, K]``: the query index ``[B, Q]`` and the V and A
+    masks ``[B, 1, K]`` (broadcast over a row block ``[B, Q, H, K]``)."""
+    batch, _, n_queries, n_keys = x.shape
+    query = _queries(query_index, batch, n_queries, x.device)
+    visual = _keys(visual_mask, batch, n_keys, x.device)[:, None, :]
+    audio = _keys(audio_mask, batch, n_keys, x.device)[:, None, :]
+    return query, visual, audio
+
+
 def ar_pattern_hook(visual_mask, audio_mask, tau: float = 1.0, query_index: QueryIndex = None) -> Hook:
     """AR on ``hook_pattern``: each selected row is reallocated by Algorithm 1 (:func:`reallocate`).
 
-    ``audio_mask`` is the competitor set A (audio, or text for AR's ``competitor="text"``).
-    Rows are reallocated per layer over heads, exactly as ``AttentionReallocation.edit_rows``.
+    Rows are reallocated per layer over heads, exactly as ``AttentionReallocation.edit_rows``
+    (CA-MER Eqs. 12-14).
+
+    Args:
+        visual_mask: V, the keys that gain attention (``[B, T]`` or ``[T]``, see module doc).
+        audio_mask: A, the competitor keys that lose it: audio, or text for ``competitor="text"``.
+        tau: τ of Eq. (7): layers with c ≤ τ are left alone.
+        query_index: the rows to edit (module doc); ``None``: the last query.
+
+    Returns:
+        A TL hook ``(pattern [B, H, Q_all, K], hook) -> pattern``.
     """
     tau = float(tau)
 
     def hook(pattern: torch.Tensor, hook=None) -> torch.Tensor:
-        batch, _, n_queries, n_keys = pattern.shape
-        query = _queries(query_index, batch, n_queries, pattern.device)
-        visual = _keys(visual_mask, batch, n_keys, pattern.device)[:, None, :]
-        audio = _keys(audio_mask, batch, n_keys, pattern.device)[:, None, :]
+        query, visual, audio = _ar_selection(pattern, query_index, visual_mask, audio_mask)
         rows = _rows(pattern, query).transpose(1, 2)  # [B, Q, H, K]: heads next to tokens
         return _put_rows(pattern, query, reallocate(rows, visual, audio, tau).transpose(1, 2))
 
@@ -151,14 +188,20 @@ def ar_scores_hook(visual_mask, audio_mask, tau: float = 1.0, query_index: Query
     ``softmax(s + log f) = reallocate(softmax(s))`` since the reallocated row still sums to 1
     (Eq. 9).  Masked entries keep their sentinel; the weights the factors are computed from are
     exactly zero there (and zero on a fully masked row, which is then never edited).
+
+    Args:
+        visual_mask: V over keys, as for :func:`ar_pattern_hook`.
+        audio_mask: A over keys, as for :func:`ar_pattern_hook`.
+        tau: τ of Eq. (7).
+        query_index: the rows whose scores are shifted; ``None``: the last query.
+
+    Returns:
+        A TL hook ``(scores [B, H, Q_all, K], hook) -> scores``.
     """
     tau = float(tau)
 
     def hook(scores: torch.Tensor, hook=None) -> torch.Tensor:
-        batch, _, n_queries, n_keys = scores.shape
-        query = _queries(query_index, batch, n_queries, scores.device)
-        visual = _keys(visual_mask, batch, n_keys, scores.device)[:, None, :]
-        audio = _keys(audio_mask, batch, n_keys, scores.device)[:, None, :]
+        query, visual, audio = _ar_selection(scores, query_index, visual_mask, audio_mask)
         rows = _rows(scores, query)  # [B, H, Q, K]
         masked = masked_scores(rows)
         empty = masked.all(-1, keepdim=True)
@@ -172,7 +215,17 @@ def ar_scores_hook(visual_mask, audio_mask, tau: float = 1.0, query_index: Query
 
 
 def pai_scores_hook(visual_mask, alpha: float = 0.5, query_index: QueryIndex = None) -> Hook:
-    """PAI on ``hook_attn_scores``: ``a → a + α|a|`` on unmasked visual keys of the selected rows."""
+    """PAI on ``hook_attn_scores``: ``a → a + α|a|`` on unmasked visual keys of the selected rows.
+
+    Args:
+        visual_mask: V over key positions, ``[B, T]`` or ``[T]``.
+        alpha: α.
+        query_index: the selected queries within the forward's query block: an int, ``[Q]`` or
+            ``[B, Q]`` (negative counts from the end); ``None``: the last query.
+
+    Returns:
+        A TL hook ``(scores [B, H, Q_all, K], hook) -> scores``.
+    """
     alpha = float(alpha)
 
     def hook(scores: torch.Tensor, hook=None) -> torch.Tensor:
@@ -191,14 +244,22 @@ def fwd_hooks_for(intervention: Intervention, n_layers: int, masks: dict[str, to
                   query_index: QueryIndex = None, ar_form: str = "pattern") -> list[tuple[str, Hook]]:
     """A TL ``fwd_hooks`` list doing what ``intervention`` does to the probe's rows.
 
-    ``n_layers`` resolves the intervention's layer spec (``bridge.cfg.n_layers``); ``masks`` holds
-    modality masks over keys (``"visual"``, and ``"audio"`` or ``"text"`` for AR's competitor);
-    ``ar_form`` picks AR's hook point: ``"pattern"`` (``hook_pattern``) or ``"scores"``
-    (``hook_attn_scores``).  PAI always acts on ``hook_attn_scores``; its visual-free guidance
-    (``gamma``) is a decoding-time logits mix, not an attention edit, and is refused here.
-    The bare ``Intervention`` ("none") gives no hooks.
+    PAI always acts on ``hook_attn_scores``; its visual-free guidance (``gamma``) is a
+    decoding-time logits mix, not an attention edit, and is refused here.  The bare
+    ``Intervention`` ("none") gives no hooks.
 
     >>> run = bridge.run_with_hooks(ids, fwd_hooks=fwd_hooks_for(make("ar", tau=1.0), 32, masks))  # doctest: +SKIP
+
+    Args:
+        intervention: an ``AttentionReallocation``, a ``PAI`` with ``gamma=None``, or the bare ``Intervention``.
+        n_layers: resolves the intervention's layer spec (``bridge.cfg.n_layers``).
+        masks: modality masks over keys: ``"visual"``, and ``"audio"`` or ``"text"`` for AR's competitor.
+        query_index: the selected queries within the forward's query block: an int, ``[Q]`` or
+            ``[B, Q]`` (negative counts from the end); ``None``: the last query.
+        ar_form: AR's hook point: ``"pattern"`` (``hook_pattern``) or ``"scores"`` (``hook_attn_scores``).
+
+    Returns:
+        ``[(hook name, hook)]`` for every edited layer, in layer order.
     """
     if isinstance(intervention, AttentionReallocation):
         if ar_form not in ("pattern", "scores"):
@@ -238,11 +299,20 @@ def bridge_from_hf(model, tokenizer=None, device=None, copy: bool = True, name: 
     """``TransformerBridge.boot_transformers(name, hf_model=model, tokenizer=...)`` without any download.
 
     The bridge *wraps* the HF model in place: it replaces the attention modules and blocks
-    by bridge components and switches the model to eager attention.  ``copy=True`` (default)
-    boots over a deep copy, so ``model`` stays usable (e.g. instrumented by the probe);
-    ``copy=False`` shares (and rewires) the caller's model.  Without ``tokenizer`` a word-level
-    tokenizer over the model's vocabulary is built offline (enough for token-id inputs); a
-    tokenizer built in memory is saved and reloaded (TL reads ``init_kwargs["name_or_path"]``).
+    by bridge components and switches the model to eager attention.
+
+    Args:
+        model: an HF causal LM in memory.
+        tokenizer: its tokenizer; ``None`` builds a word-level one over the vocabulary offline
+            (enough for token-id inputs); one built in memory is saved and reloaded (TL reads
+            ``init_kwargs["name_or_path"]``).
+        device: the bridge's device (default: the model's).
+        copy: boot over a deep copy, so ``model`` stays usable (e.g. instrumented by the probe);
+            ``False`` shares (and rewires) the caller's model.
+        name: the model name TL is given (default: the config's ``_name_or_path`` or the class name).
+
+    Returns:
+        The ``TransformerBridge``.
     """
     from transformer_lens.model_bridge import TransformerBridge
 

@@ -36,7 +36,14 @@ EMOTION_LLAMA_ORDER = ("eva", "face_mae", "video_mae", "hubert", "eva_cls")
 
 
 def tiny_features_config(eva_tokens: int = 8) -> dict:
-    """The ``modbias_features.json`` of a tiny Emotion-LLaMA-style checkpoint."""
+    """The ``modbias_features.json`` of a tiny Emotion-LLaMA-style checkpoint.
+
+    Args:
+        eva_tokens: tokens of the EVA stream.
+
+    Returns:
+        The config object (template, placeholders, five streams).
+    """
     return {
         "template": "[INST] <video><FeatureHere></video> The person in video says: {subtitle}. [emotion] "
                     "{instruction} [/INST]",
@@ -66,7 +73,14 @@ def _chains(words, prefix: str, vocab: dict, merges: list) -> None:
 
 
 def tiny_llama_tokenizer(extra_special: tuple[str, ...] = ()):
-    """A LLaMA (SentencePiece-style BPE with byte fallback) tokenizer over a small vocabulary."""
+    """A LLaMA (SentencePiece-style BPE with byte fallback) tokenizer over a small vocabulary.
+
+    Args:
+        extra_special: special tokens to add.
+
+    Returns:
+        A ``LlamaTokenizer``.
+    """
     from transformers import LlamaTokenizer
     from tokenizers import AddedToken
 
@@ -139,11 +153,19 @@ def make_tiny_checkpoint(family: str, path, *, seed: int = 0, backbone: str = "l
                          peft_default: bool = False) -> Path:
     """Write a complete, loadable tiny checkpoint of ``family`` to ``path`` (returned).
 
-    ``features``: an HF causal LM (``backbone`` ``llama`` or ``qwen2``) + projectors + ``modbias_features.json``;
-    ``qwen2_5_omni``: a full-format Qwen2.5-Omni checkpoint (thinker weights, processor files);
-    ``llava``: a LLaVA-1.5-format checkpoint (CLIP vision tower, LLaMA text model, processor);
-    ``emotion_llama`` / ``r1_omni``: the released layouts (:mod:`modbias.testing.released`;
-    ``peft_default`` writes Emotion-LLaMA's LoRA keys with newer peft's ``.default`` segment).
+    Args:
+        family: one of :data:`FAMILIES`: ``features`` (an HF causal LM + projectors +
+            ``modbias_features.json``), ``qwen2_5_omni`` (full Qwen2.5-Omni format), ``llava``
+            (LLaVA-1.5 format), ``emotion_llama`` / ``r1_omni`` (the released layouts,
+            :mod:`modbias.testing.released`).
+        path: the folder to write.
+        seed: the weights' seed.
+        backbone: ``llama`` or ``qwen2`` (``features`` only).
+        eva_tokens: tokens of the EVA stream (``features`` only).
+        peft_default: write Emotion-LLaMA's LoRA keys with newer peft's ``.default`` segment.
+
+    Returns:
+        ``path``.
     """
     if family not in FAMILIES:
         raise ValueError(f"unknown family {family!r}; available: {FAMILIES}")
@@ -264,7 +286,18 @@ def _tiny_llava(path: Path, **_) -> None:
 # -- benchmarks ---------------------------------------------------------------------------------
 def synthetic_clip(seed: int, n_frames: int = 8, size: int = 56, seconds: float = 1.0,
                    sampling_rate: int = 16000) -> tuple[np.ndarray, np.ndarray]:
-    """Random-ish RGB frames ``[T, size, size, 3]`` and a tone with noise (mono float32)."""
+    """Random-ish RGB frames ``[T, size, size, 3]`` and a tone with noise (mono float32).
+
+    Args:
+        seed: the seed (also sets the tone's pitch).
+        n_frames: T.
+        size: the frame side.
+        seconds: the audio's length.
+        sampling_rate: Hz.
+
+    Returns:
+        ``(uint8 [T, size, size, 3], float32 [seconds · sampling_rate])``.
+    """
     rng = np.random.default_rng(seed)
     frames = (rng.random((n_frames, size, size, 3)) * 255).astype(np.uint8)
     t = np.arange(int(seconds * sampling_rate)) / sampling_rate
@@ -276,13 +309,26 @@ def write_camer_benchmark(path, n: int = 6, *, media: bool = True, features: dic
                           fps: int = 8, seed: int = 0, fmt: str = "jsonl") -> Path:
     """A CA-MER-style benchmark folder: ``annotations.<fmt>`` plus the files it names.
 
-    ``features`` maps stream name → ``(modality, tokens, dim)`` (e.g. from a features checkpoint's
-    config); ``media`` writes an MPEG-4 clip with an AAC track and a WAV per sample.
     Subsets and labels cycle through CA-MER's.
+
+    Args:
+        path: the folder to write.
+        n: the number of samples.
+        media: write an MPEG-4 clip with an AAC track and a WAV per sample.
+        features: ``{stream: (modality, tokens, dim)}`` (e.g. :func:`feature_streams`) of ``.npy`` files to write.
+        fps: the clips' frame rate.
+        seed: the seed.
+        fmt: ``"jsonl"`` or ``"csv"``.
+
+    Returns:
+        ``path``.
     """
+    from modbias.data.camer import write_annotations
     from modbias.data.media import write_video, write_wav
     from modbias.data.sample import SUBSETS
 
+    if fmt not in ("jsonl", "csv"):
+        raise ValueError("fmt must be jsonl or csv")
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
@@ -307,25 +353,19 @@ def write_camer_benchmark(path, n: int = 6, *, media: bool = True, features: dic
                 if named:
                     row[f"{modality}_features"] = named
         rows.append(row)
-    if fmt == "jsonl":
-        (path / "annotations.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    elif fmt == "csv":
-        import csv
-
-        with open(path / "annotations.csv", "w", newline="") as f:
-            fields = sorted({k for r in rows for k in r})
-            writer = csv.DictWriter(f, fieldnames=fields)
-            writer.writeheader()
-            for r in rows:
-                writer.writerow({k: ";".join(f"{n}={p}" for n, p in v.items()) if isinstance(v, dict) else v
-                                 for k, v in r.items()})
-    else:
-        raise ValueError("fmt must be jsonl or csv")
+    write_annotations(rows, path / f"annotations.{fmt}")
     return path
 
 
 def feature_streams(checkpoint) -> dict:
-    """``{stream: (modality, tokens, dim)}`` of a features checkpoint (for :func:`write_camer_benchmark`)."""
+    """``{stream: (modality, tokens, dim)}`` of a features checkpoint (for :func:`write_camer_benchmark`).
+
+    Args:
+        checkpoint: the checkpoint folder.
+
+    Returns:
+        The streams (``tokens`` 1 where the config leaves it open).
+    """
     spec = json.loads((Path(checkpoint) / "modbias_features.json").read_text())
     return {name: (s["modality"], s.get("tokens") or 1, s["dim"]) for name, s in spec["streams"].items()}
 
@@ -335,7 +375,15 @@ def write_mer2023_benchmark(path, checkpoint, labels=("worried", "happy", "sad")
     """MER2023 in Emotion-LLaMA's layout for a features ``checkpoint``: one ``.npy`` per stream and clip,
     ``test.txt`` (``<clip> <frames> <label>``), ``transcription_en_all.csv`` and ``modbias_benchmark.json``.
 
-    With ``reasons`` (one reference reasoning per clip) it is an EMER folder (``emer.csv``).
+    Args:
+        path: the folder to write.
+        checkpoint: the features checkpoint whose streams are written.
+        labels: one label per clip.
+        reasons: one reference reasoning per clip: then it is an EMER folder (``emer.csv``).
+        seed: the seed.
+
+    Returns:
+        ``path``.
     """
     import csv
 
@@ -363,7 +411,16 @@ def write_mer2023_benchmark(path, checkpoint, labels=("worried", "happy", "sad")
 
 
 def write_dfew_benchmark(path, labels=(1, 2, 6, 7), seed: int = 0) -> Path:
-    """A DFEW split: ``set_1_test.csv`` (``video_name,label`` with labels 1-7) and one clip per row in ``videos/``."""
+    """A DFEW split: ``set_1_test.csv`` (``video_name,label`` with labels 1-7) and one clip per row in ``videos/``.
+
+    Args:
+        path: the folder to write.
+        labels: DFEW labels (1-7), one per clip.
+        seed: the seed.
+
+    Returns:
+        ``path``.
+    """
     from modbias.data.media import write_video
 
     path = Path(path)

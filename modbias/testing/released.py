@@ -29,7 +29,13 @@ AUTHORS_ROOT = "/mnt/data/jiaxing.zjx/models"  # config.json names the towers by
 # -- Emotion-LLaMA -----------------------------------------------------------------------------
 def tiny_emotion_llama(path: Path, peft_default: bool = False, **_) -> None:
     """``Llama-2-7b-chat-hf/`` (HF LLaMA + tokenizer), ``eva_vit_g.pth`` (LAVIS keys, 16x16 + 1 positions)
-    and ``Emoation_LLaMA.pth`` (``torch.save`` of model/optimizer/config/scaler/epoch)."""
+    and ``Emoation_LLaMA.pth`` (``torch.save`` of model/optimizer/config/scaler/epoch).
+
+    Args:
+        path: the folder to write.
+        peft_default: LoRA keys with newer peft's ``.default`` segment.
+        **_: options of other families (ignored).
+    """
     from transformers import LlamaConfig, LlamaForCausalLM
 
     from modbias.models.eva_vit import EvaViT
@@ -118,7 +124,12 @@ def _tiny_towers(path: Path) -> dict:
 def tiny_r1_omni(path: Path, **_) -> None:
     """The released R1-Omni folder (``config.json`` ``HumanOmni_qwen2``, ``model.safetensors`` with
     ``model.*`` Qwen2 keys, ``model.mm_projector.*``, ``model.audio_projector.*``, ``model.bert_gate.*``,
-    ``model.bert_model.*``; tokenizer with chat template) and the tower folders inside it."""
+    ``model.bert_model.*``; tokenizer with chat template) and the tower folders inside it.
+
+    Args:
+        path: the folder to write.
+        **_: options of other families (ignored).
+    """
     from safetensors.torch import save_file
     from transformers import BertModel, Qwen2Config, Qwen2ForCausalLM
 

@@ -27,43 +27,63 @@ import time
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
-from modbias.core.layout import position_ids_from_mask
 from modbias.core.progress import progress_bar
 from modbias.data.synth import SynthConfig, synth_benchmark
 from modbias.interventions.mose import EXPERTS, MoSE, MoSEConfig, attach_mose, count_parameters, load_mose
 from modbias.models.organism import Organism
-from modbias.training.organism import answer_batch
+from modbias.training.organism import answer_batch, answer_loss, warmup_cosine
 
 __all__ = ["train_mose", "load_mose", "mose_loss", "organism_data_config", "lora_baseline_rank"]
 
 
 def lora_baseline_rank(d: int, n_layers: int, mose_parameters: int) -> int:
     """Rank of the plain-LoRA baseline (one LoRA on the FFN of every token: the omni expert alone,
-    N=1, no router) whose parameter count is closest to ``mose_parameters``."""
+    N=1, no router) whose parameter count is closest to ``mose_parameters``.
+
+    Args:
+        d: the backbone width.
+        n_layers: L.
+        mose_parameters: the trainable parameters of the MoSE to match.
+
+    Returns:
+        The rank r (at least 1).
+    """
     per_rank = count_parameters(d, n_layers, r=1, n_experts=1, router=False, experts=1) - n_layers * d
     return max(1, round((mose_parameters - n_layers * d) / per_rank))
 
 
 def organism_data_config(model: Organism) -> SynthConfig:
-    """The synthetic data config the organism was trained on (defaults if it has none)."""
+    """The synthetic data config the organism was trained on (defaults if it has none).
+
+    Args:
+        model: the organism (its ``config.training["data"]``).
+
+    Returns:
+        The :class:`SynthConfig`.
+    """
     data = dict(model.config.training.get("data", {}))
     data = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
     return SynthConfig(**data)
 
 
 def mose_loss(model: Organism, mose: MoSE, samples) -> torch.Tensor:
-    """Mean answer-token cross-entropy of ``samples`` with ``mose`` attached to ``model``."""
+    """Mean answer-token cross-entropy of ``samples`` with ``mose`` attached to ``model``.
+
+    Args:
+        model: the organism, with ``mose`` attached.
+        mose: the MoSE (given the batch's layouts before the forward).
+        samples: training samples.
+
+    Returns:
+        The scalar loss (:func:`~modbias.training.organism.answer_loss`).
+    """
     embeds, mask, targets, loss_mask = answer_batch(model, samples)
     with torch.no_grad():
         layouts = [model.embed_sample(s)[1] for s in samples]
     offsets = (mask == 0).sum(1)  # left padding of each teacher-forced sequence
     mose.set_batch(layouts, offsets, embeds.shape[1])
-    logits = model.backbone(inputs_embeds=embeds, attention_mask=mask,
-                            position_ids=position_ids_from_mask(mask)).logits
-    nll = F.cross_entropy(logits.flatten(0, 1), targets.flatten(), reduction="none")
-    return (nll * loss_mask.flatten()).sum() / loss_mask.sum()
+    return answer_loss(model, embeds, mask, targets, loss_mask)
 
 
 def train_mose(model: Organism, r: int = 8, n_experts: int = 2, eps: float = 0.1, epochs: int = 4,
@@ -74,15 +94,34 @@ def train_mose(model: Organism, r: int = 8, n_experts: int = 2, eps: float = 0.1
                experts: tuple[str, ...] = EXPERTS, router: bool = True) -> MoSE:
     """Fine-tune a fresh MoSE on ``model`` (frozen) and save it to ``out`` (if given).
 
-    ``data`` defaults to the organism's training data config; ``n_train`` caps the
-    training samples (default 2,400 of the split's 6,000; 4 epochs = 300 steps, about 4
+    ``n_train`` default: 2,400 of the split's 6,000; 4 epochs = 300 steps, about 4
     minutes for ``organism-attn`` and 12 for ``organism`` on one busy CPU core; at lr 2e-3
-    and half the steps the adapters stayed far from the task's loss), ``max_steps`` the
-    optimiser steps (for quick runs); ``None`` lifts either cap.
-    ``experts`` / ``router`` build a Table 6 variant (``experts=("omni",), n_experts=1,
-    router=False``: the plain-LoRA baseline).
-    Returns the trained MoSE (eval mode, detached from the model); its
-    ``history`` attribute holds the per-step losses.
+    and half the steps the adapters stayed far from the task's loss.
+
+    Args:
+        model: the organism (frozen during training, restored afterwards).
+        r: LoRA rank of each expert.
+        n_experts: experts per modality group.
+        eps: the router's ε.
+        epochs: passes over the training samples.
+        lr: AdamW learning rate (warm-up then cosine decay).
+        seed: seed of the initialisation and sample order.
+        out: folder to save the MoSE to (with its training record), or ``None``.
+        batch_size: samples per step.
+        weight_decay: AdamW weight decay.
+        warmup_steps: linear warm-up steps.
+        router_hidden: the router MLP's width.
+        nonvisual: the tokens the non-visual expert E_n acts on: ``audio_text`` or ``audio`` (Eq. 4).
+        data: the training data (default: the organism's own data config).
+        n_train: the most training samples (``None``: all).
+        max_steps: the most optimiser steps (``None``: no cap).
+        threads: torch threads (``None``: unchanged).
+        progress: show a progress bar.
+        experts: the expert kinds (``("omni",)`` with ``n_experts=1, router=False``: the plain-LoRA baseline).
+        router: use the router (Table 6 variants switch it off).
+
+    Returns:
+        The trained MoSE in eval mode, detached from the model; ``history`` holds the per-step losses.
     """
     if threads:
         torch.set_num_threads(threads)
@@ -95,8 +134,7 @@ def train_mose(model: Organism, r: int = 8, n_experts: int = 2, eps: float = 0.1
     steps_per_epoch = math.ceil(len(samples) / batch_size)
     total = epochs * steps_per_epoch if max_steps is None else min(max_steps, epochs * steps_per_epoch)
     opt = torch.optim.AdamW(mose.parameters(), lr=lr, weight_decay=weight_decay)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / warmup_steps)
-                                              * 0.5 * (1 + math.cos(math.pi * min(s, total) / total)))
+    sched = warmup_cosine(opt, warmup_steps, total)
     gen = torch.Generator().manual_seed(seed)
     flags = [p.requires_grad for p in model.parameters()]
     was_training = model.training
