@@ -110,8 +110,14 @@ def emotion_step(model: ModelAdapter, samples: list[Sample], config: CausalConfi
                  pair_of: list[Sample] | None = None) -> EmotionStep:
     """Generate for ``samples`` and locate the ``config.at`` emotion step (as :func:`modbias.trace` does).
 
-    ``pair_of`` names the samples whose cue emotions define LD (default ``samples``; a counterfactual
-    batch is measured on its original samples' emotion pair).
+    Args:
+        model: the adapter.
+        samples: one batch.
+        config: ``at`` and ``max_new_tokens`` are read.
+        pair_of: the samples whose cue emotions define LD (default ``samples``; a counterfactual
+            batch is measured on its original samples' emotion pair).
+    Returns:
+        :class:`EmotionStep`: inputs ``[B, T]`` cut after the last query, query positions ``[B]``.
     """
     gen = generate_under(model, samples, config.max_new_tokens)
     steps = torch.tensor([d.steps[config.at] for d in gen.decoded])
@@ -183,7 +189,15 @@ def _first_tensor(value):
 
 @torch.no_grad()
 def capture(model: ModelAdapter, step: EmotionStep, parts: DecoderParts | None = None) -> Capture:
-    """One clean forward recording the residual stream, head inputs, MLP outputs and attention at the query."""
+    """One clean forward recording what the emotion-step query writes and reads.
+
+    Args:
+        model: the adapter (instrumented for the probe here if it was not).
+        step: the batch at its emotion step.
+        parts: the decoder's parts (found from ``model`` if not given).
+    Returns:
+        :class:`Capture` (shapes in its fields), float32 on the CPU except ``logits``.
+    """
     parts = parts or DecoderParts.of(model)
     instrument(model.backbone)
     saved: dict[str, list] = {"z": [], "mlp": [], "resid_post": [], "rows": []}
@@ -233,7 +247,15 @@ def knockout_windows(n_layers: int, window: int) -> list[list[int]]:
 @torch.no_grad()
 def knocked_logit_diff(model: ModelAdapter, step: EmotionStep, modality: str, layers: list[int],
                        parts: DecoderParts | None = None) -> torch.Tensor:
-    """LD ``[B]`` with the query's attention to ``modality`` knocked out on ``layers`` (probe row editing)."""
+    """LD with the query's attention to ``modality`` knocked out on ``layers`` (probe row editing).
+
+    Args:
+        model, step: the adapter and the batch at its emotion step.
+        modality: ``visual`` or ``audio``.
+        layers: layer indices (empty: no edit).
+    Returns:
+        ``[B]`` float32, NaN where LD is undefined.
+    """
     parts = parts or DecoderParts.of(model)
     instrument(model.backbone)
     knockout = AttentionKnockout(modality, layers)
@@ -244,7 +266,14 @@ def knocked_logit_diff(model: ModelAdapter, step: EmotionStep, modality: str, la
 
 
 def knockout_batch(model: ModelAdapter, samples: list[Sample], config: CausalConfig) -> xr.Dataset:
-    """Knockout of each modality in each window: ``knockout_logit_diff`` (sample, modality, layer) and more."""
+    """Knockout of each modality in each window of ``config.window`` layers.
+
+    Args:
+        model, samples, config: the adapter, one batch, the run's settings.
+    Returns:
+        Dataset: ``knockout_logit_diff``, ``knockout_delta`` (minus the clean LD) and ``knockout_flipped``
+        (LD changed sign), dims (sample, modality, layer = window start); plus ``logit_diff``, ``S_v``, ``S_a``.
+    """
     step = emotion_step(model, samples, config)
     parts = DecoderParts.of(model)
     clean = capture(model, step, parts)
@@ -281,7 +310,14 @@ def logit_direction(parts: DecoderParts, step: EmotionStep) -> torch.Tensor:
 
 
 def dla_batch(model: ModelAdapter, samples: list[Sample], config: CausalConfig) -> xr.Dataset:
-    """Direct logit attribution: ``dla_head`` (sample, layer, head), ``dla_mlp`` (sample, layer), ``dla_embed``."""
+    """Direct logit attribution at the emotion step, final-norm scale frozen (:mod:`modbias.core.causal`).
+
+    Args:
+        model, samples, config: the adapter, one batch, the run's settings.
+    Returns:
+        Dataset: ``dla_head`` (sample, layer, head), ``dla_mlp`` and ``dla_attn_bias`` (sample, layer),
+        ``dla_embed`` (sample); together they sum to ``logit_diff``.
+    """
     step = emotion_step(model, samples, config)
     parts = DecoderParts.of(model)
     clean = capture(model, step, parts)
@@ -300,8 +336,14 @@ def dla_batch(model: ModelAdapter, samples: list[Sample], config: CausalConfig) 
 
 
 def lens_batch(model: ModelAdapter, samples: list[Sample], config: CausalConfig) -> xr.Dataset:
-    """Logit lens: ``lens_logit_diff`` (sample, layer) and ``lens_p`` (sample, layer, emotion) from each
-    layer's output through the final norm and the unembedding (the last layer gives the model's logits)."""
+    """Logit lens at the emotion step: each layer's output through the final norm and the unembedding.
+
+    Args:
+        model, samples, config: the adapter, one batch, the run's settings.
+    Returns:
+        Dataset: ``lens_logit_diff`` (sample, layer) and ``lens_p`` (sample, layer, emotion: the nine
+        classes' probabilities); the last layer gives the model's own logits.
+    """
     step = emotion_step(model, samples, config)
     parts = DecoderParts.of(model)
     clean = capture(model, step, parts)

@@ -70,7 +70,13 @@ def patched_logit_diff(model: ModelAdapter, step: EmotionStep, z_cf: torch.Tenso
 
 
 def attribution_gradient(model: ModelAdapter, step: EmotionStep, parts: DecoderParts | None = None) -> torch.Tensor:
-    """``∂LD/∂z`` at the query, ``[B, L, H·D]``: one forward and one backward on the original run."""
+    """Gradient of LD with respect to every ``o_proj`` input at the query: one forward, one backward.
+
+    Args:
+        model, step: the adapter and the original batch at its emotion step.
+    Returns:
+        ``[B, L, H·D]`` float32 on the CPU.
+    """
     parts = parts or DecoderParts.of(model)
     inputs = []
     hooks = [attention.o_proj.register_forward_pre_hook(lambda m, args: inputs.append(args[0]))
@@ -89,7 +95,15 @@ def attribution_gradient(model: ModelAdapter, step: EmotionStep, parts: DecoderP
 
 def patch_batch(model: ModelAdapter, samples: list[Sample], config: CausalConfig,
                 counterfactuals: Counterfactuals) -> xr.Dataset:
-    """Exact and/or attribution patching of every head for one batch (dims sample, layer, head)."""
+    """Exact and/or attribution patching of every head for one batch.
+
+    Args:
+        model, samples, config: the adapter, one batch, the run's settings (``method``).
+        counterfactuals: builds each sample's counterfactual.
+    Returns:
+        Dataset: ``patch_logit_diff``, ``patch_effect``, ``attribution_effect`` (sample, layer, head),
+        ``logit_diff``, ``logit_diff_cf``, ``cf_prediction``, ``S_v``, ``S_a``.
+    """
     step = emotion_step(model, samples, config)
     cf_samples = [counterfactuals(s) for s in samples]
     cf_step = emotion_step(model, cf_samples, config, pair_of=samples)
