@@ -88,7 +88,7 @@ class EmotionStep:
     found: torch.Tensor  # [B] bool: an emotion step exists
     audio_ids: torch.Tensor  # [B] token of the audio-cue emotion
     visual_ids: torch.Tensor  # [B] token of the visual-cue emotion
-    defined: torch.Tensor  # [B] bool: both cue emotions known (LD defined)
+    defined: torch.Tensor  # [B] bool: the cue emotions are known and differ (LD defined)
     masks: dict[str, torch.Tensor]  # modality masks over the forward's keys, [B, T]
     decoded: list[Decoded]
     steps: torch.Tensor  # [B] generated-step index of the emotion token (-1: none)
@@ -99,8 +99,13 @@ class EmotionStep:
 
 
 def emotion_pair(model: ModelAdapter, samples: list[Sample]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """``(audio_ids, visual_ids, defined)`` ``[B]``: the tokens of each sample's audio- and visual-cue emotion."""
-    known = [s.audio_emotion is not None and s.visual_emotion is not None for s in samples]
+    """``(audio_ids, visual_ids, defined)`` ``[B]``: the tokens of each sample's audio- and visual-cue emotion.
+
+    ``defined`` is False where a cue emotion is unknown or both cues name the same emotion (a consistent
+    sample: LD would be 0 by construction), so LD-based values are NaN there and means are over conflicts.
+    """
+    known = [s.audio_emotion is not None and s.visual_emotion is not None and s.audio_emotion != s.visual_emotion
+             for s in samples]
     audio = [model.emotion_token_id(s.audio_emotion) if ok else 0 for s, ok in zip(samples, known)]
     visual = [model.emotion_token_id(s.visual_emotion) if ok else 0 for s, ok in zip(samples, known)]
     return torch.tensor(audio), torch.tensor(visual), torch.tensor(known)
