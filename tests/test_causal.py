@@ -218,6 +218,7 @@ def test_cli_writes_a_store(tmp_path, kind):
     out = tmp_path / kind
     result = CliRunner().invoke(app, ["causal", kind, "--limit", "2", "--out", str(out)])
     assert result.exit_code == 0, result.output
+    assert "says_audio_cue" in result.output
     ds = open_run(out)
     assert ds.attrs["kind"] == kind and ds.sizes["sample"] == 6
     assert ds.attrs["config"]["causal"]["at"] == "answer"

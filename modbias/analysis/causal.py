@@ -66,7 +66,8 @@ def compare(ds: xr.Dataset, tau: float = 1.0, effect: str | None = None) -> pd.D
         effect: ``patch_effect`` | ``attribution_effect`` | ``dla_head`` (default: the first present).
     Returns:
         DataFrame indexed by subset: ``samples``, ``spearman_c_h`` (c_h vs effect),
-        ``spearman_biased`` (H_bias membership vs effect), ``n_biased``, ``effect_biased`` and
+        ``spearman_biased`` (H_bias membership vs effect), ``n_biased``, ``biased`` (its heads, ``L1H2 ...``),
+        ``effect_biased`` and
         ``effect_other`` (mean effect inside / outside H_bias), ``top_head`` (largest mean effect).
     """
     name = effect_of(ds, effect)
@@ -85,6 +86,7 @@ def compare(ds: xr.Dataset, tau: float = 1.0, effect: str | None = None) -> pd.D
             "spearman_c_h": spearman(np.log(c_h.values), values.values),
             "spearman_biased": spearman(biased.values, values.values),
             "n_biased": int(biased.values.sum()),
+            "biased": " ".join(f"L{layer}H{head}" for layer, head in np.argwhere(biased.values)) or "-",
             "effect_biased": float(np.nanmean(inside)) if inside.size else float("nan"),
             "effect_other": float(np.nanmean(outside)) if outside.size else float("nan"),
             "top_head": f"L{layer}H{head}",
@@ -106,12 +108,14 @@ def attribution_agreement(ds: xr.Dataset) -> dict:
 
 def layer_profile(ds: xr.Dataset, name: str) -> pd.DataFrame:
     """Mean of ``name`` per subset over samples (and heads, if any): rows subset, columns layer
-    (knockout: rows ``subset/modality``)."""
+    (knockout: rows ``subset/modality``); subsets without a finite value are left out."""
     frames = {}
     for subset in dict.fromkeys(ds.subset.values.tolist()):
         value = ds[name].where(ds.subset == subset, drop=True).mean("sample", skipna=True)
         if "head" in value.dims:
             value = value.mean("head")
+        if not np.isfinite(value.values).any():  # e.g. consistent samples: no LD to change
+            continue
         if "modality" in value.dims:
             for modality in value.modality.values.tolist():
                 frames[f"{subset}/{modality}"] = value.sel(modality=modality).values
@@ -119,3 +123,22 @@ def layer_profile(ds: xr.Dataset, name: str) -> pd.DataFrame:
             frames[subset] = value.values
     return pd.DataFrame(frames, index=pd.Index(ds.layer.values if "layer" in ds.coords else
                                                np.arange(ds.sizes["layer"]), name="layer")).T
+
+
+def logit_summary(ds: xr.Dataset) -> pd.DataFrame:
+    """Per subset of conflicts: ``conflicts`` (samples with an LD), mean ``LD`` (and ``LD_cf`` in a patch run),
+    and the share of conclusions naming the audio-cue and the visual-cue emotion."""
+    rows = {}
+    for subset in dict.fromkeys(ds.subset.values.tolist()):
+        part = ds.where(ds.subset == subset, drop=True)
+        defined = np.isfinite(part.logit_diff.values)
+        if not defined.any():
+            continue
+        row = {"conflicts": int(defined.sum()), "LD": float(np.nanmean(part.logit_diff.values))}
+        if "logit_diff_cf" in part:
+            row["LD_cf"] = float(np.nanmean(part.logit_diff_cf.values))
+        prediction = part.prediction.values[defined]
+        row["says_audio_cue"] = float(np.mean(prediction == part.audio_emotion.values[defined]))
+        row["says_visual_cue"] = float(np.mean(prediction == part.visual_emotion.values[defined]))
+        rows[subset] = row
+    return pd.DataFrame.from_dict(rows, orient="index").rename_axis("subset")

@@ -44,6 +44,12 @@ def _show(frame, title: str) -> None:
     console.print(frame.round(3).to_string(), soft_wrap=True)
 
 
+def _show_logit_difference(ds, out: Path) -> None:
+    from modbias.analysis.causal import logit_summary
+
+    _show(logit_summary(ds), f"{out} — LD = log p(audio cue) − log p(visual cue) at the emotion step, conflicts")
+
+
 @causal_app.command()
 def knockout(
     subset: str = options.SUBSET, model: str = options.MODEL, data: Optional[str] = options.DATA,
@@ -65,6 +71,7 @@ def knockout(
 
     ds = causal("knockout", adapter, bench, out=out, at=at, max_new_tokens=max_new_tokens, batch_size=batch_size,
                 window=window, modalities=modalities)
+    _show_logit_difference(ds, out)
     _show(layer_profile(ds, "knockout_delta"), f"{out} — mean change of LD = log p(audio cue) − log p(visual cue), "
                                               f"by window start")
     _show(layer_profile(ds, "knockout_flipped"), f"{out} — share of samples whose LD changes sign")
@@ -88,6 +95,7 @@ def patch(
 
     ds = run_patch(adapter, bench, out=out, at=at, max_new_tokens=max_new_tokens, batch_size=batch_size, swap=swap,
                    method=method)
+    _show_logit_difference(ds, out)
     for name in ("patch_effect", "attribution_effect"):
         if name in ds:
             _show(head_map(ds, name).to_pandas(), f"{out} — mean {name} (1: the head carries the whole LD change)")
@@ -110,6 +118,7 @@ def dla(
     from modbias.runs.causal import causal
 
     ds = causal("dla", adapter, bench, out=out, at=at, max_new_tokens=max_new_tokens, batch_size=batch_size)
+    _show_logit_difference(ds, out)
     _show(head_map(ds, "dla_head").to_pandas(), f"{out} — mean direct contribution of each head to LD")
     _show(layer_profile(ds, "dla_mlp"), f"{out} — mean direct contribution of each MLP to LD")
 
@@ -127,6 +136,7 @@ def lens(
     from modbias.runs.causal import causal
 
     ds = causal("lens", adapter, bench, out=out, at=at, max_new_tokens=max_new_tokens, batch_size=batch_size)
+    _show_logit_difference(ds, out)
     _show(layer_profile(ds, "lens_logit_diff"), f"{out} — mean LD through the logit lens, by layer")
 
 
