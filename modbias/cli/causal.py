@@ -74,7 +74,7 @@ def knockout(
     _show_logit_difference(ds, out)
     _show(layer_profile(ds, "knockout_delta"), f"{out} — mean change of LD = log p(audio cue) − log p(visual cue), "
                                               f"by window start")
-    _show(layer_profile(ds, "knockout_flipped"), f"{out} — share of samples whose LD changes sign")
+    _show(layer_profile(ds, "knockout_flipped"), f"{out} — share of conflicts whose LD changes sign")
 
 
 @causal_app.command()

@@ -277,7 +277,7 @@ def knockout_batch(model: ModelAdapter, samples: list[Sample], config: CausalCon
         model, samples, config: the adapter, one batch, the run's settings.
     Returns:
         Dataset: ``knockout_logit_diff``, ``knockout_delta`` (minus the clean LD) and ``knockout_flipped``
-        (LD changed sign), dims (sample, modality, layer = window start); plus ``logit_diff``, ``S_v``, ``S_a``.
+        (1 where LD changed sign, 0 where not, NaN where LD is undefined), dims (sample, modality, layer = window start); plus ``logit_diff``, ``S_v``, ``S_a``.
     """
     step = emotion_step(model, samples, config)
     parts = DecoderParts.of(model)
@@ -289,8 +289,8 @@ def knockout_batch(model: ModelAdapter, samples: list[Sample], config: CausalCon
     dims = ("sample", "modality", "layer")
     data = {"knockout_logit_diff": (dims, knocked.numpy()),
             "knockout_delta": (dims, (knocked - ld[:, None, None]).numpy()),
-            "knockout_flipped": (dims, (torch.sign(knocked) != torch.sign(ld[:, None, None])).numpy()
-                                 & step.valid.numpy()[:, None, None])}
+            "knockout_flipped": (dims, _nan_where_invalid(torch.sign(knocked) != torch.sign(ld[:, None, None]),
+                                                          step.valid).numpy())}
     return _dataset(samples, step, clean, ld, data, {"modality": list(config.modalities)})
 
 
