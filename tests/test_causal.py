@@ -13,9 +13,10 @@ from modbias.cli import app
 from modbias.core.causal import knock_out, logit_difference
 from modbias.data.counterfactual import Counterfactuals
 from modbias.data.sample import Benchmark, Sample, SampleError
-from modbias.runs.causal import CausalConfig, DecoderParts, at_query, capture, causal, emotion_step, step_logit_diff
+from modbias.runs.causal import (CausalConfig, DecoderParts, at_query, capture, causal, emotion_step, knockout_batch,
+                                 step_logit_diff)
 from modbias.runs.patching import patch, patched_logit_diff
-from modbias.runs.store import open_run
+from modbias.runs.store import RunConfigMismatch, open_run
 
 ATOL = 1e-4
 
@@ -234,3 +235,17 @@ def test_cli_writes_a_store(tmp_path, kind):
 def test_cli_rejects_a_bad_modality(tmp_path):
     result = CliRunner().invoke(app, ["causal", "knockout", "--modality", "smell", "--out", str(tmp_path / "k")])
     assert result.exit_code == 2 and "smell" in result.output
+
+
+def test_a_causal_store_resumes_and_refuses_other_settings(tmp_path, organism, bench):
+    out = tmp_path / "knockout"
+    first = causal("knockout", organism, bench[:3], out=out, progress=False, window=2, batch_size=2)
+    calls = []
+    again = causal("knockout", organism, bench[:6], out=out, progress=False, window=2, batch_size=2,
+                   record_batch=lambda chunk: calls.append(len(chunk)) or knockout_batch(
+                       organism, chunk, CausalConfig(window=2, batch_size=2)))
+    assert calls == [2, 1]  # only the three samples not stored yet
+    assert list(again.sample.values[:3]) == list(first.sample.values)
+    assert np.allclose(again.knockout_delta.values[:3], first.knockout_delta.values, equal_nan=True)
+    with pytest.raises(RunConfigMismatch):
+        causal("knockout", organism, bench[:3], out=out, progress=False, window=3, batch_size=2)
