@@ -409,6 +409,8 @@ def causal(kind: str, model: ModelAdapter, data: Iterable[Sample], *, out: str |
     Returns:
         Dataset with dims starting ``sample`` (see module doc).
     """
+    if kind not in KIND_SETTINGS or (record_batch is None and kind not in BATCHES):
+        raise ValueError(f"causal run kind {kind!r}; expected one of {sorted(BATCHES)} (patch: modbias.patch)")
     config = CausalConfig(**settings)
     samples = list(data)
     run_config = causal_run_config(kind, model, getattr(data, "config", {}), config)
