@@ -5,8 +5,8 @@
 
 The demo cache holds real runs of the shipped organism on the synthetic
 benchmark, 20 samples per subset: a trace with rows (both emotion tokens)
-and intervene runs for an AR τ sweep, PAI and audio duplication.  Every run
-is ticked; the single-run views show the newest trace with rows, at the
+and intervene runs for an AR τ sweep, PAI and audio duplication, and a head
+patching run (``modbias causal patch``).  Every run is ticked; the single-run views show the newest trace with rows, at the
 conclusion's emotion token (``answer``).
 """
 
@@ -36,6 +36,7 @@ def build_demo(cache: Path, limit: int = 20) -> None:
     modbias.intervene(model, bench, method="pai", alpha=0.5, cache_dir=cache)
     for k in (4, 16, 64):
         modbias.intervene(model, bench, method="duplicate_audio", k=k, cache_dir=cache)
+    modbias.patch(model, bench, out=cache / "organism-patch")
 
 
 def shoot(cache: Path, out: Path) -> list[Path]:
@@ -75,6 +76,12 @@ def shoot(cache: Path, out: Path) -> list[Path]:
         open_tab(driver, "Samples")
         time.sleep(1)
         save("samples")
+        patch_runs = [r.path for r in runs if r.kind == "patch"]
+        if patch_runs:
+            open_tab(driver, "Causal")
+            click_option(driver, "causal-run", patch_runs[-1])
+            figure(driver, "causal-graph", lambda f: patch_runs[-1] in f["title"])
+            save("causal")
     return shots
 
 

@@ -67,7 +67,7 @@ def message_figure(text: str) -> go.Figure:
     return fig
 
 
-def _cell_path(cells: np.ndarray) -> str:
+def cell_path(cells: np.ndarray) -> str:
     """One SVG path outlining every (layer, head) cell of a boolean ``[L, H]`` array."""
     return " ".join(f"M {h - .5},{l - .5} H {h + .5} V {l + .5} H {h - .5} Z" for l, h in np.argwhere(cells).tolist())
 
@@ -111,7 +111,7 @@ def heads_figure(values: np.ndarray, quantity: str, head_share: np.ndarray, laye
         colorbar=dict(title=dict(text="log10 c_h" if quantity == "log10_c_h" else "S_a − S_v", side="right"))))
     biased = head_share > 0.5
     if biased.any():
-        fig.add_shape(type="path", path=_cell_path(biased), line=dict(color="black", width=2),
+        fig.add_shape(type="path", path=cell_path(biased), line=dict(color="black", width=2),
                       name=f"H_bias (Eq. 7, τ={tau:g})", showlegend=True)
     layers = np.flatnonzero(layer_share > 0.5)
     fig.add_trace(go.Scatter(x=np.full(len(layers), -0.9), y=layers, mode="markers",

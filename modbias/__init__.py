@@ -25,6 +25,8 @@ _EXPORTS = {
     "trace_drift": "modbias.runs.drift",
     "drift_curves": "modbias.runs.drift",
     "attention_rows": "modbias.core.rows",
+    "causal": "modbias.runs.causal",
+    "patch": "modbias.runs.patching",
 }
 
 

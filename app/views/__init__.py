@@ -9,6 +9,6 @@ functions).  To add a view (e.g. attention drift over decoding steps, issue
 6), write such a module and append it to :data:`VIEWS`.
 """
 
-from modbias_app.views import drift, heads, interventions, layers, runs, samples, tokens
+from modbias_app.views import causal, drift, heads, interventions, layers, runs, samples, tokens
 
-VIEWS = (runs, heads, layers, tokens, interventions, samples, drift)
+VIEWS = (runs, heads, layers, tokens, interventions, samples, drift, causal)

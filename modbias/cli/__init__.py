@@ -299,12 +299,14 @@ def mose_train(
     console.print(format_parameter_table(adapter, r=r))
 
 
+from modbias.cli.causal import causal_app  # noqa: E402
 from modbias.cli.chair import chair as _chair  # noqa: E402
 from modbias.cli.data import data_app  # noqa: E402
 from modbias.cli.evaluate import evaluate as _evaluate  # noqa: E402
 from modbias.cli.migr import consistency as _consistency, drift as _drift, mi as _mi  # noqa: E402
 
 app.add_typer(data_app, name="data")
+app.add_typer(causal_app, name="causal")
 app.command("mi")(_mi)
 app.command("drift")(_drift)
 app.command("consistency")(_consistency)

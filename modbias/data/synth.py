@@ -97,7 +97,8 @@ def _train_subset(config: SynthConfig, index: int) -> str:
     return SUBSETS[int(np.searchsorted(np.cumsum(mix / mix.sum()), pick, side="right").clip(max=2))]
 
 
-def make_sample(config: SynthConfig, split: str, index: int, subset: str | None = None) -> Sample:
+def make_sample(config: SynthConfig, split: str, index: int, subset: str | None = None,
+                consistent_with: str | None = None) -> Sample:
     """Sample ``index`` of ``split`` (a test subset, or ``train`` which cycles the three subsets).
 
     Deterministic in ``(config.seed, split, index)``.
@@ -107,6 +108,10 @@ def make_sample(config: SynthConfig, split: str, index: int, subset: str | None 
         split: a subset name or ``"train"``.
         index: the sample's number in the split.
         subset: force the subset (default: ``split``, or drawn by ``train_mix`` for ``train``).
+        consistent_with: ``visual`` or ``audio`` regenerates the same sample (same noise, cue positions,
+            intensities and subtitle) with the other modality's cue turned to that modality's emotion: the
+            counterfactual of :mod:`modbias.data.counterfactual`, subset ``consistent``, id suffixed
+            ``~cf-<swapped>``.
 
     Returns:
         A :class:`Sample` with ``visual [n_visual, visual_dim]`` and ``audio [n_audio, audio_dim]`` float32
@@ -124,6 +129,11 @@ def make_sample(config: SynthConfig, split: str, index: int, subset: str | None 
         vis_emo, aud_emo, vis_int, aud_int = label, other, strong, weak
     else:
         vis_emo, aud_emo, vis_int, aud_int = other, label, weak, strong
+    if consistent_with is not None:
+        if consistent_with not in ("visual", "audio"):
+            raise ValueError(f"consistent_with must be visual or audio, got {consistent_with!r}")
+        label = vis_emo if consistent_with == "visual" else aud_emo
+        vis_emo = aud_emo = label
     proto_v, proto_a = config.prototypes()
 
     visual = rng.normal(0.0, config.visual_noise, (config.n_visual, config.visual_dim))
@@ -134,11 +144,15 @@ def make_sample(config: SynthConfig, split: str, index: int, subset: str | None 
 
     n_words = rng.integers(config.subtitle_words[0], config.subtitle_words[1] + 1)
     subtitle = " ".join(SUBTITLE_WORDS[i] for i in rng.integers(len(SUBTITLE_WORDS), size=n_words))
+    swapped = {"visual": "~cf-audio", "audio": "~cf-visual"}.get(consistent_with, "")
+    if consistent_with is not None and split in SUBSETS:
+        subset = "consistent"
     return Sample(
-        id=f"{split}-{index:05d}", subset=subset if split in SUBSETS else "train", label=label,
+        id=f"{split}-{index:05d}{swapped}", subset=subset if split in SUBSETS else "train", label=label,
         visual=visual.astype(np.float32), audio=audio.astype(np.float32), subtitle=subtitle,
         visual_emotion=vis_emo, audio_emotion=aud_emo,
-        extra={"train_subset": subset, "visual_intensity": float(vis_int), "audio_intensity": float(aud_int)},
+        extra={"train_subset": subset, "visual_intensity": float(vis_int), "audio_intensity": float(aud_int),
+               "synth_split": split, "synth_index": index},
     )
 
 

@@ -122,6 +122,23 @@ class ModelAdapter:
         """
         return tokenizer_pieces(self.tokenizer, ids)
 
+    def emotion_token_id(self, word: str) -> int:
+        """The token that starts ``word`` when the model writes it inside its answer (after a space);
+        the target of logit differences (:mod:`modbias.runs.causal`).
+
+        Args:
+            word: an emotion word, e.g. ``"happy"``.
+        Returns:
+            A token id of ``self.tokenizer`` (HF tokenizers: the first token of ``" " + word``).
+        """
+        ids = self.tokenizer(" " + word, add_special_tokens=False).input_ids
+        pieces = self.token_pieces(ids)
+        while ids and not pieces[0].strip():  # sentencepiece may give the space a token of its own
+            ids, pieces = ids[1:], pieces[1:]
+        if not ids:
+            raise ValueError(f"{self.family}: the tokenizer gives no token for {word!r}")
+        return ids[0]
+
     def prompt_length(self, sample: Sample) -> int:
         """Number of prompt positions of ``sample`` (used to size stored token axes).
 

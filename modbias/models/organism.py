@@ -195,6 +195,12 @@ class Organism(nn.Module, ModelAdapter):
         """
         return [("" if i == 0 else " ") + self.tokenizer.decode([t]) for i, t in enumerate(ids)]
 
+    def emotion_token_id(self, word: str) -> int:
+        """The word's own token (the vocabulary is word-level); see :meth:`ModelAdapter.emotion_token_id`."""
+        if word not in self.tokenizer.index:
+            raise ValueError(f"{self.family}: {word!r} is not in the organism's vocabulary")
+        return self.tokenizer.index[word]
+
     def describe(self) -> dict:
         """Family and the config (vocabulary left out), for run configs."""
         return {"family": self.family, **{k: v for k, v in asdict(self.config).items() if k != "vocab"}}
