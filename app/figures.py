@@ -68,7 +68,14 @@ def message_figure(text: str) -> go.Figure:
 
 
 def cell_path(cells: np.ndarray) -> str:
-    """One SVG path outlining every (layer, head) cell of a boolean ``[L, H]`` array."""
+    """One SVG path outlining every (layer, head) cell that is set, for a heatmap's ``shapes``.
+
+    Args:
+        cells: boolean ``[L, H]`` (rows layers, columns heads), e.g. H_bias of Eq. (7).
+
+    Returns:
+        An SVG path string (one closed unit square per set cell, in data coordinates; empty if none).
+    """
     return " ".join(f"M {h - .5},{l - .5} H {h + .5} V {l + .5} H {h - .5} Z" for l, h in np.argwhere(cells).tolist())
 
 

@@ -25,6 +25,15 @@ COLOURS = {"visual": "#1f77b4", "audio": "#d62728"}
 
 
 def layout(runs: list[RunInfo], cache: str) -> html.Div:
+    """Causal tab: its own run menu (knockout, patch, dla and lens runs), subset and τ controls, note and graph.
+
+    Args:
+        runs: the cache's runs; those of a causal kind fill the menu (the last one chosen).
+        cache: not read.
+
+    Returns:
+        The Causal tab's ``html.Div``.
+    """
     causal_runs = [r.path for r in runs if r.kind in KINDS]
     return html.Div([
         html.Div([
@@ -50,7 +59,15 @@ def _chosen(ds, subset: str):
 
 
 def knockout_figure(ds, title: str) -> go.Figure:
-    """Mean change of LD per window start, one line per modality."""
+    """Mean change of LD per window start, one line per blocked modality.
+
+    Args:
+        ds: a knockout run (``knockout_delta`` (sample, modality, layer)), already cut to the chosen samples.
+        title: the figure's title.
+
+    Returns:
+        The figure: x the window's first layer, y the mean Δ LD over samples.
+    """
     delta = ds.knockout_delta.mean("sample", skipna=True)
     fig = go.Figure()
     for modality in delta.modality.values.tolist():
@@ -64,7 +81,15 @@ def knockout_figure(ds, title: str) -> go.Figure:
 
 
 def lens_figure(ds, title: str) -> go.Figure:
-    """Mean LD read through the logit lens at each layer."""
+    """Mean LD read through the logit lens at each layer.
+
+    Args:
+        ds: a lens run (``lens_logit_diff`` (sample, layer)), already cut to the chosen samples.
+        title: the figure's title.
+
+    Returns:
+        The figure: x the layer, y the mean LD over samples.
+    """
     ld = ds.lens_logit_diff.mean("sample", skipna=True)
     fig = go.Figure(go.Scatter(x=np.arange(ld.sizes["layer"]), y=ld.values, mode="lines+markers", name="LD"))
     fig.update_layout(xaxis_title="layer", yaxis_title="mean LD through the lens", template="plotly_white")
@@ -72,7 +97,19 @@ def lens_figure(ds, title: str) -> go.Figure:
 
 
 def heads_pair_figure(ds, tau: float, title: str) -> go.Figure:
-    """Per-head effect (left) and log10 c_h (right) heatmaps; H_bias at ``tau`` outlined on both."""
+    """Per-head effect (left) and log10 c_h (right, Eq. 5) heatmaps; H_bias at ``tau`` (Eq. 7) outlined on both.
+
+    c_h and H_bias come from the samples' mean attention sums (:func:`modbias.analysis.causal.pooled_ratio`);
+    log10 c_h is clipped to [−3, 3] for the colours.
+
+    Args:
+        ds: a patch or dla run, already cut to the chosen samples.
+        tau: the threshold τ of Eq. 7.
+        title: the figure's title.
+
+    Returns:
+        The figure with two ``[layer, head]`` heatmaps.
+    """
     name = effect_of(ds)
     effect = head_map(ds, name).values
     c_h, biased = pooled_ratio(ds, tau)
@@ -96,7 +133,16 @@ def heads_pair_figure(ds, tau: float, title: str) -> go.Figure:
 
 
 def causal_figure(path: str, subset: str, tau: float) -> tuple[go.Figure, str]:
-    """The figure of a causal run for the chosen samples, and a one-line note."""
+    """The figure of a causal run for the chosen samples, and a one-line note.
+
+    Args:
+        path: a causal run store (kind ``knockout``, ``lens``, ``patch`` or ``dla``).
+        subset: ``"all"`` or a subset; a run without samples of it raises :class:`StoreFieldError`.
+        tau: the threshold τ of Eq. 7 (patch and dla runs).
+
+    Returns:
+        ``(figure, note)``.
+    """
     ds = _chosen(open_dataset(path), subset)
     kind = ds.attrs["kind"]
     at = ds.attrs["config"]["causal"]["at"]
@@ -112,11 +158,27 @@ def causal_figure(path: str, subset: str, tau: float) -> tuple[go.Figure, str]:
 
 @shows_errors
 def causal_view(path: str | None, subset: str, tau):
+    """The Causal tab's callback: :func:`causal_figure`, or a message where there is no run or it lacks a field.
+
+    Args:
+        path: the chosen causal run (``None``: a message asks for one).
+        subset: ``"all"`` or a subset.
+        tau: τ of Eq. 7 (``None``, an emptied input: 1).
+
+    Returns:
+        ``(figure, note)``.
+    """
     if not path:
         raise StoreFieldError("No causal run in the cache: run `modbias causal patch --limit 30` first.")
     return causal_figure(path, subset, 1.0 if tau is None else tau)
 
 
 def register(app, cache: str) -> None:
+    """Causal callback: the graph and note follow the tab's run, subset and τ.
+
+    Args:
+        app: the dashboard that gets the callback.
+        cache: the run stores' folder; the callback refuses any path outside it.
+    """
     app.callback(Output(GRAPH, "figure"), Output(NOTE, "children"),
                  Input(RUN, "value"), Input(SUBSET, "value"), Input(TAU, "value"))(in_cache(cache, causal_view))

@@ -20,7 +20,14 @@ EFFECTS = ("patch_effect", "attribution_effect", "dla_head")
 
 
 def effect_of(ds: xr.Dataset, effect: str | None = None) -> str:
-    """The per-head causal variable to compare: ``effect`` if given, else the first of :data:`EFFECTS` in ``ds``."""
+    """The per-head causal variable to compare: ``effect`` if given, else the first of :data:`EFFECTS` in ``ds``.
+
+    Args:
+        ds: a causal run.
+        effect: a data variable's name, or ``None`` to pick one.
+    Returns:
+        The variable's name; ``ValueError`` (naming the run) if ``ds`` lacks ``effect`` or has none of :data:`EFFECTS`.
+    """
     if effect is not None:
         if effect not in ds:
             raise ValueError(f"run {ds.attrs.get('path', '')!s} has no {effect!r}; it has {sorted(ds.data_vars)}")
@@ -33,7 +40,13 @@ def effect_of(ds: xr.Dataset, effect: str | None = None) -> str:
 
 
 def spearman(x, y) -> float:
-    """Spearman rank correlation of two equal-length vectors over their finite pairs (NaN if < 3 or constant)."""
+    """Spearman rank correlation of two equal-length vectors over their finite pairs (ties: average ranks).
+
+    Args:
+        x, y: array-likes of the same size (flattened).
+    Returns:
+        Pearson correlation of the ranks; NaN with fewer than 3 finite pairs or constant ranks.
+    """
     x, y = np.asarray(x, np.float64).ravel(), np.asarray(y, np.float64).ravel()
     keep = np.isfinite(x) & np.isfinite(y)
     if keep.sum() < 3:
@@ -45,13 +58,30 @@ def spearman(x, y) -> float:
 
 
 def head_map(ds: xr.Dataset, name: str, subset: str | None = None) -> xr.DataArray:
-    """Mean of a per-head variable over the (subset's) samples: ``[layer, head]``."""
+    """Mean of a per-head variable over the samples (NaN skipped), optionally one subset's only.
+
+    Args:
+        ds: a causal run.
+        name: a variable with dims ``(sample, layer, head)``, e.g. ``patch_effect`` or ``S_a``.
+        subset: a value of the ``subset`` coord (``None``: every sample).
+    Returns:
+        ``[layer, head]`` DataArray, loaded.
+    """
     ds = ds if subset is None else ds.where(ds.subset == subset, drop=True)
     return ds[name].mean("sample", skipna=True).load()
 
 
 def pooled_ratio(ds: xr.Dataset, tau: float, subset: str | None = None) -> tuple[xr.DataArray, xr.DataArray]:
-    """c_h of the subset's mean attention sums (Eq. 5) and the biased set at ``tau`` (Eq. 7), ``[layer, head]``."""
+    """c_h (Eq. 5) of the samples' mean attention sums ``S_a``, ``S_v``, and the biased set H_bias at ``tau`` (Eq. 7).
+
+    Args:
+        ds: a causal run (``S_v``, ``S_a`` (sample, layer, head) at the emotion step).
+        tau: the threshold τ of Eq. 7.
+        subset: a value of the ``subset`` coord (``None``: every sample).
+    Returns:
+        ``(c_h, biased)``, both ``[layer, head]``: the ratio (±inf/NaN as :func:`modbias.core.metrics.head_ratio`)
+        and the boolean membership of H_bias.
+    """
     S_a, S_v = head_map(ds, "S_a", subset), head_map(ds, "S_v", subset)
     c_h = xr.apply_ufunc(head_ratio, S_a, S_v)
     return c_h, xr.apply_ufunc(biased_heads, S_a, S_v, kwargs={"tau": tau})
@@ -97,8 +127,11 @@ def compare(ds: xr.Dataset, tau: float = 1.0, effect: str | None = None) -> pd.D
 def attribution_agreement(ds: xr.Dataset) -> dict:
     """How well attribution patching predicts exact patching, over every (sample, layer, head) with both.
 
+    Args:
+        ds: a patch run made with ``method="both"`` (``patch_effect`` and ``attribution_effect``).
     Returns:
-        ``{"spearman", "pearson", "n"}``: correlations of ``attribution_effect`` with ``patch_effect``.
+        ``{"spearman", "pearson", "n"}``: correlations of ``attribution_effect`` with ``patch_effect`` over
+        ``n`` finite pairs (NaN with fewer than 3).
     """
     exact, approx = (np.asarray(ds[k].values, np.float64).ravel() for k in ("patch_effect", "attribution_effect"))
     keep = np.isfinite(exact) & np.isfinite(approx)
@@ -107,8 +140,16 @@ def attribution_agreement(ds: xr.Dataset) -> dict:
 
 
 def layer_profile(ds: xr.Dataset, name: str) -> pd.DataFrame:
-    """Mean of ``name`` per subset over samples (and heads, if any): rows subset, columns layer
-    (knockout: rows ``subset/modality``); subsets without a finite value are left out."""
+    """Mean of ``name`` per subset over samples (and heads, if it has them).
+
+    Args:
+        ds: a causal run.
+        name: a variable with dims ``(sample, [modality,] layer[, head])``, e.g. ``knockout_delta``,
+            ``dla_mlp``, ``lens_logit_diff``.
+    Returns:
+        DataFrame: rows subset (knockout: ``subset/modality``), columns layer; subsets without a finite value
+        (e.g. consistent samples, whose LD is undefined) are left out.
+    """
     frames = {}
     for subset in dict.fromkeys(ds.subset.values.tolist()):
         value = ds[name].where(ds.subset == subset, drop=True).mean("sample", skipna=True)
@@ -126,8 +167,15 @@ def layer_profile(ds: xr.Dataset, name: str) -> pd.DataFrame:
 
 
 def logit_summary(ds: xr.Dataset) -> pd.DataFrame:
-    """Per subset of conflicts: ``conflicts`` (samples with an LD), mean ``LD`` (and ``LD_cf`` in a patch run),
-    and the share of conclusions naming the audio-cue and the visual-cue emotion."""
+    """How each subset's logit difference LD and conclusions lean, over its conflicts (samples with an LD).
+
+    Args:
+        ds: a causal run (``logit_diff``, ``prediction``, ``audio_emotion``, ``visual_emotion``;
+            ``logit_diff_cf`` in a patch run).
+    Returns:
+        DataFrame indexed by subset (those with a conflict): ``conflicts``, mean ``LD`` (and ``LD_cf``),
+        ``says_audio_cue`` and ``says_visual_cue`` (share of the conflicts' predictions naming that cue's emotion).
+    """
     rows = {}
     for subset in dict.fromkeys(ds.subset.values.tolist()):
         part = ds.where(ds.subset == subset, drop=True)

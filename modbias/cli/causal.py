@@ -58,7 +58,14 @@ def knockout(
     window: int = typer.Option(3, help="layers per knockout window (ℓ..ℓ+w−1, clipped at the top)"),
     modality: str = typer.Option("visual,audio", help="modalities whose tokens are blocked, comma-separated"),
 ):
-    """Block the emotion query's attention to a modality in each layer window; store the change of LD."""
+    """Block the emotion query's attention to a modality in each layer window; store the change of LD.
+    \f
+    Args:
+        subset, model, data, limit, batch_size, device, max_new_tokens: the shared options of :mod:`modbias.cli.options`.
+        out: the store; at: the emotion step (``answer`` | ``first``).
+        window: layers per knockout window; modality: the blocked modalities, comma-separated.
+        (Each parameter is the command-line option of the same name; ``modbias causal knockout --help`` gives its help.)
+    """
     modalities = tuple(m.strip() for m in modality.split(",") if m.strip())
     for m in modalities:
         choice("--modality", m, ("visual", "audio"))
@@ -85,7 +92,14 @@ def patch(
     swap: str = typer.Option("audio", help="the modality replaced in the counterfactual: audio | visual"),
     method: str = typer.Option("both", help="exact (nnsight, one forward per head) | attribution | both"),
 ):
-    """Patch each head's output at the emotion step from the modality-swapped counterfactual; store the effect."""
+    """Patch each head's output at the emotion step from the modality-swapped counterfactual; store the effect.
+    \f
+    Args:
+        subset, model, data, limit, batch_size, device, max_new_tokens: the shared options of :mod:`modbias.cli.options`.
+        out: the store; at: the emotion step (``answer`` | ``first``).
+        swap: the modality replaced in the counterfactual; method: exact, attribution or both.
+        (Each parameter is the command-line option of the same name; ``modbias causal patch --help`` gives its help.)
+    """
     choice("--swap", swap, ("audio", "visual"))
     choice("--method", method, ("exact", "attribution", "both"))
     bench, adapter, out = _start("patch", model=model, data=data, subset=subset, limit=limit,
@@ -111,7 +125,13 @@ def dla(
     limit: Optional[int] = options.LIMIT, batch_size: int = options.batch_size(32), device: str = options.DEVICE,
     out: Optional[Path] = OUT, at: str = AT, max_new_tokens: int = options.MAX_NEW_TOKENS,
 ):
-    """Direct logit attribution of each head and MLP to LD at the emotion step (final-norm scale frozen)."""
+    """Direct logit attribution of each head and MLP to LD at the emotion step (final-norm scale frozen).
+    \f
+    Args:
+        subset, model, data, limit, batch_size, device, max_new_tokens: the shared options of :mod:`modbias.cli.options`.
+        out: the store; at: the emotion step (``answer`` | ``first``).
+        (Each parameter is the command-line option of the same name; ``modbias causal dla --help`` gives its help.)
+    """
     bench, adapter, out = _start("dla", model=model, data=data, subset=subset, limit=limit,
                                  batch_size=batch_size, max_new_tokens=max_new_tokens, out=out, at=at, device=device)
     from modbias.analysis.causal import head_map, layer_profile
@@ -129,7 +149,13 @@ def lens(
     limit: Optional[int] = options.LIMIT, batch_size: int = options.batch_size(32), device: str = options.DEVICE,
     out: Optional[Path] = OUT, at: str = AT, max_new_tokens: int = options.MAX_NEW_TOKENS,
 ):
-    """Logit lens at the emotion step: LD read from each layer's residual stream."""
+    """Logit lens at the emotion step: LD read from each layer's residual stream.
+    \f
+    Args:
+        subset, model, data, limit, batch_size, device, max_new_tokens: the shared options of :mod:`modbias.cli.options`.
+        out: the store; at: the emotion step (``answer`` | ``first``).
+        (Each parameter is the command-line option of the same name; ``modbias causal lens --help`` gives its help.)
+    """
     bench, adapter, out = _start("lens", model=model, data=data, subset=subset, limit=limit,
                                  batch_size=batch_size, max_new_tokens=max_new_tokens, out=out, at=at, device=device)
     from modbias.analysis.causal import layer_profile
@@ -147,7 +173,13 @@ def compare(
     effect: Optional[str] = typer.Option(None, help="patch_effect | attribution_effect | dla_head "
                                                     "(default: the first the run has)"),
 ):
-    """Rank correlation between c_h (and the biased set at tau) and each head's causal effect, per subset."""
+    """Rank correlation between c_h (and the biased set at tau) and each head's causal effect, per subset.
+    \f
+    Args:
+        run: a patch or dla run store.
+        tau: the threshold τ of Eq. 7; effect: the per-head variable (default: the first the run has).
+        (Each parameter is the command-line option of the same name; ``modbias causal compare --help`` gives its help.)
+    """
     if not run.exists():
         raise FileNotFoundError(f"run {run} does not exist")
     from modbias.analysis.causal import compare as compare_heads

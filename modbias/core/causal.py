@@ -37,7 +37,14 @@ def logit_difference(logits: torch.Tensor, audio_ids: torch.Tensor, visual_ids: 
 
 
 def rms_scale(resid: torch.Tensor, eps: float) -> torch.Tensor:
-    """The RMSNorm scale ``(mean(x²) + eps)^(-1/2)`` of ``resid`` ``[..., d]`` → ``[..., 1]`` (frozen for DLA)."""
+    """The RMSNorm scale ``s = (mean(x²) + eps)^(-1/2)`` over the last dim (frozen for DLA, see module doc).
+
+    Args:
+        resid: ``[..., d]`` residual-stream states, e.g. the final residual ``h_L`` ``[B, d]``.
+        eps: the norm's epsilon.
+    Returns:
+        ``[..., 1]`` float32.
+    """
     return torch.rsqrt(resid.float().pow(2).mean(-1, keepdim=True) + eps)
 
 
@@ -78,7 +85,10 @@ def normalised_effect(patched: torch.Tensor, clean: torch.Tensor, counterfactual
     """``(LD_patched − LD) / (LD_cf − LD)``; NaN where ``|LD_cf − LD| < min_gap`` (nothing to recover).
 
     Args:
-        patched: ``[B, ...]``; clean, counterfactual: ``[B]``.
+        patched: ``[B, ...]`` LD with something patched (e.g. ``[B, L, H]``: one value per head).
+        clean: ``[B]`` LD of the run.
+        counterfactual: ``[B]`` LD of the counterfactual run.
+        min_gap: the smallest ``|LD_cf − LD|`` for which the effect is defined.
     Returns:
         ``[B, ...]`` float32.
     """

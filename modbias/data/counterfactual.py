@@ -48,7 +48,13 @@ class Counterfactuals:
         self.donors = list(benchmark)
 
     def wanted(self, sample: Sample) -> str:
-        """The emotion the swapped modality must carry: the kept modality's."""
+        """The emotion the swapped modality must carry: the kept modality's.
+
+        Args:
+            sample: the original sample.
+        Returns:
+            Its ``<kept>_emotion``; :class:`SampleError` (naming the sample and field) if that is unknown.
+        """
         emotion = getattr(sample, f"{self.keep}_emotion")
         if emotion is None:
             raise SampleError(sample.id, f"{self.keep}_emotion", "unknown, so no counterfactual can be chosen")

@@ -33,12 +33,27 @@ class AttentionKnockout(Intervention):
         self.active_layers: frozenset[int] | None = None
 
     def params(self) -> dict:
+        """``{"modality", "layers"}`` as given, for run configs."""
         return {"modality": self.modality, "layers": self.layers}
 
     def attach(self, model) -> None:
+        """Resolve ``layers`` against the model's depth.
+
+        Args:
+            model: the adapter (its ``n_layers`` is read).
+        """
         self.active_layers = layer_set(self.layers, model.n_layers)
 
     def edit_rows(self, rows: torch.Tensor, context: RowContext) -> torch.Tensor:
+        """On an active layer, knock out the modality's keys (:func:`modbias.core.causal.knock_out`).
+
+        Args:
+            rows: post-softmax rows ``[B, H, Q, T_k]``.
+            context: the layer and the modality masks over keys ``[B, T_k]``.
+
+        Returns:
+            Rows ``[B, H, Q, T_k]``: renormalised over the other keys on an active layer, else the input itself.
+        """
         if self.active_layers is None or context.layer not in self.active_layers:
             return rows
         return knock_out(rows, context.masks[self.modality])

@@ -196,7 +196,14 @@ class Organism(nn.Module, ModelAdapter):
         return [("" if i == 0 else " ") + self.tokenizer.decode([t]) for i, t in enumerate(ids)]
 
     def emotion_token_id(self, word: str) -> int:
-        """The word's own token (the vocabulary is word-level); see :meth:`ModelAdapter.emotion_token_id`."""
+        """The word's own token (the vocabulary is word-level); see :meth:`ModelAdapter.emotion_token_id`.
+
+        Args:
+            word: an emotion word, e.g. ``"happy"``.
+
+        Returns:
+            Its id in the organism's vocabulary; ``ValueError`` if it has none.
+        """
         if word not in self.tokenizer.index:
             raise ValueError(f"{self.family}: {word!r} is not in the organism's vocabulary")
         return self.tokenizer.index[word]
