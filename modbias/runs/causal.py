@@ -45,7 +45,18 @@ KNOCKOUT_MODALITIES = ("visual", "audio")
 
 @dataclass
 class CausalConfig:
-    """Settings of a causal run (``window``/``modalities``: knockout; ``swap``/``method``: patch)."""
+    """Settings of a causal run (``window``/``modalities``: knockout; ``swap``/``method``: patch).
+
+    Args:
+        at: the emotion step, ``answer`` (the conclusion's emotion word) or ``first`` (y_k of Eq. 1).
+        max_new_tokens: generation length.
+        batch_size: samples per forward.
+        tau: the threshold τ of Eq. 7 (not read by the run; c_h and H_bias are computed on read).
+        window: layers per knockout window (``0``: no edit).
+        modalities: the knocked-out modalities, some of ``visual``, ``audio``.
+        swap: the modality replaced in the counterfactual, ``audio`` or ``visual``.
+        method: ``exact``, ``attribution`` or ``both``.
+    """
 
     at: str = "answer"
     max_new_tokens: int = 16
@@ -70,7 +81,17 @@ KIND_SETTINGS = {"knockout": ("window", "modalities"), "patch": ("swap", "method
 
 
 def causal_run_config(kind: str, model: ModelAdapter, data_config: dict, config: CausalConfig) -> dict:
-    """The run identity of a causal run (kind, model, data, the settings that change its numbers)."""
+    """The run identity of a causal run (kind, model, data, the settings that change its numbers).
+
+    Args:
+        kind: ``knockout``, ``patch``, ``dla`` or ``lens``.
+        model: the adapter (its :meth:`~modbias.models.base.ModelAdapter.describe` is stored).
+        data_config: the benchmark's config.
+        config: the run's settings; only those of :data:`KIND_SETTINGS` for ``kind`` enter besides ``at``
+            and ``max_new_tokens``.
+    Returns:
+        The JSON-able config a store keeps (a resumed run must match it).
+    """
     settings = {"at": config.at, "max_new_tokens": config.max_new_tokens,
                 **{k: getattr(config, k) for k in KIND_SETTINGS[kind]}}
     return {"kind": kind, "model": model.describe(), "data": data_config, "causal": settings,
@@ -95,14 +116,21 @@ class EmotionStep:
 
     @property
     def valid(self) -> torch.Tensor:
+        """``[B]`` bool: an emotion step exists and LD is defined (``found & defined``)."""
         return self.found & self.defined
 
 
 def emotion_pair(model: ModelAdapter, samples: list[Sample]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """``(audio_ids, visual_ids, defined)`` ``[B]``: the tokens of each sample's audio- and visual-cue emotion.
+    """The tokens of each sample's audio- and visual-cue emotion, the targets of LD.
 
     ``defined`` is False where a cue emotion is unknown or both cues name the same emotion (a consistent
     sample: LD would be 0 by construction), so LD-based values are NaN there and means are over conflicts.
+
+    Args:
+        model: the adapter (:meth:`~modbias.models.base.ModelAdapter.emotion_token_id`).
+        samples: one batch.
+    Returns:
+        ``(audio_ids, visual_ids, defined)``, each ``[B]`` (ids 0 where not defined).
     """
     known = [s.audio_emotion is not None and s.visual_emotion is not None and s.audio_emotion != s.visual_emotion
              for s in samples]
@@ -138,13 +166,27 @@ def emotion_step(model: ModelAdapter, samples: list[Sample], config: CausalConfi
 
 
 def forward_kwargs(step: EmotionStep, inputs_embeds: torch.Tensor | None = None) -> dict:
-    """Keyword arguments of one decoder forward over the step's inputs."""
+    """Keyword arguments of one decoder forward over the step's inputs.
+
+    Args:
+        step: the batch at its emotion step.
+        inputs_embeds: ``[B, T, d]`` embeddings to use instead of the step's (e.g. with a patched position).
+    Returns:
+        ``{"inputs_embeds", "attention_mask", "position_ids"}``.
+    """
     return {"inputs_embeds": step.inputs.inputs_embeds if inputs_embeds is None else inputs_embeds,
             "attention_mask": step.inputs.attention_mask, "position_ids": step.inputs.position_ids}
 
 
 def at_query(hidden: torch.Tensor, query: torch.Tensor) -> torch.Tensor:
-    """``hidden[b, query[b]]`` for every b: ``[B, T, ...]`` → ``[B, ...]``."""
+    """``hidden[b, query[b]]`` for every b.
+
+    Args:
+        hidden: ``[B, T, ...]``.
+        query: ``[B]`` positions.
+    Returns:
+        ``[B, ...]`` on ``hidden``'s device.
+    """
     return hidden[torch.arange(hidden.shape[0], device=hidden.device), query.to(hidden.device)]
 
 
@@ -163,6 +205,13 @@ class DecoderParts:
 
     @classmethod
     def of(cls, model: ModelAdapter) -> "DecoderParts":
+        """Find the parts in the adapter's backbone.
+
+        Args:
+            model: the adapter; its decoder must have ``layers`` and a final ``norm`` (LLaMA/Qwen2 layout).
+        Returns:
+            :class:`DecoderParts`; ``ValueError`` naming the decoder's class if it lacks them.
+        """
         decoder = model.backbone.get_decoder()
         if not hasattr(decoder, "layers") or not hasattr(decoder, "norm"):
             raise ValueError(f"{type(decoder).__name__}: no decoder layers/norm found for the causal tools")
@@ -171,7 +220,13 @@ class DecoderParts:
                    model.n_heads)
 
     def logits(self, normed: torch.Tensor) -> torch.Tensor:
-        """Unembed final-normed states ``[..., d]`` → ``[..., V]`` (float32)."""
+        """Unembed final-normed states.
+
+        Args:
+            normed: ``[..., d]`` states after the final norm.
+        Returns:
+            ``[..., V]`` float32 logits.
+        """
         return self.unembed(normed).float()
 
 
@@ -231,7 +286,14 @@ def capture(model: ModelAdapter, step: EmotionStep, parts: DecoderParts | None =
 
 
 def step_logit_diff(step: EmotionStep, logits: torch.Tensor) -> torch.Tensor:
-    """LD ``[B]`` (or ``[B, L]`` for per-layer logits) on the step's emotion pair; NaN where undefined."""
+    """LD = log p(audio-cue emotion) − log p(visual-cue emotion) on the step's emotion pair.
+
+    Args:
+        step: the batch at its emotion step (its emotion pair and ``valid``).
+        logits: ``[B, V]`` or ``[B, L, V]`` (per-layer logits of the lens).
+    Returns:
+        ``[B]`` or ``[B, L]`` float32 on the CPU, NaN where the sample is not ``valid``.
+    """
     ld = logit_difference(logits, step.audio_ids.to(logits.device), step.visual_ids.to(logits.device)).cpu()
     return _nan_where_invalid(ld, step.valid)
 
@@ -245,7 +307,14 @@ def _nan_where_invalid(values: torch.Tensor, valid: torch.Tensor) -> torch.Tenso
 # -- the kinds ----------------------------------------------------------------------------------------
 
 def knockout_windows(n_layers: int, window: int) -> list[list[int]]:
-    """Layers ℓ..ℓ+w−1 of each window start ℓ = 0..L−1 (clipped at the top; ``window=0``: empty)."""
+    """Layers ℓ..ℓ+w−1 of each window start ℓ = 0..L−1, clipped at the top.
+
+    Args:
+        n_layers: L.
+        window: w (``0``: every window is empty).
+    Returns:
+        ``L`` lists of layer indices.
+    """
     return [list(range(start, min(start + window, n_layers))) for start in range(n_layers)]
 
 
@@ -258,6 +327,7 @@ def knocked_logit_diff(model: ModelAdapter, step: EmotionStep, modality: str, la
         model, step: the adapter and the batch at its emotion step.
         modality: ``visual`` or ``audio``.
         layers: layer indices (empty: no edit).
+        parts: the decoder's parts (found from ``model`` if not given).
     Returns:
         ``[B]`` float32, NaN where LD is undefined.
     """
@@ -277,7 +347,8 @@ def knockout_batch(model: ModelAdapter, samples: list[Sample], config: CausalCon
         model, samples, config: the adapter, one batch, the run's settings.
     Returns:
         Dataset: ``knockout_logit_diff``, ``knockout_delta`` (minus the clean LD) and ``knockout_flipped``
-        (1 where LD changed sign, 0 where not, NaN where LD is undefined), dims (sample, modality, layer = window start); plus ``logit_diff``, ``S_v``, ``S_a``.
+        (1 where LD changed sign, 0 where not, NaN where LD is undefined), dims (sample, modality,
+        layer = window start); plus ``logit_diff``, ``S_v``, ``S_a``.
     """
     step = emotion_step(model, samples, config)
     parts = DecoderParts.of(model)
@@ -295,8 +366,16 @@ def knockout_batch(model: ModelAdapter, samples: list[Sample], config: CausalCon
 
 
 def dla_components(model: ModelAdapter, clean: Capture, parts: DecoderParts | None = None) -> dict[str, torch.Tensor]:
-    """Writes to the final residual stream at the query: ``embed`` ``[B, 1, d]``, ``heads`` ``[B, L·H, d]``,
-    ``attn_bias`` ``[B, L, d]`` (o_proj biases, zero for LLaMA), ``mlp`` ``[B, L, d]``; they sum to ``h_L``."""
+    """Every write to the final residual stream ``h_L`` at the query (the components ``x_c`` of DLA).
+
+    Args:
+        model: the adapter.
+        clean: the clean run's capture (``resid_pre``, ``z``, ``mlp``).
+        parts: the decoder's parts (found from ``model`` if not given).
+    Returns:
+        ``embed`` ``[B, 1, d]``, ``heads`` ``[B, L·H, d]`` (``z_h W_O^h``, layer-major), ``attn_bias``
+        ``[B, L, d]`` (o_proj biases, zero for LLaMA), ``mlp`` ``[B, L, d]``; float32, summing to ``h_L``.
+    """
     parts = parts or DecoderParts.of(model)
     heads, biases = [], []
     for layer, attention in enumerate(parts.attentions):
@@ -309,7 +388,14 @@ def dla_components(model: ModelAdapter, clean: Capture, parts: DecoderParts | No
 
 
 def logit_direction(parts: DecoderParts, step: EmotionStep) -> torch.Tensor:
-    """``W_U[a] − W_U[v]`` per sample, ``[B, d]``."""
+    """The unembedding direction of LD, ``W_U[a] − W_U[v]``, per sample.
+
+    Args:
+        parts: the decoder's parts (its unembedding ``W_U``).
+        step: the batch at its emotion step (its emotion pair).
+    Returns:
+        ``[B, d]`` float32 on the CPU.
+    """
     weight = parts.unembed.weight.detach().float().cpu()
     return weight[step.audio_ids] - weight[step.visual_ids]
 
@@ -376,7 +462,15 @@ def _dataset(samples: list[Sample], step: EmotionStep, clean: Capture, ld: torch
 
 
 def sample_coords(samples: list[Sample], step: EmotionStep) -> dict:
-    """Per-sample coordinates of a causal run (as a trace stores them)."""
+    """Per-sample coordinates of a causal run (as a trace stores them).
+
+    Args:
+        samples: one batch.
+        step: its emotion step (decoded text, prediction, emotion-step index).
+    Returns:
+        ``{name: values}`` for ``xr.Dataset(coords=...)``: ``sample`` ids and, along it, ``subset``, ``label``,
+        the cue emotions, ``prediction``, ``correct``, ``text``, ``emotion_step``, ``found``.
+    """
     return {
         "sample": [s.id for s in samples],
         "subset": ("sample", [s.subset for s in samples]), "label": ("sample", [s.label for s in samples]),
@@ -404,6 +498,7 @@ def causal(kind: str, model: ModelAdapter, data: Iterable[Sample], *, out: str |
         model: the adapter.
         data: samples (a Benchmark: its config enters the run identity).
         out: store path.
+        progress: show a progress bar.
         record_batch: the batch function (default ``BATCHES[kind]``).
         settings: :class:`CausalConfig` fields (``at``, ``max_new_tokens``, ``batch_size``, ``window``, ...).
     Returns:

@@ -43,6 +43,7 @@ def patched_logit_diff(model: ModelAdapter, step: EmotionStep, z_cf: torch.Tenso
         z_cf: ``[B, L, H·D]`` the counterfactual's ``o_proj`` inputs at its own emotion-step query.
         heads: ``(layer, head)`` pairs to patch.
         resid_cf: ``[B, d]`` also patch the residual stream entering the first layer at the query.
+        parts: the decoder's parts (found from ``model`` if not given).
     Returns:
         ``[B]`` float32, NaN where the sample has no emotion step or no emotion pair.
     """
@@ -74,6 +75,7 @@ def attribution_gradient(model: ModelAdapter, step: EmotionStep, parts: DecoderP
 
     Args:
         model, step: the adapter and the original batch at its emotion step.
+        parts: the decoder's parts (found from ``model`` if not given).
     Returns:
         ``[B, L, H·D]`` float32 on the CPU.
     """
@@ -133,6 +135,10 @@ def patch(model: ModelAdapter, data: Iterable[Sample], *, out: str | Path | None
     """Run head patching over ``data`` (a Benchmark: counterfactuals are built from it); see module doc.
 
     Args:
+        model: the adapter.
+        data: samples; a Benchmark's config enters the run identity (others are wrapped as ``samples``).
+        out: store path (resumable).
+        progress: show a progress bar.
         settings: :class:`~modbias.runs.causal.CausalConfig` fields; ``swap`` (audio | visual) and
             ``method`` (exact | attribution | both) matter here.
     Returns:
