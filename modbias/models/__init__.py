@@ -28,15 +28,24 @@ def check_model_spec(spec: str) -> tuple[str, str]:
 
 
 def load_model(spec: str = "organism", device: str = "cpu"):
-    """Load a model by ``family[:path]``; a name of :data:`SHIPPED` alone loads the shipped weights."""
+    """Load a model by ``family[:path]``; a name of :data:`SHIPPED` alone loads the shipped weights.
+
+    Args:
+        spec: ``family[:path]``.
+        device: torch device.
+    Returns:
+        The adapter, with ``weights_path`` (the resolved folder its weights were read from).
+    """
     family, path = check_model_spec(spec)
     if family in SHIPPED:
         from modbias.models.organism import BASE_STATE, ORGANISMS, Organism
 
         name = family.removesuffix("-base")
-        model = Organism.load(path or (ORGANISMS[name] / BASE_STATE if name != family else ORGANISMS[name]))
+        path = path or (ORGANISMS[name] / BASE_STATE if name != family else ORGANISMS[name])
+        model = Organism.load(path)
     else:
         model = FAMILIES[family](path)
+    model.weights_path = str(Path(path).resolve())  # fingerprinted into run identities (modbias.runs.identity)
     return model.to(device)
 
 
