@@ -229,16 +229,14 @@ def store_name(identity: dict) -> str:
     Args:
         identity: from :func:`run_identity`.
     Returns:
-        ``<kind>-<model family>-<data name>-<subset>[-<interventions>]-<8 hex>`` (intervene runs name their
-        interventions, ``baseline`` when none).
+        ``<kind>-<model family>-<data name>-<subset>[-<interventions>]-<8 hex>``; an intervene run without
+        interventions (the baseline) is named ``baseline-...``.
     """
-    data = identity.get("data", {})
-    parts = [identity["kind"], identity.get("model", {}).get("family", "model"), data.get("name"), data.get("subset")]
-    if identity["kind"] == "intervene":
-        interventions = identity.get("interventions", [])
-        parts.append(intervention_label(interventions) if interventions else "baseline")
-    elif identity.get("interventions"):
-        parts.append(intervention_label(identity["interventions"]))
+    data, interventions = identity.get("data", {}), identity.get("interventions", [])
+    kind = "baseline" if identity["kind"] == "intervene" and not interventions else identity["kind"]
+    parts = [kind, identity.get("model", {}).get("family", "model"), data.get("name"), data.get("subset")]
+    if interventions:
+        parts.append(intervention_label(interventions))
     name = "-".join(str(p) for p in parts if p not in (None, "", "all"))
     return f"{re.sub(r'[^A-Za-z0-9_.+=-]', '_', name)}-{digest(identity, 8)}"
 
