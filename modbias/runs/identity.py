@@ -149,7 +149,7 @@ def identity_changes(stored: dict, wanted: dict, prefix: str = "") -> list[str]:
         return out
     if isinstance(stored, list) and isinstance(wanted, list) and len(stored) == len(wanted):
         return [c for i, (a, b) in enumerate(zip(stored, wanted)) for c in identity_changes(a, b, f"{prefix}[{i}]")]
-    if ".files." in f"{prefix}" or ".weights." in prefix or "checkpoint_files." in prefix:
+    if re.search(r"(^|\.)(files|weights|checkpoint_files)\.", prefix):  # a file's fingerprint: say which file
         return [f"{prefix} (changed)"]
     return [f"{prefix} ({_short(stored)} → {_short(wanted)})"]
 
