@@ -148,12 +148,14 @@ def test_batch_size_change_on_resume_is_accepted(organism, tmp_path, interrupt):
 def test_biased_heads_at_any_tau_come_from_one_stored_trace(tmp_path, monkeypatch):
     calls = counting_batches(monkeypatch)
     args = ["trace", "--subset", "all", "--limit", "2", "--cache", str(tmp_path)]
-    outputs = {}
+    outputs, summaries = {}, []
     for tau in (0.05, 0.5, 1.0, 2.0):
         result = runner.invoke(app, [*args, "--tau", str(tau)], env={"COLUMNS": "200"})
         assert result.exit_code == 0, result.output
         outputs[tau] = result.output
+        summaries.append(read_manifest(list_runs(tmp_path)[0])["summary"])
     assert sum(calls) == 6 and len(list_runs(tmp_path)) == 1  # traced once, read four times
+    assert all(summary == summaries[0] for summary in summaries)  # the recorded summary holds no τ
     (store,) = list_runs(tmp_path)
     S_a, S_v = stored_sums(store)
     assert not {"UAP_v", "c", "c_h", "biased"} & set(xr.open_zarr(store).data_vars)  # only sums are stored
@@ -228,3 +230,14 @@ def test_store_names_are_readable_and_change_with_the_identity():
     assert store_name(identity).startswith("intervene-organism-synth-ar-tau1.0-")
     assert store_name({**identity, "interventions": []}).startswith("baseline-organism-synth-")
     assert default_store(identity, "c") != default_store({**identity, "data": {"name": "synth", "subset": "x"}}, "c")
+
+
+def test_samples_without_a_benchmark_config_are_identified_by_content(organism):
+    import dataclasses
+
+    from modbias.runs.identity import run_identity
+
+    samples = list(modbias.load_benchmark("synth", subset="consistent", limit=2))
+    edited = [samples[0], dataclasses.replace(samples[1], visual=samples[1].visual + 1e-3)]
+    before, after = (run_identity("trace", organism, s) for s in (samples, edited))
+    assert identity_changes(before, after)[0].startswith("data.content (")

@@ -63,7 +63,8 @@ def model_identity(model) -> dict:
         import torch
 
         sha = hashlib.sha1()
-        for name, tensor in sorted(model.backbone.state_dict().items()):
+        module = model if isinstance(model, torch.nn.Module) else model.backbone
+        for name, tensor in sorted(module.state_dict().items()):
             sha.update(name.encode())
             sha.update(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
         weights = f"params:{sha.hexdigest()[:16]}"
@@ -75,12 +76,32 @@ def data_identity(samples: Sequence, data_config: dict | None) -> dict:
 
     Args:
         samples: the samples in run order (``.id`` each).
-        data_config: the benchmark's ``config`` (``{}`` for a plain list of samples).
+        data_config: the benchmark's ``config``; ``{}`` for a plain list of samples, which is then identified
+            by its content (:func:`samples_digest`).
     Returns:
-        ``{**data_config, "sample_ids": {"count": n, "sha1": hash of the ordered ids}}``.
+        ``{**data_config, "sample_ids": {"count": n, "sha1": hash of the ordered ids}[, "content": hash]}``.
     """
     ids = [s.id for s in samples]
-    return {**(data_config or {}), "sample_ids": {"count": len(ids), "sha1": digest(ids)}}
+    out = {**(data_config or {}), "sample_ids": {"count": len(ids), "sha1": digest(ids)}}
+    if not data_config:
+        out["content"] = samples_digest(samples)
+    return out
+
+
+def samples_digest(samples: Sequence) -> str:
+    """SHA-1 (16 hex) of what a model reads of each sample: id, subset, labels, subtitle, features, media paths."""
+    import hashlib
+
+    import numpy as np
+
+    sha = hashlib.sha1()
+    for s in samples:
+        sha.update(digest([s.id, s.subset, s.label, s.subtitle, s.visual_emotion, s.audio_emotion,
+                           {k: v for k, v in s.extra.items() if k.endswith("_path")}]).encode())
+        for array in (s.visual, s.audio):
+            sha.update(str(array.shape).encode())
+            sha.update(np.ascontiguousarray(array).tobytes())
+    return sha.hexdigest()[:16]
 
 
 def intervention_identity(intervention) -> dict:
