@@ -241,3 +241,28 @@ def test_samples_without_a_benchmark_config_are_identified_by_content(organism):
     edited = [samples[0], dataclasses.replace(samples[1], visual=samples[1].visual + 1e-3)]
     before, after = (run_identity("trace", organism, s) for s in (samples, edited))
     assert identity_changes(before, after)[0].startswith("data.content (")
+
+
+def test_file_fingerprints_see_every_byte_of_a_small_file_and_the_sampled_blocks_of_a_large_one(tmp_path):
+    from modbias.core import fingerprint as fp
+
+    small, large = tmp_path / "small.bin", tmp_path / "large.bin"
+    rng = np.random.default_rng(0)
+    small.write_bytes(rng.bytes(fp.FULL_HASH_BYTES))
+    large.write_bytes(rng.bytes(3 * fp.FULL_HASH_BYTES + 7))
+    before = fp.file_fingerprint(small), fp.file_fingerprint(large)
+
+    def flip(path, offset):
+        with open(path, "r+b") as f:
+            f.seek(offset)
+            value = f.read(1)[0]
+            f.seek(offset)
+            f.write(bytes([value ^ 0xFF]))
+        return fp.file_fingerprint(path)
+
+    assert flip(small, fp.FULL_HASH_BYTES // 2 + 1) != before[0]  # any byte of a small file
+    size = large.stat().st_size
+    step = (size - fp.BLOCK_BYTES) // (fp.SAMPLED_BLOCKS + 1)
+    changed = flip(large, 5 * step + 3)  # inside the 6th sampled block
+    assert changed != before[1] and changed.startswith(f"{size}:")
+    assert flip(large, 5 * step + fp.BLOCK_BYTES + 1) == changed  # between two blocks: not read

@@ -2,10 +2,10 @@
 
 A file's fingerprint is its size and a SHA-1 of its content; files larger than
 :data:`FULL_HASH_BYTES` hash their first and last block and :data:`SAMPLED_BLOCKS`
-blocks spread evenly between (a 15 GB checkpoint costs about 1 MiB of reading).
+blocks spread evenly between (a 15 GB checkpoint shard, or a video, costs 256 KiB of reading).
 An edit that keeps the size and falls outside every sampled block of a large
-file goes unnoticed; any edit of a file below the threshold (annotations,
-features, the organisms' weights) changes its fingerprint.
+file goes unnoticed; any edit of a file below the threshold (annotations, feature
+files) changes its fingerprint.
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ import os
 from functools import lru_cache
 from pathlib import Path
 
-FULL_HASH_BYTES = 8 << 20
-BLOCK_BYTES = 64 << 10
+FULL_HASH_BYTES = 1 << 20
+BLOCK_BYTES = 16 << 10
 SAMPLED_BLOCKS = 14
 
 
