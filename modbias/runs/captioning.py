@@ -69,7 +69,14 @@ def caption_chair(model: ModelAdapter, images: list[CocoImage], interventions: l
                   progress: bool = True) -> xr.Dataset:
     """Caption ``images`` under ``interventions``; returns the run (stored at ``out``, or with ``cache_dir`` at
     the store its identity names, with its CHAIR summary).  The identity holds the images' and annotation
-    files' fingerprints (:func:`modbias.data.coco.coco_benchmark`)."""
+    files' fingerprints (:func:`modbias.data.coco.coco_benchmark`).
+
+    Args:
+        model: an image family adapter; images: from :func:`modbias.data.coco.read_coco`.
+        interventions, max_new_tokens, data_config: identity; batch_size, progress: execution only.
+    Returns:
+        The run Dataset (one row per image), ``attrs["summary"]`` its CHAIR evaluation.
+    """
     interventions = list(interventions)
     bench = coco_benchmark(images, data_config)
     truth = {str(im.id): im.objects for im in images}

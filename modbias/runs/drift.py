@@ -140,6 +140,12 @@ def trace_drift(model: ModelAdapter, data: Iterable[Sample], *, out: str | Path 
     (by their hash) are part of the run's identity.  With ``out`` (or ``cache_dir``: the store its identity
     names, :func:`modbias.runs.identity.default_store`) the run is a resumable :class:`RunStore` of kind ``drift``.
 
+    Args:
+        model, data: the adapter and the samples; max_new_tokens, interventions: identity.
+        batch_size, step_chunk, progress: execution only (not identity).
+    Returns:
+        The run Dataset: ``share`` (sample, step, layer, group), ``attrs["config"]`` its identity.
+
     >>> import modbias                                                  # doctest: +SKIP
     >>> ds = modbias.trace_drift(modbias.load_model("organism"), modbias.load_benchmark("synth", limit=30))
     >>> modbias.drift_curves(ds, by="subset", layer=2).share.sel(norm_step=[0, 50, 100])

@@ -246,6 +246,14 @@ def mi(model: ModelAdapter, data: Iterable[Sample], *, out: str | Path | None = 
     ``out`` (or ``cache_dir``: the store its identity names, :func:`modbias.runs.identity.default_store`)
     the run is a resumable :class:`RunStore` of kind ``mi``.
 
+    Args:
+        model, data: the adapter and the samples (a benchmark carries its config into the identity).
+        out, cache_dir: the store, or the folder of the store named by the identity; neither: in memory.
+        ablation, neutral, seed: how a modality is taken out (identity); max_new_tokens: identity.
+        batch_size, progress: execution only (not identity).
+    Returns:
+        The run Dataset (dims sample, condition), ``attrs["config"]`` its identity.
+
     >>> import modbias                                                  # doctest: +SKIP
     >>> ds = modbias.mi(modbias.load_model("organism"), modbias.load_benchmark("synth", limit=100),
     ...                 ablation="noise")

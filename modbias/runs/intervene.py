@@ -59,6 +59,16 @@ def intervene(model: ModelAdapter, data: Iterable[Sample], method: str = "ar", *
     choose how Ŷ is read for the summary (:func:`modbias.core.evaluation.subset_metrics`: the final
     conclusion by default, ``"answer"`` for the whole answer; the built-in lexicon grouper).
 
+    Args:
+        model, data: the adapter and the samples.
+        method, params: the interventions (e.g. ``method="ar", tau=1.0``: AR's τ is identity of the run and the
+            τ it is read at by default), or ``interventions`` built already.
+        out, baseline: the stores; by default those their identities name under ``cache_dir``
+            (:func:`modbias.runs.identity.default_store`), so ``batch_size`` never changes which store is used.
+        at, max_new_tokens: identity; batch_size, progress: execution only.
+    Returns:
+        The intervened run (read at its own τ), ``attrs["summary"]`` with deltas against the baseline.
+
     >>> import modbias                                                       # doctest: +SKIP
     >>> ds = modbias.intervene(modbias.load_model("organism"),
     ...                        modbias.load_benchmark("synth", subset="all", limit=100), method="ar", tau=1.0)

@@ -91,7 +91,17 @@ class RunStore:
         return (self.path / MANIFEST).exists() and (self.path / "zarr.json").exists()
 
     def begin(self, config: dict, kind: str) -> set[str]:
-        """Check the config against an existing store, cut back uncommitted rows, return the ids done."""
+        """Check the run identity against an existing store, cut back uncommitted rows, return the ids done.
+
+        Args:
+            config: the run identity (:func:`modbias.runs.identity.run_identity`).
+            kind: the kind of run.
+        Returns:
+            The ids of the samples already committed.
+        Raises:
+            RunConfigMismatch: the store holds another run; the message names every field that differs
+            (:func:`modbias.runs.identity.identity_changes`).  OldStoreFormat: a store from before run identities.
+        """
         self._config, self._kind = _jsonable(config), kind
         if not self.exists:
             return set()
