@@ -7,8 +7,10 @@ app and the figure scripts read it exactly like a real run.
 
 Attention is drawn per head as a Dirichlet over the input positions (rows
 saved) or over the four token groups visual / audio / prompt text /
-generated (no rows), so ``S_v + S_a + S_t + S_g = 1`` holds per head; the
-derived variables (Eqs. 1, 5-7) come from :func:`modbias.core.metrics.with_metrics`.
+generated (no rows), so ``S_v + S_a + S_t + S_g = 1`` holds per head.  As in a
+real store only the sums are written; the derived variables (Eqs. 1, 5-7) are
+computed on read (:func:`modbias.runs.store.open_run`).  The configs have the
+shape of a run identity (:func:`modbias.runs.identity.run_identity`).
 """
 
 from __future__ import annotations
@@ -23,8 +25,9 @@ import xarray as xr
 
 from modbias.core.emotions import CLASSES
 from modbias.core.evaluation import deltas, subset_metrics
-from modbias.core.metrics import modality_sums, with_metrics
+from modbias.core.metrics import modality_sums
 from modbias.data.sample import SUBSETS
+from modbias.runs.identity import FORMAT
 from modbias.runs.store import MANIFEST, RunStore, open_run, read_manifest
 
 N_PROMPT_TEXT = 6  # prompt-text tokens around the modality blocks
@@ -54,8 +57,7 @@ def _layout(n_visual: int, n_audio: int) -> dict[str, np.ndarray]:
 
 def random_run(n_samples: int = 30, n_layers: int = 4, n_heads: int = 4, *, at=("first", "answer"),
                n_visual: int = 16, n_audio: int = 1, rows: int | None = None, audio_bias: float = 3.0,
-               accuracy: dict[str, float] | None = None, tau: float = 1.0, seed: int = 0,
-               start: int = 0) -> xr.Dataset:
+               accuracy: dict[str, float] | None = None, seed: int = 0, start: int = 0) -> xr.Dataset:
     """One run's (or one batch's) Dataset with random valid values.
 
     ``rows``: None stores no attention rows; k stores the rows variables with
@@ -101,20 +103,19 @@ def random_run(n_samples: int = 30, n_layers: int = 4, n_heads: int = 4, *, at=(
         "found": (("sample", "at"), np.ones((n_samples, n_at), bool)),
         "n_visual": ("sample", np.full(n_samples, n_visual)), "n_audio": ("sample", np.full(n_samples, n_audio)),
     }
-    return with_metrics(xr.Dataset(data, coords=coords), tau=tau)
+    return xr.Dataset(data, coords=coords)
 
 
 def run_config(kind: str = "intervene", interventions: list[dict] | None = None, *, family: str = "random",
-               audio_repeat: int = 1, data: str = "random", at: str = "both", tau: float = 1.0,
+               audio_repeat: int = 1, data: str = "random", at: str = "both",
                n_layers: int = 4, n_heads: int = 4) -> dict:
-    """A run configuration in the shape the trace / intervene commands write."""
-    config = {"kind": kind,
-              "model": {"family": family, "audio_repeat": audio_repeat, "num_hidden_layers": n_layers,
-                        "num_attention_heads": n_heads},
-              "data": {"name": data}, "trace": {"at": at, "tau": tau}}
-    if kind != "trace":
-        config["interventions"] = interventions or [{"name": "none"}]
-    return config
+    """A run identity in the shape the trace / intervene commands write (τ is no part of it: an AR run
+    names its τ among ``interventions``)."""
+    return {"kind": kind, "format": FORMAT,
+            "model": {"family": family, "audio_repeat": audio_repeat, "num_hidden_layers": n_layers,
+                      "num_attention_heads": n_heads},
+            "data": {"name": data}, "parameters": {"at": at, "max_new_tokens": 16, "save_rows": False},
+            "interventions": interventions or []}
 
 
 def write_run(path: str | Path, batches: xr.Dataset | Iterable[xr.Dataset], config: dict, *, batch: int = 64,
@@ -173,6 +174,6 @@ def random_mi_run(samples: xr.Dataset, accuracy: float = 0.6, seed: int = 0) -> 
 def mi_config(ablation: str = "remove", *, family: str = "random", data: str = "random") -> dict:
     """A run configuration in the shape :func:`modbias.runs.importance.mi` writes (``write_run`` it with
     ``summary=False``)."""
-    return {"kind": "mi", "model": {"family": family}, "data": {"name": data},
-            "mi": {"ablation": ablation, "max_new_tokens": 16, "batch_size": 32, "seed": 0, "neutral": None},
+    return {"kind": "mi", "format": FORMAT, "model": {"family": family}, "data": {"name": data},
+            "parameters": {"ablation": ablation, "max_new_tokens": 16, "seed": 0, "neutral": None},
             "interventions": []}

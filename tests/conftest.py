@@ -46,6 +46,29 @@ def one_thread():
     torch.set_num_threads(before)
 
 
+class Killed(Exception):
+    """Stands for a kill: raised by a batch function patched with :func:`interrupt`."""
+
+
+@pytest.fixture
+def interrupt(monkeypatch):
+    """``interrupt(module, "trace_batch", after=2)``: the module's batch function raises :class:`Killed` from
+    its ``after + 1``-th call on, as if the run were killed there (committed batches stay)."""
+    def patch(module, name: str, after: int):
+        real, calls = getattr(module, name), []
+
+        def batch(*args, **kwargs):
+            calls.append(1)
+            if len(calls) > after:
+                raise Killed(f"killed before batch {len(calls)}")
+            return real(*args, **kwargs)
+
+        monkeypatch.setattr(module, name, batch)
+        return lambda: monkeypatch.setattr(module, name, real)  # undo: the run may resume
+
+    return patch
+
+
 @pytest.fixture(scope="session")
 def organism():
     return modbias.load_model("organism")

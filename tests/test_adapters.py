@@ -279,4 +279,4 @@ def test_cli_trace_and_intervene(family, tmp_path, checkpoints, models, bench_di
         args += ["--competitor", "text"]
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output + repr(result.exception)
-    assert any(p.name.startswith(f"intervene-{family}-ar") for p in (tmp_path / "cache").iterdir())
+    assert any(p.name.startswith(f"intervene-{family}-") and "-ar-tau" in p.name for p in (tmp_path / "cache").iterdir())

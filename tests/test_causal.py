@@ -238,14 +238,25 @@ def test_cli_rejects_a_bad_modality(tmp_path):
 
 
 def test_a_causal_store_resumes_and_refuses_other_settings(tmp_path, organism, bench):
-    out = tmp_path / "knockout"
-    first = causal("knockout", organism, bench[:3], out=out, progress=False, window=2, batch_size=2)
-    calls = []
-    again = causal("knockout", organism, bench[:6], out=out, progress=False, window=2, batch_size=2,
-                   record_batch=lambda chunk: calls.append(len(chunk)) or knockout_batch(
-                       organism, chunk, CausalConfig(window=2, batch_size=2)))
-    assert calls == [2, 1]  # only the three samples not stored yet
-    assert list(again.sample.values[:3]) == list(first.sample.values)
-    assert np.allclose(again.knockout_delta.values[:3], first.knockout_delta.values, equal_nan=True)
-    with pytest.raises(RunConfigMismatch):
-        causal("knockout", organism, bench[:3], out=out, progress=False, window=3, batch_size=2)
+    from tests.conftest import Killed
+
+    out, config, calls = tmp_path / "knockout", CausalConfig(window=2, batch_size=2), []
+
+    def killed_after_one_batch(chunk):
+        if calls:
+            raise Killed("killed before batch 2")
+        calls.append(len(chunk))
+        return knockout_batch(organism, chunk, config)
+
+    with pytest.raises(Killed):
+        causal("knockout", organism, bench[:6], out=out, progress=False, window=2, batch_size=2,
+               record_batch=killed_after_one_batch)
+    calls.clear()
+    resumed = causal("knockout", organism, bench[:6], out=out, progress=False, window=2, batch_size=2,
+                     record_batch=lambda chunk: calls.append(len(chunk)) or knockout_batch(organism, chunk, config))
+    assert calls == [2, 2]  # only the four samples not stored yet
+    clean = causal("knockout", organism, bench[:6], progress=False, window=2, batch_size=3)  # in memory
+    assert list(resumed.sample.values) == list(clean.sample.values)
+    assert np.allclose(resumed.knockout_delta.values, clean.knockout_delta.values, equal_nan=True, atol=1e-5)
+    with pytest.raises(RunConfigMismatch, match="parameters.window"):
+        causal("knockout", organism, bench[:6], out=out, progress=False, window=3, batch_size=2)

@@ -134,7 +134,8 @@ def test_a_store_of_another_configuration_is_one_line(tmp_path):
     store = write_run(tmp_path / "other", random_run(4, seed=1), run_config("trace"), summary=False)
     result = modbias_cli("trace", "--out", str(store), "--limit", "1")
     assert result.returncode == 1 and result.stderr.count("\n") == 1, result.stderr
-    assert "holds a trace run with another configuration" in result.stderr and "Traceback" not in result.stderr
+    assert "holds another trace run; it differs in" in result.stderr and "Traceback" not in result.stderr
+    assert "parameters.at ('both' → 'first')" in result.stderr and "model.family ('random' → 'organism')" in result.stderr
 
 
 def test_intervene_scope_grouper_and_the_second_organism(tmp_path):
@@ -142,7 +143,7 @@ def test_intervene_scope_grouper_and_the_second_organism(tmp_path):
             "--cache", str(tmp_path), "--scope", "answer", "--grouper", "tests.test_evaluation:coarse"]
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
-    (run,) = [r for r in list_runs(tmp_path) if r.name.startswith("intervene-organism-attn-ar")]
+    (run,) = [r for r in list_runs(tmp_path) if r.name.startswith("intervene-organism-attn-synth-ar-tau0.0")]
     summary = modbias.open_run(run).attrs.get("summary") or modbias.runs.store.read_manifest(run)["summary"]
     assert summary["scope"] == "answer" and summary["grouper"] == "tests.test_evaluation:coarse"
     assert summary["edits"]["ar_edited"] > 0 and "ar edited head rows" in result.output

@@ -78,10 +78,17 @@ def test_normalise_steps_by_hand():
     assert np.isnan(out[2]).all()
 
 
-def test_curves_from_the_store(organism, bench, run, tmp_path):
+def test_curves_from_the_store(organism, bench, run, tmp_path, interrupt):
+    import modbias.runs.drift as drift_module
+    from tests.conftest import Killed
+
     out = tmp_path / "drift"
-    trace_drift(organism, bench[:4], out=out, batch_size=6)
-    stored = trace_drift(organism, bench, out=out, batch_size=6)  # resumes
+    resume = interrupt(drift_module, "drift_batch", after=2)
+    with pytest.raises(Killed):
+        trace_drift(organism, bench, out=out, batch_size=2)
+    assert open_run(out).sizes["sample"] == 4
+    resume()
+    stored = trace_drift(organism, bench, out=out, batch_size=6)  # resumes, with another batch size
     assert open_run(out).attrs["kind"] == "drift"
     np.testing.assert_allclose(stored.share.values, run.share.values, atol=1e-6)
 
@@ -132,5 +139,5 @@ def test_cli_drift_command(tmp_path):
     result = CliRunner().invoke(app, ["drift", "--limit", "1", "--out", str(out), "--step-chunk", "6"])
     assert result.exit_code == 0, result.output
     ds = open_run(out)
-    assert ds.sizes["sample"] == 3 and ds.attrs["config"]["drift"]["step_chunk"] == 6
+    assert ds.sizes["sample"] == 3 and ds.attrs["config"]["parameters"] == {"max_new_tokens": 16, "mi_labels": None}
     assert "attention shares by subset" in result.output and "generated" in result.output

@@ -104,11 +104,17 @@ def test_summary_crosstab_and_agreement(run):
     assert np.allclose(mi_crosstab(run, normalize=True).sum("mi"), 1.0)
 
 
-def test_store_resumes_and_checks_config(organism, bench, run, tmp_path):
+def test_store_resumes_and_checks_config(organism, bench, run, tmp_path, interrupt):
+    import modbias.runs.importance as importance
+    from tests.conftest import Killed
+
     out = tmp_path / "mi"
-    mi(organism, bench[:4], out=out, batch_size=9, ablation="noise", neutral=NeutralFeatures.from_samples(bench))
+    resume = interrupt(importance, "mi_batch", after=2)
+    with pytest.raises(Killed):
+        mi(organism, bench, out=out, batch_size=2, ablation="noise", neutral=NeutralFeatures.from_samples(bench))
     assert open_run(out).sizes["sample"] == 4 and open_run(out).attrs["kind"] == "mi"
-    full = mi(organism, bench, out=out, batch_size=9, ablation="noise")
+    resume()
+    full = mi(organism, bench, out=out, batch_size=9, ablation="noise")  # another batch size resumes
     assert full.sample.values.tolist() == run.sample.values.tolist()
     assert full.text.values.tolist() == run.text.values.tolist()
     assert full.mi.values.tolist() == run.mi.values.tolist()
@@ -127,7 +133,7 @@ def test_cli_mi_command(tmp_path):
     result = CliRunner().invoke(app, ["mi", "--limit", "1", "--ablation", "remove", "--out", str(out)])
     assert result.exit_code == 0, result.output
     ds = open_run(out)
-    assert ds.sizes["sample"] == 3 and ds.attrs["config"]["mi"]["ablation"] == "remove"
+    assert ds.sizes["sample"] == 3 and ds.attrs["config"]["parameters"]["ablation"] == "remove"
     assert "emotion-dominant modality" in result.output and "agreement" in result.output
     assert "video_aligned" in result.output
     bad = CliRunner().invoke(app, ["mi", "--ablation", "blur", "--out", str(tmp_path / "x")])

@@ -39,4 +39,4 @@ def test_bring_your_own_model(tmp_path, monkeypatch):
     outputs = execute("bring_your_own_model", tmp_path, monkeypatch)
     assert "6 of 6 samples ok" in "".join(outputs)
     assert "UAP_v" in outputs[2] and "Correct" in outputs[3]
-    assert any(p.name.startswith("intervene-features-ar") for p in tmp_path.iterdir())
+    assert any(p.name.startswith("intervene-features-") and "-ar-tau" in p.name for p in tmp_path.iterdir())

@@ -453,7 +453,7 @@ def test_cli_trace_intervene_mi_drift(family, tmp_path, checkpoints, models, ben
         assert np.flatnonzero(ds.audio_mask.values[i]).tolist() == layout.audio.tolist()
         assert np.flatnonzero(ds.visual_mask.values[i]).tolist() == layout.visual.tolist()
     invoke("intervene", "--method", "ar", "--tau", "1", "--subset", "video_aligned", "--cache", str(tmp_path / "c"))
-    assert any(p.name.startswith(f"intervene-{family}-ar") for p in (tmp_path / "c").iterdir())
+    assert any(p.name.startswith(f"intervene-{family}-") and "-ar-tau" in p.name for p in (tmp_path / "c").iterdir())
     invoke("mi", "--out", str(tmp_path / "mi"))
     mi = open_run(tmp_path / "mi")
     assert mi.sizes["sample"] == 3 and set(mi.mi.values.tolist()) <= {"audio", "visual", "both", "neither"}

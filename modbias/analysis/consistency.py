@@ -235,22 +235,17 @@ def consistency(ds: xr.Dataset | str | Path, classifier: ExplanationClassifier |
 
 
 def run_name_of(ds: xr.Dataset) -> str:
-    """A short label for a run: its intervention stack (``none`` for a plain run).
+    """A short label for a run: its intervention stack (``none`` for a plain run), as store names spell it.
 
     Args:
         ds: a run (its ``attrs["config"]["interventions"]``).
 
     Returns:
-        E.g. ``"none"``, ``"ar-tau1.0"``.
+        E.g. ``"none"``, ``"ar-tau1.0"`` (:func:`modbias.runs.identity.intervention_label`).
     """
-    from modbias.interventions import from_config
-    from modbias.runs.intervene import run_label
+    from modbias.runs.identity import intervention_label
 
-    config = ds.attrs.get("config", {}) or {}
-    try:
-        return run_label(from_config(config.get("interventions", [])))
-    except Exception:  # unknown or unloadable intervention: fall back to the raw config
-        return "+".join(c.get("name", "?") for c in config.get("interventions", [])) or "none"
+    return intervention_label((ds.attrs.get("config", {}) or {}).get("interventions", []))
 
 
 def consistency_runs(runs, classifier: ExplanationClassifier | None = None, by: str | None = "subset",

@@ -44,20 +44,25 @@ def trace(
     limit: Optional[int] = options.LIMIT,
     batch_size: int = options.batch_size(64),
     device: str = options.DEVICE,
-    out: Optional[Path] = typer.Option(None, help="store path; default cache/<generated run name>"),
+    out: Optional[Path] = options.OUT,
+    cache: Path = options.CACHE,
     at: str = typer.Option("first", help="first | answer | both: which emotion token's attention"),
     max_new_tokens: int = options.MAX_NEW_TOKENS,
     save_rows: bool = typer.Option(False, "--save-rows", help="also store full attention rows and masks"),
-    tau: float = typer.Option(1.0, help="threshold of Eq. 7 for the biased-head columns"),
+    tau: float = typer.Option(1.0, help="threshold of Eq. 7 the summary reads the biased heads at "
+                                        "(not part of the run: any τ reads the same store)"),
 ):
-    """Trace attention at the first emotion token; store per-sample, per-layer, per-head metrics.
+    """Trace attention at the first emotion token; store per-sample, per-layer, per-head attention sums.
+
+    The same command again opens (or resumes) the same store: its default path is named by the run's
+    identity; another --limit, --subset or edited data is refused, naming what differs.
     \f
     Args:
         subset, model, data, limit, batch_size, device, max_new_tokens: the shared options of :mod:`modbias.cli.options`.
-        out: the store (default ``cache/<run name>``).
+        out: the store (default: named by the run's identity under ``--cache``).
         at: ``first``, ``answer`` or ``both`` emotion tokens.
         save_rows: also store full attention rows and key masks.
-        tau: τ of Eq. 7 for the printed biased-head share.
+        tau: τ of Eq. 7 the printed biased-head share is read at (not part of the run).
         (Each parameter is the command-line option of the same name; ``modbias trace --help`` gives its help.)
     """
     bench = validate(model=model, at=at, subset=subset, data=options.benchmark_for(data, model), limit=limit,
@@ -65,14 +70,14 @@ def trace(
     import modbias
     from modbias.analysis.report import summary_table, trace_summary
     from modbias.runs.summaries import evaluation_table
-    from modbias.runs.trace import run_name
 
     use_device(device)
     adapter = modbias.load_model(model, device=device)
-    out = out or Path("cache") / run_name(adapter, subset)
-    console.print(f"tracing {len(bench)} samples of {bench.name}/{subset} with {model} → {out}")
-    ds = modbias.trace(adapter, bench, out=out, at=at, max_new_tokens=max_new_tokens, batch_size=batch_size,
-                       save_rows=save_rows, tau=tau, progress=True)
+    console.print(f"tracing {len(bench)} samples of {bench.name}/{subset} with {model} → {out or cache}")
+    ds = modbias.trace(adapter, bench, out=out, cache_dir=cache, at=at, max_new_tokens=max_new_tokens,
+                       batch_size=batch_size, save_rows=save_rows, tau=tau, progress=True)
+    out = ds.attrs.get("path", out)
+    console.print(f"store: {out}")
     for position in ds.at.values.tolist():
         console.print(summary_table(trace_summary(ds, at=position),
                                     f"{out} — at the {position} emotion token (middle layers, tau={tau})"))
@@ -109,7 +114,8 @@ def intervene(
     limit: Optional[int] = options.LIMIT,
     batch_size: int = options.batch_size(64),
     device: str = options.DEVICE,
-    out: Optional[Path] = typer.Option(None, help="store path (single runs only); default cache/intervene-..."),
+    out: Optional[Path] = typer.Option(None, help="store path (single runs only); default: under --cache, "
+                                                  "named by the run's identity"),
     cache: Path = typer.Option(Path("cache"), help="where runs and the shared baseline live"),
     at: str = typer.Option("first", help="which emotion token's attention to store: first | answer | both"),
     max_new_tokens: int = options.MAX_NEW_TOKENS,

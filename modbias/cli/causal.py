@@ -21,22 +21,27 @@ console = Console()
 
 STEPS = ("first", "answer")
 AT = typer.Option("answer", help="emotion step: answer (the conclusion's emotion word) | first (y_k of Eq. 1)")
-OUT = typer.Option(None, help="store path; default cache/<kind>-<model>-<subset>-<time>")
 
 
-def _start(kind: str, *, model, data, subset, limit, batch_size, max_new_tokens, out, at, device):
-    """Validate the options, load the benchmark and the model; returns (benchmark, adapter, store path)."""
+def _start(kind: str, *, model, data, subset, limit, batch_size, max_new_tokens, out, cache, at, device):
+    """Validate the options, load the benchmark and the model; returns (benchmark, adapter)."""
     bench = validate(model=model, data=options.benchmark_for(data, model), subset=subset, limit=limit,
                      batch_size=batch_size, max_new_tokens=max_new_tokens, out=out)
     choice("--at", at, STEPS)
     import modbias
-    from modbias.runs.trace import run_name
 
     use_device(device)
     adapter = modbias.load_model(model, device=device)
-    out = out or Path("cache") / run_name(adapter, subset, kind=kind)
-    console.print(f"{kind} on {len(bench)} samples of {bench.name}/{subset} with {model} at the {at} emotion step → {out}")
-    return bench, adapter, out
+    console.print(f"{kind} on {len(bench)} samples of {bench.name}/{subset} with {model} at the {at} emotion step "
+                  f"→ {out or cache}")
+    return bench, adapter
+
+
+def _stored(ds, out) -> Path:
+    """The store a run went to (named by its identity when no --out was given); printed."""
+    out = Path(ds.attrs.get("path", out))
+    console.print(f"store: {out}")
+    return out
 
 
 def _show(frame, title: str) -> None:
@@ -54,7 +59,8 @@ def _show_logit_difference(ds, out: Path) -> None:
 def knockout(
     subset: str = options.SUBSET, model: str = options.MODEL, data: Optional[str] = options.DATA,
     limit: Optional[int] = options.LIMIT, batch_size: int = options.batch_size(32), device: str = options.DEVICE,
-    out: Optional[Path] = OUT, at: str = AT, max_new_tokens: int = options.MAX_NEW_TOKENS,
+    out: Optional[Path] = options.OUT, cache: Path = options.CACHE, at: str = AT,
+    max_new_tokens: int = options.MAX_NEW_TOKENS,
     window: int = typer.Option(3, help="layers per knockout window (ℓ..ℓ+w−1, clipped at the top)"),
     modality: str = typer.Option("visual,audio", help="modalities whose tokens are blocked, comma-separated"),
 ):
@@ -62,7 +68,8 @@ def knockout(
     \f
     Args:
         subset, model, data, limit, batch_size, device, max_new_tokens: the shared options of :mod:`modbias.cli.options`.
-        out: the store; at: the emotion step (``answer`` | ``first``).
+        out, cache: the store (default: named by the run's identity under ``cache``).
+        at: the emotion step (``answer`` | ``first``).
         window: layers per knockout window; modality: the blocked modalities, comma-separated.
         (Each parameter is the command-line option of the same name; ``modbias causal knockout --help`` gives its help.)
     """
@@ -71,13 +78,14 @@ def knockout(
         choice("--modality", m, ("visual", "audio"))
     if window < 1:
         raise typer.BadParameter(f"{window} is below 1", param_hint="--window")
-    bench, adapter, out = _start("knockout", model=model, data=data, subset=subset, limit=limit,
-                                 batch_size=batch_size, max_new_tokens=max_new_tokens, out=out, at=at, device=device)
+    bench, adapter = _start("knockout", model=model, data=data, subset=subset, limit=limit, batch_size=batch_size,
+                            max_new_tokens=max_new_tokens, out=out, cache=cache, at=at, device=device)
     from modbias.analysis.causal import layer_profile
     from modbias.runs.causal import causal
 
-    ds = causal("knockout", adapter, bench, out=out, at=at, max_new_tokens=max_new_tokens, batch_size=batch_size,
-                window=window, modalities=modalities)
+    ds = causal("knockout", adapter, bench, out=out, cache_dir=cache, at=at, max_new_tokens=max_new_tokens,
+                batch_size=batch_size, window=window, modalities=modalities)
+    out = _stored(ds, out)
     _show_logit_difference(ds, out)
     _show(layer_profile(ds, "knockout_delta"), f"{out} — mean change of LD = log p(audio cue) − log p(visual cue), "
                                               f"by window start")
@@ -88,7 +96,8 @@ def knockout(
 def patch(
     subset: str = options.SUBSET, model: str = options.MODEL, data: Optional[str] = options.DATA,
     limit: Optional[int] = options.LIMIT, batch_size: int = options.batch_size(32), device: str = options.DEVICE,
-    out: Optional[Path] = OUT, at: str = AT, max_new_tokens: int = options.MAX_NEW_TOKENS,
+    out: Optional[Path] = options.OUT, cache: Path = options.CACHE, at: str = AT,
+    max_new_tokens: int = options.MAX_NEW_TOKENS,
     swap: str = typer.Option("audio", help="the modality replaced in the counterfactual: audio | visual"),
     method: str = typer.Option("both", help="exact (nnsight, one forward per head) | attribution | both"),
 ):
@@ -96,19 +105,21 @@ def patch(
     \f
     Args:
         subset, model, data, limit, batch_size, device, max_new_tokens: the shared options of :mod:`modbias.cli.options`.
-        out: the store; at: the emotion step (``answer`` | ``first``).
+        out, cache: the store (default: named by the run's identity under ``cache``).
+        at: the emotion step (``answer`` | ``first``).
         swap: the modality replaced in the counterfactual; method: exact, attribution or both.
         (Each parameter is the command-line option of the same name; ``modbias causal patch --help`` gives its help.)
     """
     choice("--swap", swap, ("audio", "visual"))
     choice("--method", method, ("exact", "attribution", "both"))
-    bench, adapter, out = _start("patch", model=model, data=data, subset=subset, limit=limit,
-                                 batch_size=batch_size, max_new_tokens=max_new_tokens, out=out, at=at, device=device)
+    bench, adapter = _start("patch", model=model, data=data, subset=subset, limit=limit, batch_size=batch_size,
+                            max_new_tokens=max_new_tokens, out=out, cache=cache, at=at, device=device)
     from modbias.analysis.causal import attribution_agreement, head_map
     from modbias.runs.patching import patch as run_patch
 
-    ds = run_patch(adapter, bench, out=out, at=at, max_new_tokens=max_new_tokens, batch_size=batch_size, swap=swap,
-                   method=method)
+    ds = run_patch(adapter, bench, out=out, cache_dir=cache, at=at, max_new_tokens=max_new_tokens,
+                   batch_size=batch_size, swap=swap, method=method)
+    out = _stored(ds, out)
     _show_logit_difference(ds, out)
     for name in ("patch_effect", "attribution_effect"):
         if name in ds:
@@ -123,21 +134,24 @@ def patch(
 def dla(
     subset: str = options.SUBSET, model: str = options.MODEL, data: Optional[str] = options.DATA,
     limit: Optional[int] = options.LIMIT, batch_size: int = options.batch_size(32), device: str = options.DEVICE,
-    out: Optional[Path] = OUT, at: str = AT, max_new_tokens: int = options.MAX_NEW_TOKENS,
+    out: Optional[Path] = options.OUT, cache: Path = options.CACHE, at: str = AT,
+    max_new_tokens: int = options.MAX_NEW_TOKENS,
 ):
     """Direct logit attribution of each head and MLP to LD at the emotion step (final-norm scale frozen).
     \f
     Args:
         subset, model, data, limit, batch_size, device, max_new_tokens: the shared options of :mod:`modbias.cli.options`.
-        out: the store; at: the emotion step (``answer`` | ``first``).
+        out, cache: the store (default: named by the run's identity under ``cache``).
+        at: the emotion step (``answer`` | ``first``).
         (Each parameter is the command-line option of the same name; ``modbias causal dla --help`` gives its help.)
     """
-    bench, adapter, out = _start("dla", model=model, data=data, subset=subset, limit=limit,
-                                 batch_size=batch_size, max_new_tokens=max_new_tokens, out=out, at=at, device=device)
+    bench, adapter = _start("dla", model=model, data=data, subset=subset, limit=limit, batch_size=batch_size,
+                            max_new_tokens=max_new_tokens, out=out, cache=cache, at=at, device=device)
     from modbias.analysis.causal import head_map, layer_profile
     from modbias.runs.causal import causal
 
-    ds = causal("dla", adapter, bench, out=out, at=at, max_new_tokens=max_new_tokens, batch_size=batch_size)
+    ds = causal("dla", adapter, bench, out=out, cache_dir=cache, at=at, max_new_tokens=max_new_tokens, batch_size=batch_size)
+    out = _stored(ds, out)
     _show_logit_difference(ds, out)
     _show(head_map(ds, "dla_head").to_pandas(), f"{out} — mean direct contribution of each head to LD")
     _show(layer_profile(ds, "dla_mlp"), f"{out} — mean direct contribution of each MLP to LD")
@@ -147,21 +161,24 @@ def dla(
 def lens(
     subset: str = options.SUBSET, model: str = options.MODEL, data: Optional[str] = options.DATA,
     limit: Optional[int] = options.LIMIT, batch_size: int = options.batch_size(32), device: str = options.DEVICE,
-    out: Optional[Path] = OUT, at: str = AT, max_new_tokens: int = options.MAX_NEW_TOKENS,
+    out: Optional[Path] = options.OUT, cache: Path = options.CACHE, at: str = AT,
+    max_new_tokens: int = options.MAX_NEW_TOKENS,
 ):
     """Logit lens at the emotion step: LD read from each layer's residual stream.
     \f
     Args:
         subset, model, data, limit, batch_size, device, max_new_tokens: the shared options of :mod:`modbias.cli.options`.
-        out: the store; at: the emotion step (``answer`` | ``first``).
+        out, cache: the store (default: named by the run's identity under ``cache``).
+        at: the emotion step (``answer`` | ``first``).
         (Each parameter is the command-line option of the same name; ``modbias causal lens --help`` gives its help.)
     """
-    bench, adapter, out = _start("lens", model=model, data=data, subset=subset, limit=limit,
-                                 batch_size=batch_size, max_new_tokens=max_new_tokens, out=out, at=at, device=device)
+    bench, adapter = _start("lens", model=model, data=data, subset=subset, limit=limit, batch_size=batch_size,
+                            max_new_tokens=max_new_tokens, out=out, cache=cache, at=at, device=device)
     from modbias.analysis.causal import layer_profile
     from modbias.runs.causal import causal
 
-    ds = causal("lens", adapter, bench, out=out, at=at, max_new_tokens=max_new_tokens, batch_size=batch_size)
+    ds = causal("lens", adapter, bench, out=out, cache_dir=cache, at=at, max_new_tokens=max_new_tokens, batch_size=batch_size)
+    out = _stored(ds, out)
     _show_logit_difference(ds, out)
     _show(layer_profile(ds, "lens_logit_diff"), f"{out} — mean LD through the logit lens, by layer")
 

@@ -31,8 +31,8 @@ def chair(
     max_new_tokens: int = typer.Option(512, help="caption length (PAI's script: 512)"),
     batch_size: int = typer.Option(8, help="images per batch (the unit of resume)"),
     device: str = options.DEVICE,
-    out: Optional[Path] = typer.Option(None, help="store path; default "
-                                                  "cache/chair-<model>-<method>-n<limit>-seed<seed>"),
+    out: Optional[Path] = options.OUT,
+    cache: Path = options.CACHE,
 ):
     """Caption COCO images ("Please help me describe the image in detail.") and print CHAIR_s / CHAIR_i.
     \f
@@ -49,7 +49,7 @@ def chair(
     from modbias.data.coco import read_coco
     from modbias.data.sample import SampleError
     from modbias.runs.captioning import caption_chair
-    from modbias.runs.intervene import build_interventions, run_label
+    from modbias.runs.intervene import build_interventions
     from modbias.runs.summaries import evaluation_table
 
     if device == "cpu":
@@ -65,12 +65,11 @@ def chair(
     except (ValueError, FileNotFoundError) as err:  # SampleError is a ValueError
         raise typer.BadParameter(str(err)) from err
     adapter = modbias.load_model(model, device=device)
-    out = out or Path("cache") / f"chair-{adapter.family}-{run_label(interventions)}-n{limit}-seed{seed}"
-    console.print(f"captioning {len(images)} COCO images with {model} under {method} → {out}")
+    console.print(f"captioning {len(images)} COCO images with {model} under {method} → {out or cache}")
     data = {"path": str(coco.resolve()), "split": split, "limit": limit, "seed": seed}
     try:
-        ds = caption_chair(adapter, images, interventions, out=out, data_config=data, max_new_tokens=max_new_tokens,
-                           batch_size=batch_size)
+        ds = caption_chair(adapter, images, interventions, out=out, cache_dir=cache, data_config=data,
+                           max_new_tokens=max_new_tokens, batch_size=batch_size)
     except SampleError as err:
         raise typer.BadParameter(str(err)) from err
-    console.print(evaluation_table(ds.attrs["summary"]["evaluation"], title=str(out)))
+    console.print(evaluation_table(ds.attrs["summary"]["evaluation"], title=str(ds.attrs.get("path", out))))

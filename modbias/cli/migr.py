@@ -25,7 +25,8 @@ def mi(
     limit: Optional[int] = options.LIMIT,
     batch_size: int = options.batch_size(64),
     device: str = options.DEVICE,
-    out: Optional[Path] = typer.Option(None, help="store path; default cache/mi-<model>-<subset>-<time>"),
+    out: Optional[Path] = options.OUT,
+    cache: Path = options.CACHE,
     ablation: str = typer.Option("remove", help="how a modality is taken out: remove | zeros | mean | noise "
                                                 "(mean/noise use the benchmark's feature statistics)"),
     max_new_tokens: int = options.MAX_NEW_TOKENS,
@@ -44,7 +45,6 @@ def mi(
                      max_new_tokens=max_new_tokens, out=out)
     import modbias
     from modbias.runs.importance import ABLATIONS, NeutralFeatures, mi as run_mi, mi_crosstab, mi_tables
-    from modbias.runs.trace import run_name
 
     choice("--ablation", ablation, ABLATIONS)
     use_device(device)
@@ -52,10 +52,11 @@ def mi(
     neutral = None
     if ablation in ("mean", "noise"):  # statistics of the whole benchmark, so subset runs agree
         neutral = NeutralFeatures.from_samples(modbias.load_benchmark(data, subset="all", limit=limit))
-    out = out or Path("cache") / run_name(adapter, subset, kind="mi")
-    console.print(f"MI ({ablation}) of {len(bench)} samples of {bench.name}/{subset} with {model} → {out}")
-    ds = run_mi(adapter, bench, out=out, ablation=ablation, neutral=neutral, max_new_tokens=max_new_tokens,
-                batch_size=batch_size, seed=seed, progress=True)
+    console.print(f"MI ({ablation}) of {len(bench)} samples of {bench.name}/{subset} with {model} → {out or cache}")
+    ds = run_mi(adapter, bench, out=out, cache_dir=cache, ablation=ablation, neutral=neutral,
+                max_new_tokens=max_new_tokens, batch_size=batch_size, seed=seed, progress=True)
+    out = ds.attrs.get("path", out)
+    console.print(f"store: {out}")
     for table in mi_tables(ds.attrs["summary"], title=f"{out} — MI ({ablation})"):
         console.print(table)
     console.print("MI share per subset:")
@@ -69,7 +70,8 @@ def drift(
     limit: Optional[int] = options.LIMIT,
     batch_size: int = options.batch_size(32),
     device: str = options.DEVICE,
-    out: Optional[Path] = typer.Option(None, help="store path; default cache/drift-<model>-<subset>-<time>"),
+    out: Optional[Path] = options.OUT,
+    cache: Path = options.CACHE,
     mi: Optional[Path] = typer.Option(None, help="an MI run store: split the curves by its MI labels"),
     max_new_tokens: int = options.MAX_NEW_TOKENS,
     step_chunk: Optional[int] = typer.Option(None, help="decoding steps per probe forward (bounds memory)"),
@@ -96,14 +98,14 @@ def drift(
     import modbias
     from modbias.analysis.report import summary_table
     from modbias.runs.drift import drift_curves, drift_summary, paper_layer, trace_drift
-    from modbias.runs.trace import run_name
 
     use_device(device)
     adapter = modbias.load_model(model, device=device)
-    out = out or Path("cache") / run_name(adapter, subset, kind="drift")
-    console.print(f"drift of {len(bench)} samples of {bench.name}/{subset} with {model} → {out}")
-    ds = trace_drift(adapter, bench, out=out, max_new_tokens=max_new_tokens, batch_size=batch_size,
+    console.print(f"drift of {len(bench)} samples of {bench.name}/{subset} with {model} → {out or cache}")
+    ds = trace_drift(adapter, bench, out=out, cache_dir=cache, max_new_tokens=max_new_tokens, batch_size=batch_size,
                      step_chunk=step_chunk, mi=mi, progress=True)
+    out = ds.attrs.get("path", out)
+    console.print(f"store: {out}")
     chosen = int(layer) if layer.lstrip("-").isdigit() else layer
     shown = paper_layer(ds.sizes["layer"]) if chosen == "paper" else chosen
     for by in ["subset"] + (["mi"] if "mi" in ds.coords else []):

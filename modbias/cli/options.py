@@ -15,6 +15,9 @@ DATA = typer.Option(None, help="benchmark name or path (reader:path); default: t
 LIMIT = typer.Option(None, help="at most N samples per subset")
 DEVICE = typer.Option("cpu", help="torch device, e.g. cpu or cuda")
 MAX_NEW_TOKENS = typer.Option(16, help="generation length")
+OUT = typer.Option(None, help="store path; default: under --cache, named by the run's identity "
+                              "(readable name + hash), so the same command reopens or resumes it")
+CACHE = typer.Option("cache", help="where stores named by their run identity live (when no --out)")
 
 
 def batch_size(default: int):

@@ -24,6 +24,8 @@ from pathlib import Path
 import numpy as np
 
 from modbias.core.chair import objects_in
+from modbias.core.fingerprint import digest
+from modbias.data.provenance import fingerprints
 from modbias.data.readers import media_sample
 from modbias.data.sample import Benchmark, SampleError
 
@@ -112,12 +114,17 @@ def coco_benchmark(images: list[CocoImage], config: dict | None = None) -> Bench
     (subset ``consistent``, label ``neutral``); CHAIR never reads them.
 
     Args:
-        images: :func:`read_coco`'s images.
-        config: the benchmark's config (recorded in a run).
+        images: from :func:`read_coco`.
+        config: how they were read (``path``, ``split``, ``limit``, ``seed``).
 
     Returns:
-        A :class:`Benchmark` named ``coco``.
+        The benchmark; its config adds ``name``/``reader`` ``coco``, the images' content ``files``
+        fingerprints (relative to ``config["path"]``) and ``objects``, a hash of every image's ground truth.
     """
     samples = [media_sample(str(im.id), "consistent", "neutral", "", {}, {"image": im.path},
                             {"coco_image_id": im.id}) for im in images]
+    config = dict(config or {})
+    root = config.get("path") or (images[0].path.parent if images else ".")
+    config = {"name": "coco", "reader": "coco", **config, "files": fingerprints(root, [im.path for im in images]),
+              "objects": digest([[im.id, sorted(im.objects)] for im in images], 16)}
     return Benchmark("coco", samples, config)

@@ -51,6 +51,7 @@ from typing import Callable
 import numpy as np
 
 from modbias.core.emotions import CLASSES
+from modbias.data.provenance import files_read, fingerprints, note_read
 from modbias.data.sample import SUBSETS, Benchmark, DatasetError, Sample, SampleError
 
 CONFIG_FILE = "modbias_benchmark.json"
@@ -223,6 +224,7 @@ def existing(sample_id: str, field_name: str, path: Path) -> Path:
     """
     if not path.is_file() and not path.is_dir():
         raise SampleError(sample_id, field_name, f"file {path} does not exist")
+    note_read(path)
     return path
 
 
@@ -342,6 +344,7 @@ def read_table(path: Path) -> list[dict | SampleError]:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError as err:
         raise DatasetError(f"{path} is not UTF-8 text ({err})") from None
+    note_read(path)
     if suffix in (".csv", ".tsv"):
         try:
             delimiter = "\t" if suffix == ".tsv" else ","
@@ -651,9 +654,11 @@ def _read_text(file: Path) -> str:
     if not file.is_file():
         raise FileNotFoundError(f"annotation file {file} does not exist")
     try:
-        return file.read_text(encoding="utf-8")
+        text = file.read_text(encoding="utf-8")
     except UnicodeDecodeError as err:
         raise DatasetError(f"{file} is not UTF-8 text ({err})") from None
+    note_read(file)
+    return text
 
 
 def _raise(error: Exception) -> Callable[[], Sample]:
@@ -726,7 +731,9 @@ def _entries(path, reader: str | None, options: dict) -> tuple[str, str, list[En
     return reader, name, entries, options
 
 
-def _build_all(entries: list[Entry], dims: dict | None, strict: bool) -> tuple[list[Sample], list[Problem]]:
+def _build_all(entries: list[Entry], dims: dict | None, strict: bool,
+               files_of: dict[str, list[Path]] | None = None) -> tuple[list[Sample], list[Problem]]:
+    """Build and validate every entry; ``files_of`` (if given) receives the files each sample was read from."""
     samples, problems, seen = [], [], set()
     for entry in entries:
         if entry.id in seen:
@@ -737,7 +744,10 @@ def _build_all(entries: list[Entry], dims: dict | None, strict: bool) -> tuple[l
             continue
         seen.add(entry.id)
         try:
-            samples.append(_built(entry))
+            with files_read() as files:
+                samples.append(_built(entry))
+            if files_of is not None:
+                files_of[entry.id] = files
         except SampleError as err:
             if strict:
                 raise
@@ -767,6 +777,10 @@ def load(path, reader: str | None = None, subset: str = "all", limit: int | None
          dims: dict | None = None, **options) -> Benchmark:
     """Read and validate a benchmark; raises the first :class:`SampleError` (or a file-level error).
 
+    The benchmark's ``config["files"]`` holds the content fingerprint of every file read for it
+    (annotations, transcripts, and the features and media of the samples kept), by path relative to
+    the dataset folder.
+
     Args:
         path: the dataset folder or annotation file.
         reader: a key of :data:`READERS` (default :func:`detect_reader`).
@@ -776,10 +790,13 @@ def load(path, reader: str | None = None, subset: str = "all", limit: int | None
         **options: the reader's options (over those in ``modbias_benchmark.json``).
 
     Returns:
-        The :class:`Benchmark`, its ``config`` recording reader, path, subset, limit and options.
+        The :class:`Benchmark`, its ``config`` recording reader, path, subset, limit, options
+        and ``files``.
     """
-    reader, name, entries, options = _entries(path, reader, options)
-    samples, _ = _build_all(entries, dims, strict=True)
+    files_of: dict[str, list[Path]] = {}
+    with files_read() as table_files:
+        reader, name, entries, options = _entries(path, reader, options)
+        samples, _ = _build_all(entries, dims, strict=True, files_of=files_of)
     if subset != "all":
         if subset not in SUBSETS + ("train",):
             raise ValueError(f"unknown subset {subset!r}; expected one of {SUBSETS + ('train', 'all')}")
@@ -791,8 +808,10 @@ def load(path, reader: str | None = None, subset: str = "all", limit: int | None
                 kept.append(s)
                 counts[s.subset] += 1
         samples = kept
+    root = Path(path) if Path(path).is_dir() else Path(path).parent
+    read = table_files + [file for s in samples for file in files_of.get(s.id, [])]
     config = {"name": name, "reader": reader, "path": str(Path(path).resolve()), "subset": subset, "limit": limit,
-              "options": options}
+              "options": options, "files": fingerprints(root, read)}
     return Benchmark(name, samples, config)
 
 

@@ -187,5 +187,6 @@ def synth_benchmark(subset: str = "all", config: SynthConfig | None = None, limi
         raise ValueError(f"unknown subset {subset!r}; expected one of {SUBSETS + ('all', 'train')}")
     n = min(n, limit) if limit is not None else n
     samples = [make_sample(config, split, i, sub) for split, sub in splits for i in range(n)]
-    meta = {"name": "synth", **{k: list(v) if isinstance(v, tuple) else v for k, v in asdict(config).items()}}
+    meta = {"name": "synth", "subset": subset, "limit": limit,
+            **{k: list(v) if isinstance(v, tuple) else v for k, v in asdict(config).items()}}
     return Benchmark("synth", samples, meta)

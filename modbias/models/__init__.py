@@ -43,17 +43,20 @@ def load_model(spec: str = "organism", device: str = "cpu"):
         device: where the model goes (``"cpu"``, ``"cuda"``, ...).
 
     Returns:
-        The family's :class:`~modbias.models.base.ModelAdapter`, in eval mode on ``device``.
+        The family's :class:`~modbias.models.base.ModelAdapter`, in eval mode on ``device``, with
+        ``weights_path`` (the resolved folder its weights were read from, fingerprinted into run identities).
     """
     family, path = check_model_spec(spec)
     if family in SHIPPED:
         from modbias.models.organism import BASE_STATE, ORGANISMS, Organism
 
         name = family.removesuffix("-base")
-        model = Organism.load(path or (ORGANISMS[name] / BASE_STATE if name != family else ORGANISMS[name]))
+        path = path or (ORGANISMS[name] / BASE_STATE if name != family else ORGANISMS[name])
+        model = Organism.load(path)
     else:
         module, _, adapter = FAMILIES[family].partition(":")
         model = getattr(importlib.import_module(module), adapter).load(path)
+    model.weights_path = str(Path(path).resolve())  # fingerprinted into run identities (modbias.runs.identity)
     return model.to(device)
 
 

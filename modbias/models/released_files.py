@@ -4,7 +4,7 @@ Shared by the ``emotion_llama`` and ``r1_omni`` families: an optional
 ``modbias_<family>.json`` beside the weights points to files kept elsewhere
 (paths relative to the folder), :class:`TensorFile` reads named tensors
 lazily from ``.safetensors`` files (single or sharded with an index) and
-:func:`fingerprint` identifies a file for run configs without hashing gigabytes.
+:func:`fingerprint` identifies a checkpoint part by content for run identities without hashing gigabytes.
 """
 
 from __future__ import annotations
@@ -14,6 +14,8 @@ import json
 from pathlib import Path
 
 import torch
+
+from modbias.core.fingerprint import folder_fingerprint
 
 
 class CheckpointError(ValueError):
@@ -84,18 +86,16 @@ def torch_dtype(value, source):
 
 
 def fingerprint(path) -> dict:
-    """Name, size and modification time of a file (or the files of a folder): enough to tell checkpoints apart.
+    """Where a checkpoint part lies and the content fingerprint of its files, for run identities.
 
     Args:
-        path: a file or folder.
+        path: a file or a folder (its files, not subfolders: :func:`modbias.core.fingerprint.folder_fingerprint`).
 
     Returns:
-        ``{"path", "bytes", "mtime"}``.
+        ``{"path": resolved path, "files": {name: "<bytes>:<sha1>"}}``.
     """
     path = Path(path)
-    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
-    return {"path": str(path.resolve()), "bytes": sum(p.stat().st_size for p in files),
-            "mtime": max((int(p.stat().st_mtime) for p in files), default=0)}
+    return {"path": str(path.resolve()), "files": folder_fingerprint(path)}
 
 
 class TensorFile:

@@ -21,11 +21,11 @@ from typing import Iterable
 
 import xarray as xr
 
-from modbias import __version__
 from modbias.core.chair import score_caption
 from modbias.data.coco import CocoImage, coco_benchmark
 from modbias.interventions.base import Intervention
 from modbias.models.base import ModelAdapter
+from modbias.runs.identity import default_store, run_identity
 from modbias.runs.loop import run
 from modbias.runs.summaries import record_summary, run_summary
 from modbias.runs.trace import generate_under
@@ -64,17 +64,27 @@ def _caption_batch(model: ModelAdapter, samples, truth: dict[str, frozenset], ma
 
 
 def caption_chair(model: ModelAdapter, images: list[CocoImage], interventions: list[Intervention] = (), *,
-                  out: str | Path | None = None, data_config: dict | None = None, max_new_tokens: int = 512,
-                  batch_size: int = 8, progress: bool = True) -> xr.Dataset:
-    """Caption ``images`` under ``interventions``; returns the run (stored at ``out`` with its CHAIR summary)."""
+                  out: str | Path | None = None, cache_dir: str | Path | None = None,
+                  data_config: dict | None = None, max_new_tokens: int = 512, batch_size: int = 8,
+                  progress: bool = True) -> xr.Dataset:
+    """Caption ``images`` under ``interventions``; returns the run (stored at ``out``, or with ``cache_dir`` at
+    the store its identity names, with its CHAIR summary).  The identity holds the images' and annotation
+    files' fingerprints (:func:`modbias.data.coco.coco_benchmark`).
+
+    Args:
+        model: an image family adapter; images: from :func:`modbias.data.coco.read_coco`.
+        interventions, max_new_tokens, data_config: identity; batch_size, progress: execution only.
+    Returns:
+        The run Dataset (one row per image), ``attrs["summary"]`` its CHAIR evaluation.
+    """
     interventions = list(interventions)
     bench = coco_benchmark(images, data_config)
     truth = {str(im.id): im.objects for im in images}
     with captioning_instruction(model):
-        config = {"kind": "chair", "model": model.describe(),
-                  "data": {"name": "coco", "reader": "coco", **(data_config or {})},
-                  "interventions": [iv.describe() for iv in interventions], "max_new_tokens": max_new_tokens,
-                  "modbias_version": __version__}
+        config = run_identity("chair", model, list(bench), data_config=bench.config, interventions=interventions,
+                              max_new_tokens=max_new_tokens)
+        if out is None and cache_dir is not None:
+            out = default_store(config, cache_dir)
         ds = run(model, list(bench), lambda chunk: _caption_batch(model, chunk, truth, max_new_tokens, interventions),
                  config=config, interventions=interventions, out=out, batch_size=batch_size, progress=progress,
                  label="captions")

@@ -27,7 +27,6 @@ import numpy as np
 import torch
 import xarray as xr
 
-from modbias import __version__
 from modbias.core.causal import direct_logit_attribution, head_outputs, logit_difference, rms_scale
 from modbias.core.emotions import CLASSES
 from modbias.core.layout import batch_masks
@@ -36,6 +35,7 @@ from modbias.core.probe import ProbeRequest, attention_modules, instrument, prob
 from modbias.data.sample import Sample
 from modbias.interventions.knockout import AttentionKnockout
 from modbias.models.base import ModelAdapter, PreparedBatch
+from modbias.runs.identity import default_store, run_identity
 from modbias.runs.loop import run
 from modbias.runs.trace import Decoded, generate_under
 
@@ -51,7 +51,6 @@ class CausalConfig:
         at: the emotion step, ``answer`` (the conclusion's emotion word) or ``first`` (y_k of Eq. 1).
         max_new_tokens: generation length.
         batch_size: samples per forward.
-        tau: the threshold τ of Eq. 7 (not read by the run; c_h and H_bias are computed on read).
         window: layers per knockout window (``0``: no edit).
         modalities: the knocked-out modalities, some of ``visual``, ``audio``.
         swap: the modality replaced in the counterfactual, ``audio`` or ``visual``.
@@ -61,7 +60,6 @@ class CausalConfig:
     at: str = "answer"
     max_new_tokens: int = 16
     batch_size: int = 32
-    tau: float = 1.0
     window: int = 3
     modalities: tuple[str, ...] = KNOCKOUT_MODALITIES
     swap: str = "audio"
@@ -80,22 +78,23 @@ class CausalConfig:
 KIND_SETTINGS = {"knockout": ("window", "modalities"), "patch": ("swap", "method"), "dla": (), "lens": ()}
 
 
-def causal_run_config(kind: str, model: ModelAdapter, data_config: dict, config: CausalConfig) -> dict:
-    """The run identity of a causal run (kind, model, data, the settings that change its numbers).
+def causal_run_config(kind: str, model: ModelAdapter, samples: list[Sample], data_config: dict,
+                      config: CausalConfig) -> dict:
+    """The run identity of a causal run (:func:`modbias.runs.identity.run_identity`).
 
     Args:
         kind: ``knockout``, ``patch``, ``dla`` or ``lens``.
-        model: the adapter (its :meth:`~modbias.models.base.ModelAdapter.describe` is stored).
+        model: the adapter (its weights are fingerprinted).
+        samples: the samples in run order.
         data_config: the benchmark's config.
         config: the run's settings; only those of :data:`KIND_SETTINGS` for ``kind`` enter besides ``at``
-            and ``max_new_tokens``.
+            and ``max_new_tokens`` (``batch_size`` never does).
     Returns:
-        The JSON-able config a store keeps (a resumed run must match it).
+        The JSON-able identity a store keeps (a resumed run must match it).
     """
     settings = {"at": config.at, "max_new_tokens": config.max_new_tokens,
                 **{k: getattr(config, k) for k in KIND_SETTINGS[kind]}}
-    return {"kind": kind, "model": model.describe(), "data": data_config, "causal": settings,
-            "batch_size": config.batch_size, "interventions": [], "modbias_version": __version__}
+    return run_identity(kind, model, samples, data_config=data_config, **settings)
 
 
 # -- the emotion step ---------------------------------------------------------------------------------
@@ -488,7 +487,7 @@ BATCHES: dict[str, Callable[[ModelAdapter, list[Sample], CausalConfig], xr.Datas
 
 
 def causal(kind: str, model: ModelAdapter, data: Iterable[Sample], *, out: str | Path | None = None,
-           progress: bool = True, record_batch: Callable[[list[Sample]], xr.Dataset] | None = None,
+           cache_dir: str | Path | None = None, progress: bool = True, record_batch: Callable[[list[Sample]], xr.Dataset] | None = None,
            **settings) -> xr.Dataset:
     """Run a causal kind (``knockout``, ``dla``, ``lens``; ``patch`` via :func:`modbias.runs.patching.patch`)
     over ``data``; returns the run (also stored, resumable, at ``out``).
@@ -498,6 +497,8 @@ def causal(kind: str, model: ModelAdapter, data: Iterable[Sample], *, out: str |
         model: the adapter.
         data: samples (a Benchmark: its config enters the run identity).
         out: store path.
+        cache_dir: without ``out``, store under this folder at the name of the run's identity
+            (:func:`modbias.runs.identity.default_store`); with neither, the run stays in memory.
         progress: show a progress bar.
         record_batch: the batch function (default ``BATCHES[kind]``).
         settings: :class:`CausalConfig` fields (``at``, ``max_new_tokens``, ``batch_size``, ``window``, ...).
@@ -508,7 +509,9 @@ def causal(kind: str, model: ModelAdapter, data: Iterable[Sample], *, out: str |
         raise ValueError(f"causal run kind {kind!r}; expected one of {sorted(BATCHES)} (patch: modbias.patch)")
     config = CausalConfig(**settings)
     samples = list(data)
-    run_config = causal_run_config(kind, model, getattr(data, "config", {}), config)
+    run_config = causal_run_config(kind, model, samples, getattr(data, "config", {}), config)
+    if out is None and cache_dir is not None:
+        out = default_store(run_config, cache_dir)
     batch = record_batch or (lambda chunk: BATCHES[kind](model, chunk, config))
     return run(model, samples, batch, config=run_config, out=out, batch_size=config.batch_size,
                progress=progress, label=kind)

@@ -32,10 +32,8 @@ same relative depth for other models.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import warnings
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
@@ -43,12 +41,13 @@ import numpy as np
 import torch
 import xarray as xr
 
-from modbias import __version__
+from modbias.core.fingerprint import digest
 from modbias.core.layout import batch_masks
 from modbias.core.probe import AttentionProbe
 from modbias.data.sample import SUBSETS, Sample
 from modbias.interventions.base import Intervention
 from modbias.models.base import ModelAdapter
+from modbias.runs.identity import default_store, run_identity
 from modbias.runs.importance import MI_LABELS, generate_under
 from modbias.runs.loop import run
 from modbias.runs.store import open_run
@@ -60,15 +59,14 @@ NORM_STEPS = 101  # normalised steps 0, 1, ..., 100
 
 @dataclass
 class DriftConfig:
-    """Parameters of a drift run (stored in the run's config)."""
+    """Parameters of a drift run: ``max_new_tokens`` is identity; ``step_chunk`` only bounds memory."""
 
     max_new_tokens: int = 16
-    batch_size: int = 32
     step_chunk: int | None = None
 
     def __post_init__(self):
-        if self.batch_size < 1 or self.max_new_tokens < 1 or (self.step_chunk is not None and self.step_chunk < 1):
-            raise ValueError("batch_size, max_new_tokens and step_chunk must be positive")
+        if self.max_new_tokens < 1 or (self.step_chunk is not None and self.step_chunk < 1):
+            raise ValueError("max_new_tokens and step_chunk must be positive")
 
 
 def group_shares(rows: torch.Tensor, masks: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -131,33 +129,37 @@ def mi_labels_of(source) -> dict[str, str]:
     return dict(zip(np.asarray(ds.sample.values).astype(str).tolist(), np.asarray(ds.mi.values).astype(str).tolist()))
 
 
-def _mi_source(mi, labels: dict[str, str]) -> str:
-    if isinstance(mi, (str, Path)):
-        return str(mi)
-    return "labels:" + hashlib.sha1(json.dumps(sorted(labels.items())).encode()).hexdigest()[:12]
-
-
 def trace_drift(model: ModelAdapter, data: Iterable[Sample], *, out: str | Path | None = None,
-                max_new_tokens: int = 16, batch_size: int = 32, step_chunk: int | None = None, mi=None,
-                progress: bool = True, data_config: dict | None = None,
+                cache_dir: str | Path | None = None, max_new_tokens: int = 16, batch_size: int = 32,
+                step_chunk: int | None = None, mi=None, progress: bool = True, data_config: dict | None = None,
                 interventions: list[Intervention] = ()) -> xr.Dataset:
     """Attention drift of every sample's generated answer; returns the run Dataset (stored at ``out``).
 
     ``mi`` (an MI run, as a Dataset or store path) adds each sample's MI label as
-    coordinate ``mi`` ("unknown" for samples the MI run lacks), so curves can be split by it.  With ``out`` the run is a
-    resumable :class:`RunStore` of kind ``drift``.
+    coordinate ``mi`` ("unknown" for samples the MI run lacks), so curves can be split by it; the labels
+    (by their hash) are part of the run's identity.  With ``out`` (or ``cache_dir``: the store its identity
+    names, :func:`modbias.runs.identity.default_store`) the run is a resumable :class:`RunStore` of kind ``drift``.
+
+    Args:
+        model, data: the adapter and the samples; max_new_tokens, interventions: identity.
+        batch_size, step_chunk, progress: execution only (not identity).
+    Returns:
+        The run Dataset: ``share`` (sample, step, layer, group), ``attrs["config"]`` its identity.
 
     >>> import modbias                                                  # doctest: +SKIP
     >>> ds = modbias.trace_drift(modbias.load_model("organism"), modbias.load_benchmark("synth", limit=30))
     >>> modbias.drift_curves(ds, by="subset", layer=2).share.sel(norm_step=[0, 50, 100])
     """
-    config = DriftConfig(max_new_tokens=max_new_tokens, batch_size=batch_size, step_chunk=step_chunk)
+    if batch_size < 1:
+        raise ValueError("batch_size must be positive")
+    config = DriftConfig(max_new_tokens=max_new_tokens, step_chunk=step_chunk)
     samples = list(data)
     labels = mi_labels_of(mi) if mi is not None else None
-    run_config = {"kind": "drift", "model": model.describe(), "data": data_config or getattr(data, "config", {}),
-                  "drift": asdict(config), "groups": list(GROUPS),
-                  "mi": _mi_source(mi, labels) if mi is not None else None,
-                  "interventions": [iv.describe() for iv in interventions], "modbias_version": __version__}
+    run_config = run_identity("drift", model, samples, data_config=data_config or getattr(data, "config", {}),
+                              interventions=interventions, max_new_tokens=max_new_tokens,
+                              mi_labels=digest(sorted(labels.items()), 16) if labels is not None else None)
+    if out is None and cache_dir is not None:
+        out = default_store(run_config, cache_dir)
     probe = AttentionProbe(model.backbone)
     return run(model, samples, lambda chunk: drift_batch(model, probe, chunk, config, list(interventions), labels),
                config=run_config, interventions=interventions, out=out, batch_size=batch_size, progress=progress)

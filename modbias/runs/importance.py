@@ -84,10 +84,10 @@ from typing import Iterable
 import numpy as np
 import xarray as xr
 
-from modbias import __version__
 from modbias.data.sample import SUBSETS, Sample
 from modbias.interventions.base import Intervention
 from modbias.models.base import ModelAdapter
+from modbias.runs.identity import default_store, run_identity
 from modbias.runs.loop import run
 from modbias.runs.store import update_manifest
 from modbias.runs.trace import Decoded, generate_under
@@ -188,19 +188,18 @@ def condition_inputs(sample: Sample, ablation: str = "remove", neutral: NeutralF
 # -- the run --------------------------------------------------------------------------
 @dataclass
 class MIConfig:
-    """Parameters of an MI run (stored in the run's config)."""
+    """Parameters of an MI run (the ``parameters`` of its identity)."""
 
     ablation: str = "remove"
     max_new_tokens: int = 16
-    batch_size: int = 32
     seed: int = 0
     neutral: str | None = None  # digest of the NeutralFeatures used by mean/noise
 
     def __post_init__(self):
         if self.ablation not in ABLATIONS:
             raise ValueError(f"ablation={self.ablation!r}; expected one of {ABLATIONS}")
-        if self.batch_size < 1 or self.max_new_tokens < 1:
-            raise ValueError("batch_size and max_new_tokens must be positive")
+        if self.max_new_tokens < 1:
+            raise ValueError("max_new_tokens must be positive")
 
 
 def mi_batch(model: ModelAdapter, samples: list[Sample], config: MIConfig, neutral: NeutralFeatures | None = None,
@@ -233,7 +232,8 @@ def mi_batch(model: ModelAdapter, samples: list[Sample], config: MIConfig, neutr
                 "audio_emotion": ("sample", [s.audio_emotion or "" for s in samples])})
 
 
-def mi(model: ModelAdapter, data: Iterable[Sample], *, out: str | Path | None = None, ablation: str = "remove",
+def mi(model: ModelAdapter, data: Iterable[Sample], *, out: str | Path | None = None,
+       cache_dir: str | Path | None = None, ablation: str = "remove",
        neutral: NeutralFeatures | None = None, max_new_tokens: int = 16, batch_size: int = 32, seed: int = 0,
        progress: bool = True, data_config: dict | None = None,
        interventions: list[Intervention] = ()) -> xr.Dataset:
@@ -243,7 +243,16 @@ def mi(model: ModelAdapter, data: Iterable[Sample], *, out: str | Path | None = 
     conditions audio_visual / audio_only / visual_only; ``mi`` (audio, visual,
     both, neither) and ``expected_mi`` (from the cue emotions; "" if unknown)
     per sample.  ``ds.attrs["summary"]`` holds :func:`mi_summary`.  With
-    ``out`` the run is a resumable :class:`RunStore` of kind ``mi``.
+    ``out`` (or ``cache_dir``: the store its identity names, :func:`modbias.runs.identity.default_store`)
+    the run is a resumable :class:`RunStore` of kind ``mi``.
+
+    Args:
+        model, data: the adapter and the samples (a benchmark carries its config into the identity).
+        out, cache_dir: the store, or the folder of the store named by the identity; neither: in memory.
+        ablation, neutral, seed: how a modality is taken out (identity); max_new_tokens: identity.
+        batch_size, progress: execution only (not identity).
+    Returns:
+        The run Dataset (dims sample, condition), ``attrs["config"]`` its identity.
 
     >>> import modbias                                                  # doctest: +SKIP
     >>> ds = modbias.mi(modbias.load_model("organism"), modbias.load_benchmark("synth", limit=100),
@@ -256,11 +265,14 @@ def mi(model: ModelAdapter, data: Iterable[Sample], *, out: str | Path | None = 
     samples = list(data)
     if ablation in ("mean", "noise") and neutral is None:
         neutral = NeutralFeatures.from_samples(samples)
-    config = MIConfig(ablation=ablation, max_new_tokens=max_new_tokens, batch_size=batch_size, seed=seed,
+    if batch_size < 1:
+        raise ValueError("batch_size must be positive")
+    config = MIConfig(ablation=ablation, max_new_tokens=max_new_tokens, seed=seed,
                       neutral=neutral.digest() if neutral is not None and ablation in ("mean", "noise") else None)
-    run_config = {"kind": "mi", "model": model.describe(), "data": data_config or getattr(data, "config", {}),
-                  "mi": asdict(config), "interventions": [iv.describe() for iv in interventions],
-                  "modbias_version": __version__}
+    run_config = run_identity("mi", model, samples, data_config=data_config or getattr(data, "config", {}),
+                              interventions=interventions, **asdict(config))
+    if out is None and cache_dir is not None:
+        out = default_store(run_config, cache_dir)
     result = run(model, samples, lambda chunk: mi_batch(model, chunk, config, neutral, list(interventions)),
                  config=run_config, interventions=interventions, out=out, batch_size=batch_size, progress=progress)
     if result.sizes.get("sample", 0):

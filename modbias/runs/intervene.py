@@ -3,7 +3,8 @@
 The run is a trace under the interventions (same store schema, ``kind``
 ``intervene``), so every intervened run also carries its attention metrics.
 The baseline — the same model and samples with no intervention — is
-computed once into ``cache/baseline-<hash>`` and re-used by every later run.
+computed once into the store its identity names (``cache/intervene-<model>-<data>-baseline-<hash>``,
+:func:`modbias.runs.identity.default_store`) and re-used by every later run with that identity.
 The per-subset metrics (Table 1 style), the evaluation the benchmark calls for
 (:mod:`modbias.runs.summaries`), and their deltas vs. the baseline are
 written to the run manifest's ``summary`` and to ``ds.attrs["summary"]``.
@@ -11,10 +12,8 @@ written to the run manifest's ``summary`` and to ``ds.attrs["summary"]``.
 
 from __future__ import annotations
 
-import hashlib
 import inspect
 import itertools
-import json
 from pathlib import Path
 from typing import Iterable
 
@@ -24,8 +23,9 @@ from modbias.core.evaluation import Grouper
 from modbias.data.sample import Sample
 from modbias.interventions import REGISTRY, Intervention, make
 from modbias.models.base import ModelAdapter
+from modbias.runs.identity import default_store, intervention_label
 from modbias.runs.summaries import record_summary
-from modbias.runs.trace import trace
+from modbias.runs.trace import trace, trace_identity
 
 
 def build_interventions(method: str, **params) -> list[Intervention]:
@@ -42,18 +42,9 @@ def build_interventions(method: str, **params) -> list[Intervention]:
     return [make(n, **{k: v for k, v in params.items() if k in accepted[n]}) for n in names if n != "none"]
 
 
-def _digest(*parts) -> str:
-    return hashlib.sha1(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:10]
-
-
 def run_label(interventions: list[Intervention]) -> str:
-    if not interventions:
-        return "none"
-    def value(k, v):  # a checkpoint is named by its directory, other values as they are
-        return Path(v).name if k == "checkpoint" else v
-
-    return "+".join(iv.name + "".join(f"-{k}{value(k, v)}" for k, v in iv.params().items() if v is not None)
-                    for iv in interventions).replace("/", "_").replace(":", "_").replace(" ", "")
+    """``ar-tau1.0``, ``mose-checkpointX+ar-tau1.0``, ``none`` (:func:`modbias.runs.identity.intervention_label`)."""
+    return intervention_label([iv.describe() for iv in interventions])
 
 
 def intervene(model: ModelAdapter, data: Iterable[Sample], method: str = "ar", *,
@@ -68,6 +59,16 @@ def intervene(model: ModelAdapter, data: Iterable[Sample], method: str = "ar", *
     choose how Ŷ is read for the summary (:func:`modbias.core.evaluation.subset_metrics`: the final
     conclusion by default, ``"answer"`` for the whole answer; the built-in lexicon grouper).
 
+    Args:
+        model, data: the adapter and the samples.
+        method, params: the interventions (e.g. ``method="ar", tau=1.0``: AR's τ is identity of the run and the
+            τ it is read at by default), or ``interventions`` built already.
+        out, baseline: the stores; by default those their identities name under ``cache_dir``
+            (:func:`modbias.runs.identity.default_store`), so ``batch_size`` never changes which store is used.
+        at, max_new_tokens: identity; batch_size, progress: execution only.
+    Returns:
+        The intervened run (read at its own τ), ``attrs["summary"]`` with deltas against the baseline.
+
     >>> import modbias                                                       # doctest: +SKIP
     >>> ds = modbias.intervene(modbias.load_model("organism"),
     ...                        modbias.load_benchmark("synth", subset="all", limit=100), method="ar", tau=1.0)
@@ -76,18 +77,19 @@ def intervene(model: ModelAdapter, data: Iterable[Sample], method: str = "ar", *
     interventions = build_interventions(method, **params) if interventions is None else interventions
     samples = list(data)
     data_config = getattr(data, "config", {})
-    common = dict(at=at, max_new_tokens=max_new_tokens, batch_size=batch_size, data_config=data_config)
-    key = _digest(model.describe(), data_config, [s.id for s in samples], at, max_new_tokens)
-    cache_dir = Path(cache_dir)
-    baseline = Path(baseline) if baseline else cache_dir / f"baseline-{model.family}-{key}"
-    base = trace(model, samples, out=baseline, kind="intervene", progress=progress, label="baseline", **common)
+    common = dict(at=at, max_new_tokens=max_new_tokens, data_config=data_config)
+    if baseline is None:
+        baseline = default_store(trace_identity(model, samples, kind="intervene", **common), cache_dir)
+    base = trace(model, samples, out=baseline, kind="intervene", progress=progress, label="baseline",
+                 batch_size=batch_size, **common)
     scoring = {"scope": scope, "grouper": grouper}
     base_summary = record_summary(baseline, base, **scoring)
     if not interventions:
         return base
-    out = Path(out) if out else cache_dir / f"intervene-{model.family}-{run_label(interventions)}-{key}"
-    run = trace(model, samples, out=out, kind="intervene", interventions=interventions,
-                progress=progress, label=f"run {run_label(interventions)}", **common)
+    out = Path(out) if out else None
+    run = trace(model, samples, out=out, cache_dir=cache_dir, kind="intervene", interventions=interventions,
+                progress=progress, label=f"run {run_label(interventions)}", batch_size=batch_size, **common)
+    out = Path(run.attrs["path"])
     record_summary(out, run, baseline_path=baseline, baseline_summary=base_summary, **scoring)
     return run
 

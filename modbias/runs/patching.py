@@ -130,14 +130,15 @@ def patch_batch(model: ModelAdapter, samples: list[Sample], config: CausalConfig
     return _dataset(samples, step, clean, ld, data)
 
 
-def patch(model: ModelAdapter, data: Iterable[Sample], *, out: str | Path | None = None, progress: bool = True,
-          **settings) -> xr.Dataset:
+def patch(model: ModelAdapter, data: Iterable[Sample], *, out: str | Path | None = None,
+          cache_dir: str | Path | None = None, progress: bool = True, **settings) -> xr.Dataset:
     """Run head patching over ``data`` (a Benchmark: counterfactuals are built from it); see module doc.
 
     Args:
         model: the adapter.
         data: samples; a Benchmark's config enters the run identity (others are wrapped as ``samples``).
         out: store path (resumable).
+        cache_dir: without ``out``, store under this folder at the name of the run's identity.
         progress: show a progress bar.
         settings: :class:`~modbias.runs.causal.CausalConfig` fields; ``swap`` (audio | visual) and
             ``method`` (exact | attribution | both) matter here.
@@ -150,5 +151,5 @@ def patch(model: ModelAdapter, data: Iterable[Sample], *, out: str | Path | None
         raise ValueError(f"method={config.method!r}; expected one of {METHODS}")
     benchmark = data if isinstance(data, Benchmark) else Benchmark("samples", list(data))
     counterfactuals = Counterfactuals(benchmark, config.swap)
-    return causal("patch", model, benchmark, out=out, progress=progress,
+    return causal("patch", model, benchmark, out=out, cache_dir=cache_dir, progress=progress,
                   record_batch=lambda chunk: patch_batch(model, chunk, config, counterfactuals), **settings)

@@ -25,6 +25,8 @@ import numpy as np
 import xarray as xr
 import zarr
 
+from modbias.runs.identity import check_format, identity_changes, read_at
+
 MANIFEST = "modbias.json"  # {"kind", "config", "done"}: the commit record, outside zarr's attrs
 
 warnings.filterwarnings("ignore", message=".*StringDType.*")  # vlen strings in zarr v3 are fine for xarray
@@ -89,16 +91,27 @@ class RunStore:
         return (self.path / MANIFEST).exists() and (self.path / "zarr.json").exists()
 
     def begin(self, config: dict, kind: str) -> set[str]:
-        """Check the config against an existing store, cut back uncommitted rows, return the ids done."""
+        """Check the run identity against an existing store, cut back uncommitted rows, return the ids done.
+
+        Args:
+            config: the run identity (:func:`modbias.runs.identity.run_identity`).
+            kind: the kind of run.
+        Returns:
+            The ids of the samples already committed.
+        Raises:
+            RunConfigMismatch: the store holds another run; the message names every field that differs
+            (:func:`modbias.runs.identity.identity_changes`).  OldStoreFormat: a store from before run identities.
+        """
         self._config, self._kind = _jsonable(config), kind
         if not self.exists:
             return set()
         manifest = read_manifest(self.path)
+        check_format(manifest, self.path)
         stored = manifest.get("config", {})
         if stored != self._config or manifest.get("kind") != kind:
-            changed = sorted(k for k in set(stored) | set(self._config) if stored.get(k) != self._config.get(k))
-            raise RunConfigMismatch(f"{self.path} holds a {manifest.get('kind')} run with another configuration "
-                                    f"(differs in {changed or ['kind']}); choose another --out or delete the store")
+            changed = identity_changes(stored, self._config) or [f"kind ({manifest.get('kind')} → {kind})"]
+            raise RunConfigMismatch(f"{self.path} holds another {manifest.get('kind')} run; it differs in "
+                                    f"{', '.join(changed)}; choose another --out or delete the store")
         done = int(manifest["done"])
         group = zarr.open_group(self.path, mode="r+", use_consolidated=False)  # the arrays as they are
         for name in group.array_keys():
@@ -172,27 +185,34 @@ def open_run(path: str | Path, tau: float | None = None) -> xr.Dataset:
     """Open a stored run lazily, committed samples only: the reader to analyse a run with.
 
     It verifies the store (a manifest, zarr metadata, arrays holding every committed sample)
-    and puts the run's ``config``, ``kind``, ``path``, ``created`` and ``summary`` in ``ds.attrs``.
-    With ``tau``, UAP, c_h, c and the biased heads are derived afresh from the stored sums
-    (:func:`modbias.core.metrics.with_metrics`, Eqs. 1, 5-7) at that threshold.
+    and puts the run's ``config``, ``kind``, ``path``, ``created``, ``summary`` and ``tau`` in ``ds.attrs``.
+    A store keeps the raw sums only; UAP, c_h, c and the biased heads are derived from them on read
+    (:func:`modbias.core.metrics.with_metrics`, Eqs. 1, 5-7) at ``tau``, by default the run's own
+    (:func:`modbias.runs.identity.read_tau`: AR's τ for a run under AR, else 1).
+
+    Args:
+        path: the store.
+        tau: the threshold of Eq. 7 to read the biased heads at.
+    Returns:
+        The Dataset (dask-backed).
+    Raises:
+        FileNotFoundError: no store at ``path``; :class:`~modbias.runs.identity.OldStoreFormat`: a store of
+        the format before run identities.
     """
     path = Path(path)
     manifest = read_manifest(path)
     if not manifest or not (path / "zarr.json").exists():
         raise FileNotFoundError(f"no modbias run store at {path}")
+    check_format(manifest, path)
     done = int(manifest["done"])
     ds = xr.open_zarr(path, consolidated=False)
     if ds.sizes.get("sample", 0) < done:
         raise ValueError(f"{path}: the manifest commits {done} samples but the arrays hold "
                          f"{ds.sizes.get('sample', 0)}; the store is damaged")
     ds = _plain_strings(ds.isel(sample=slice(0, done)))
-    if tau is not None and "S_a" in ds:
-        from modbias.core.metrics import with_metrics
-
-        ds = with_metrics(ds, tau=tau)
     ds.attrs = {"config": manifest["config"], "kind": manifest["kind"], "path": str(path),
                 "created": manifest.get("created"), "summary": manifest.get("summary")}
-    return ds
+    return read_at(ds, tau)
 
 
 def list_runs(cache: str | Path = "cache") -> list[Path]:

@@ -6,13 +6,14 @@ conclusion's emotion word), then re-run the generated tokens against the
 generation's KV cache with the probe capturing the rows of the queries that
 produce those tokens.  (The row "of y_k" is the
 attention of the query at the position just before y_k: the one whose
-output is decoded into y_k, paper Sec. 4.)  Metrics of Eqs. (1), (5)-(7)
-are computed from the rows and written per batch to a :class:`RunStore`.
+output is decoded into y_k, paper Sec. 4.)  The per-head sums S_h of each
+modality (Sec. 5.2) are written per batch to a :class:`RunStore`; UAP, c_h, c
+and the biased heads (Eqs. 1, 5-7) are derived from them on read, at any τ
+(:func:`modbias.runs.identity.read_at`).
 """
 
 from __future__ import annotations
 
-import datetime as _dt
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Iterable
@@ -21,15 +22,15 @@ import numpy as np
 import torch
 import xarray as xr
 
-from modbias import __version__
 from modbias.core.emotions import FAMILY_CONCLUSION, answer_mention, find_emotions, parse_prediction
 from modbias.core.hf_compat import crop_cache, with_cache
 from modbias.core.layout import batch_masks
-from modbias.core.metrics import modality_sums, with_metrics
+from modbias.core.metrics import modality_sums
 from modbias.core.probe import AttentionProbe, ProbeRequest, instrument, probing
 from modbias.data.sample import Sample, SampleError
 from modbias.interventions.base import Intervention
 from modbias.models.base import ModelAdapter, generated_mask
+from modbias.runs.identity import default_store, read_at, run_identity
 from modbias.runs.loop import run
 from modbias.runs.store import pad_tokens
 from modbias.runs.summaries import record_summary, run_summary
@@ -39,19 +40,17 @@ AT_CHOICES = {"first": ("first",), "answer": ("answer",), "both": ("first", "ans
 
 @dataclass
 class TraceConfig:
-    """Parameters of a trace run (stored in the run's attrs)."""
+    """Parameters of a trace run that determine its numbers (the ``parameters`` of its identity)."""
 
     at: str = "first"
     max_new_tokens: int = 16
-    batch_size: int = 32
     save_rows: bool = False
-    tau: float = 1.0
 
     def __post_init__(self):
         if self.at not in AT_CHOICES:
             raise ValueError(f"at={self.at!r}; expected one of {sorted(AT_CHOICES)}")
-        if self.batch_size < 1 or self.max_new_tokens < 1:
-            raise ValueError("batch_size and max_new_tokens must be positive")
+        if self.max_new_tokens < 1:
+            raise ValueError("max_new_tokens must be positive")
 
 
 @dataclass
@@ -172,7 +171,8 @@ def rows_at_steps(model: ModelAdapter, probe: AttentionProbe, batch, generated: 
 
 def trace_batch(model: ModelAdapter, probe: AttentionProbe, samples: list[Sample], config: TraceConfig,
                 capacity: int | None = None, interventions: list[Intervention] = ()) -> xr.Dataset:
-    """Trace one batch under ``interventions``; returns its Dataset (dims sample, at, layer, head[, token])."""
+    """Trace one batch under ``interventions``; returns its Dataset of raw sums and per-sample fields
+    (dims sample, at, layer, head[, token]): ``S_v, S_a, S_t, S_g`` (Sec. 5.2), no derived metric."""
     at = AT_CHOICES[config.at]
     gen = generate_under(model, samples, config.max_new_tokens, interventions)
     batch, decoded = gen.batch, gen.decoded
@@ -207,7 +207,7 @@ def trace_batch(model: ModelAdapter, probe: AttentionProbe, samples: list[Sample
         coords["reference"] = ("sample", [str(s.extra.get("reference_reasoning", "")) for s in samples])
     if config.save_rows:
         data.update(_unpadded_rows(rows, batch, masks, steps.clamp(min=0), found, capacity))
-    return with_metrics(xr.Dataset(data, coords=coords), tau=config.tau)
+    return xr.Dataset(data, coords=coords)
 
 
 def _unpadded_rows(rows, batch, masks, query_steps, found, capacity) -> dict:
@@ -229,39 +229,66 @@ def _unpadded_rows(rows, batch, masks, query_steps, found, capacity) -> dict:
     }
 
 
-def run_name(model: ModelAdapter, subset: str, kind: str = "trace") -> str:
-    stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-    return f"{kind}-{model.family}-{subset}-{stamp}"
+def trace_identity(model: ModelAdapter, samples: list[Sample], *, data_config: dict | None = None,
+                   at: str = "first", max_new_tokens: int = 16, save_rows: bool = False,
+                   interventions: list[Intervention] = (), kind: str = "trace") -> dict:
+    """The identity of a trace (or intervene) run (:func:`modbias.runs.identity.run_identity`).
+
+    Args:
+        model, samples, data_config, interventions, kind: as :func:`trace`.
+        at, max_new_tokens, save_rows: the :class:`TraceConfig` (validated here).
+    Returns:
+        The JSON-able identity; ``parameters`` holds ``at``, ``max_new_tokens``, ``save_rows``.
+    """
+    config = TraceConfig(at=at, max_new_tokens=max_new_tokens, save_rows=save_rows)
+    return run_identity(kind, model, samples, data_config=data_config, interventions=interventions, **asdict(config))
 
 
-def trace(model: ModelAdapter, data: Iterable[Sample], *, out: str | Path | None = None, at: str = "first",
-          max_new_tokens: int = 16, batch_size: int = 32, save_rows: bool = False, tau: float = 1.0,
-          progress: bool = True, data_config: dict | None = None,
+def trace(model: ModelAdapter, data: Iterable[Sample], *, out: str | Path | None = None,
+          cache_dir: str | Path | None = None, at: str = "first", max_new_tokens: int = 16, batch_size: int = 32,
+          save_rows: bool = False, tau: float | None = None, progress: bool = True, data_config: dict | None = None,
           interventions: list[Intervention] = (), kind: str = "trace", label: str | None = None) -> xr.Dataset:
     """Trace ``model`` on ``data``; returns the run Dataset (also stored at ``out`` if given).
 
-    With ``out``, finished batches are committed as they complete; calling
-    again with the same arguments resumes (or, when complete, just opens) it.
-    ``progress`` shows a bar of samples done (terminal or notebook), named ``label``
-    (default: the kind of run); ``progress=False`` turns it off.
+    With ``out``, finished batches are committed as they complete; calling again with the same
+    identity (:mod:`modbias.runs.identity`) resumes (or, when complete, just opens) it, and another
+    identity is refused naming what differs.  Without ``out`` but with ``cache_dir``, the store is
+    ``cache_dir/<name>-<identity hash>`` (:func:`modbias.runs.identity.default_store`); with neither, the
+    run stays in memory.  ``batch_size`` and ``tau`` are not identity: the stored sums are read at
+    ``tau`` (default: the run's own, :func:`modbias.runs.identity.read_tau`).  ``progress`` shows a bar of
+    samples done, named ``label`` (default: the kind of run).
+
+    Args:
+        model: the adapter; data: the samples (a :class:`~modbias.data.sample.Benchmark` carries its config).
+        at: ``first`` | ``answer`` | ``both`` (:data:`AT_CHOICES`); max_new_tokens: generation length.
+        save_rows: also store the attention rows ``[sample, at, layer, head, token]`` and modality masks.
+        interventions: applied during the run; kind: ``trace`` or ``intervene``.
+    Returns:
+        Dims (sample, at, layer, head): ``S_v, S_a, S_t, S_g`` and, derived at ``tau``, ``UAP_v, UAP_a, c_h, c,
+        biased``; per-sample fields; ``attrs`` with ``config`` (the identity), ``tau``, ``path``, ``summary``.
 
     >>> import modbias                                                  # doctest: +SKIP
     >>> ds = modbias.trace(modbias.load_model("organism"),
     ...                    modbias.load_benchmark("synth", subset="video_aligned"), batch_size=64)
     >>> ds.UAP_a.sel(at="first").mean("sample")
     """
-    config = TraceConfig(at=at, max_new_tokens=max_new_tokens, batch_size=batch_size, save_rows=save_rows, tau=tau)
+    if batch_size < 1:
+        raise ValueError("batch_size must be positive")
     samples = list(data)
+    identity = trace_identity(model, samples, data_config=data_config or getattr(data, "config", {}), at=at,
+                              max_new_tokens=max_new_tokens, save_rows=save_rows, interventions=interventions,
+                              kind=kind)
+    if out is None and cache_dir is not None:
+        out = default_store(identity, cache_dir)
+    config = TraceConfig(at=at, max_new_tokens=max_new_tokens, save_rows=save_rows)
     capacity = None
     if save_rows and samples:
         capacity = max(model.prompt_length(model_input(s, interventions)) for s in samples) + max_new_tokens
-    run_config = {"kind": kind, "model": model.describe(), "data": data_config or getattr(data, "config", {}),
-                  "trace": asdict(config), "interventions": [iv.describe() for iv in interventions],
-                  "token_capacity": capacity, "modbias_version": __version__}
     probe = AttentionProbe(model.backbone)
     ds = run(model, samples, lambda chunk: trace_batch(model, probe, chunk, config, capacity, list(interventions)),
-             config=run_config, interventions=interventions, out=out, batch_size=batch_size, progress=progress,
+             config=identity, interventions=interventions, out=out, batch_size=batch_size, progress=progress,
              label=label)
+    ds = read_at(ds, tau)
     if kind == "trace" and ds.sizes.get("sample"):  # the evaluation its benchmark calls for (intervene: with deltas)
         if out is not None:
             record_summary(out, ds)
