@@ -222,7 +222,7 @@ def test_cli_writes_a_store(tmp_path, kind):
     assert "says_audio_cue" in result.output
     ds = open_run(out)
     assert ds.attrs["kind"] == kind and ds.sizes["sample"] == 6
-    assert ds.attrs["config"]["causal"]["at"] == "answer"
+    assert ds.attrs["config"]["parameters"]["at"] == "answer"
     variable = {"knockout": "knockout_delta", "patch": "patch_effect", "dla": "dla_head", "lens": "lens_logit_diff"}
     assert ds[variable[kind]].dims[0] == "sample"
     conflict = (ds.subset != "consistent").values

@@ -74,7 +74,7 @@ def knockout_figure(ds, title: str) -> go.Figure:
         fig.add_scatter(x=delta.layer.values if "layer" in delta.coords else np.arange(delta.sizes["layer"]),
                         y=delta.sel(modality=modality).values, mode="lines+markers", name=f"{modality} blocked",
                         line={"color": COLOURS.get(modality)})
-    window = ds.attrs["config"]["causal"].get("window")
+    window = ds.attrs["config"]["parameters"].get("window")
     fig.update_layout(xaxis_title=f"first layer of the knockout window (w={window})",
                       yaxis_title="mean Δ LD (log p(audio cue) − log p(visual cue))", template="plotly_white")
     return set_title(fig, title)
@@ -145,7 +145,7 @@ def causal_figure(path: str, subset: str, tau: float) -> tuple[go.Figure, str]:
     """
     ds = _chosen(open_dataset(path), subset)
     kind = ds.attrs["kind"]
-    at = ds.attrs["config"]["causal"]["at"]
+    at = ds.attrs["config"]["parameters"]["at"]
     title = f"{path}: {kind} at the {at} emotion step, {subset} ({ds.sizes['sample']} samples)"
     if kind == "knockout":
         flipped = float(ds.knockout_flipped.mean().values)
