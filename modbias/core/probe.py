@@ -26,7 +26,7 @@ import nnsight
 import torch
 from torch import nn
 from transformers import AttentionInterface
-from transformers.integrations.sdpa_attention import repeat_kv, sdpa_attention_forward
+from transformers.integrations.sdpa_attention import sdpa_attention_forward
 from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
 
 PROBE_ATTENTION = "modbias_probe"
@@ -73,6 +73,7 @@ class ProbeRequest:
     query_index: torch.Tensor | None = None
     masks: dict[str, torch.Tensor] = field(default_factory=dict)
     editors: list[RowEditor] = field(default_factory=list)
+    _sized_masks: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def query_for(self, query: torch.Tensor) -> torch.Tensor:
         if self.query_index is not None:
@@ -80,13 +81,19 @@ class ProbeRequest:
         return torch.full((query.shape[0], 1), query.shape[2] - 1, device=query.device, dtype=torch.long)
 
     def masks_for(self, n_keys: int, device) -> dict[str, torch.Tensor]:
-        out = {}
-        for name, mask in self.masks.items():
-            mask = mask[:, :n_keys].to(device)
-            if mask.shape[1] < n_keys:
-                mask = torch.cat([mask, mask.new_zeros(mask.shape[0], n_keys - mask.shape[1])], dim=1)
-            out[name] = mask
-        return out
+        """The modality masks cut or padded to ``n_keys`` keys ``[B, n_keys]`` on ``device``; built once per
+        key length, then shared by every layer of that forward."""
+        key = (n_keys, str(device))
+        if key not in self._sized_masks:
+            self._sized_masks.clear()  # one forward at a time: only the latest length is used again
+            out = {}
+            for name, mask in self.masks.items():
+                mask = mask[:, :n_keys].to(device)
+                if mask.shape[1] < n_keys:
+                    mask = torch.cat([mask, mask.new_zeros(mask.shape[0], n_keys - mask.shape[1])], dim=1)
+                out[name] = mask
+            self._sized_masks[key] = out
+        return self._sized_masks[key]
 
 
 _ACTIVE: list[ProbeRequest] = []
@@ -115,15 +122,23 @@ def key_mask_rows(attention_mask: torch.Tensor | None, query_index: torch.Tensor
     return rows.float()
 
 
+def grouped_matmul(per_head: torch.Tensor, shared: torch.Tensor) -> torch.Tensor:
+    """``per_head @ shared`` where ``per_head`` ``[B, H, Q, n]`` has H query heads and ``shared``
+    ``[B, H_kv, n, m]`` the grouped-query key/value heads (query head h uses kv head h // (H / H_kv),
+    as ``repeat_kv`` orders them): ``[B, H, Q, m]``, without copying K or V once per query head."""
+    B, H, Q, n = per_head.shape
+    kv_heads = shared.shape[1]
+    out = per_head.reshape(B, kv_heads, (H // kv_heads) * Q, n) @ shared  # a head group's queries share K/V
+    return out.reshape(B, H, Q, out.shape[-1])
+
+
 def attention_scores(query: torch.Tensor, key: torch.Tensor, attention_mask: torch.Tensor | None,
                      query_index: torch.Tensor, scaling: float | None) -> torch.Tensor:
     """``q·Kᵀ·scale + mask`` for the selected queries, in float32: ``[B, H, Q, T_k]`` (rows = its softmax)."""
-    groups = query.shape[1] // key.shape[1]
     index = query_index[:, None, :, None].expand(-1, query.shape[1], -1, query.shape[-1])
     q = query.gather(2, index).float()
-    k = repeat_kv(key, groups).float()
     scale = scaling if scaling is not None else query.shape[-1] ** -0.5
-    scores = q @ k.transpose(-1, -2) * scale
+    scores = grouped_matmul(q, key.float().transpose(-1, -2)) * scale
     return scores + key_mask_rows(attention_mask, query_index, query.shape[2], key.shape[2])
 
 
@@ -144,9 +159,9 @@ def probe_attention_forward(module, query, key, value, attention_mask, dropout=0
             rows = editor.edit_rows(rows, context)
     rows = module.row_tap(rows)  # what the model uses; nnsight may read or replace it here
     if rows is not original:  # an editor or an nnsight user replaced the rows
-        values = repeat_kv(value, query.shape[1] // value.shape[1]).float()
-        edited = (rows @ values).to(output.dtype).transpose(1, 2)  # [B, Q, H, D]
-        output = output.clone()
+        edited = grouped_matmul(rows, value.float()).to(output.dtype).transpose(1, 2)  # [B, Q, H, D]
+        if output.requires_grad:  # SDPA's backward needs its output; otherwise it is ours to overwrite
+            output = output.clone()
         output.scatter_(1, query_index[:, :, None, None].expand_as(edited), edited)
     return output, None
 
