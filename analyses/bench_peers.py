@@ -10,7 +10,7 @@ is measured in a fresh subprocess (one thread on CPU), after a warm-up inside th
 - ``transformer_lens``  ``generate`` + a TransformerBridge ``run_with_cache`` of ``hook_pattern``;
 - ``nnsight``           ``generate`` + an nnsight trace saving the eager attention weights.
 
-Time is the median of ``--repeats`` interleaved processes; memory is the peak above the state
+Time (CPU time on CPU, wall time on CUDA) is the median of ``--repeats`` interleaved processes; memory is the peak above the state
 before the measured call (the method of :mod:`analyses.measure`, shared with bench_trace.py and
 bench_intervene.py).  Every peer's rows are compared with modbias's.  A peer whose full
 attention matrices would not fit in the memory available is skipped, with a note.
@@ -29,7 +29,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from analyses.measure import failure, interleaved, machine, measure, median, run_cell  # noqa: E402
+from analyses.measure import failure, interleaved, machine, measure, median, run_cell, time_key  # noqa: E402
 
 TOOLS = ("plain", "modbias", "hf_eager", "transformer_lens", "nnsight")
 FULL_MATRIX_TOOLS = ("hf_eager", "transformer_lens", "nnsight")
@@ -161,7 +161,7 @@ def main(argv=None) -> list[dict]:
     with tempfile.TemporaryDirectory() as tmp:
         for tokens in (int(t) for t in args.tokens.split(",")):
             cells = {tool: cell(tool, tokens, args.device, Path(tmp)) for tool in tools}
-            results += report(tokens, interleaved(cells, args.repeats), Path(tmp))
+            results += report(tokens, interleaved(cells, args.repeats), Path(tmp), time_key(args.device))
     print(f"machine after: {machine()}")
     if args.json:
         args.json.write_text(json.dumps(results, indent=1))
@@ -177,9 +177,10 @@ def cell(tool: str, tokens: int, device: str, tmp: Path):
     return lambda: peer_cell(tool, tokens, device, rows if tool != "plain" and not rows.exists() else None)
 
 
-def report(tokens: int, cells: dict, tmp: Path) -> list[dict]:
-    """Print one line per tool: median time as a ratio to plain generation, extra peak memory, row agreement."""
-    plain = median(cells.get("plain", []), "seconds")
+def report(tokens: int, cells: dict, tmp: Path, key: str = "seconds") -> list[dict]:
+    """Print one line per tool: median time (``key``) as a ratio to plain generation, extra peak memory,
+    row agreement."""
+    plain = median(cells.get("plain", []), key)
     plain_peak = median(cells.get("plain", []), "peak_mib") or 0.0
     print(f"\nT = {tokens} prompt tokens, {NEW_TOKENS} new tokens, rows of step {STEP}")
     out = []
@@ -189,7 +190,7 @@ def report(tokens: int, cells: dict, tmp: Path) -> list[dict]:
             print(f"  {tool:<17} {bad}")
             out.append({"tool": tool, "tokens": tokens, "note": bad})
             continue
-        seconds, peak = median(runs, "seconds"), median(runs, "peak_mib")
+        seconds, peak = median(runs, key), median(runs, "peak_mib")
         ratio = f"{seconds / plain:5.2f}x" if plain else "   - "
         rows, reference = tmp / f"{tool}-{tokens}.pt", tmp / f"modbias-{tokens}.pt"
         agree = (f"   max |rows - modbias| {compare_rows(rows, reference):.1e}"

@@ -15,6 +15,7 @@ The organism runs its synthetic benchmark in batches of 64; the random LLaMA (8 
 8 heads, 4 KV heads) gets ``--random-samples`` prompts of T tokens (visual and audio feature tokens
 between text), one at a time.  Prints the ratio to plain generation next to the targets, the extra
 peak memory of each cell, and the sizes L·H·T (one row per head) and L·H·T² (full attention) in fp32.
+Times are CPU seconds of the measured call (:func:`analyses.measure.time_key`).
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from transformers import LlamaConfig, LlamaForCausalLM
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import modbias  # noqa: E402
-from analyses.measure import failure, interleaved, machine, measure, median, run_cell  # noqa: E402
+from analyses.measure import failure, interleaved, machine, measure, median, run_cell, time_key  # noqa: E402
 from modbias.core.layout import TokenLayout  # noqa: E402
 from modbias.data.sample import Sample  # noqa: E402
 from modbias.models.base import ModelAdapter, PreparedBatch, left_pad  # noqa: E402
@@ -115,6 +116,7 @@ def main(argv=None) -> list[dict]:
     parser.add_argument("--tokens", default="1000,3000", help="prompt lengths T of the random LLaMA ('' for none)")
     parser.add_argument("--random-samples", type=int, default=4, help="random LLaMA prompts per cell")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--no-store", action="store_true", help="leave out the trace+store cell")
     parser.add_argument("--cell", nargs=3, metavar=("MODE", "MODEL", "TOKENS"), help=argparse.SUPPRESS)
     parser.add_argument("--json", type=Path, default=None, help="also write every measurement as JSON")
     args = parser.parse_args(argv)
@@ -129,7 +131,7 @@ def main(argv=None) -> list[dict]:
           f"{'+store s':>8} {'ratio':>6}  {'extra peak MiB: plain / trace / +store':>38} {'L·H·T MiB':>9} {'L·H·T² MiB':>10}")
     results = []
     for model_name, tokens, n in cases:
-        modes = MODES if model_name == "organism" else MODES[:2]
+        modes = MODES if model_name == "organism" and not args.no_store else MODES[:2]
         cells = {mode: (lambda mode=mode: run_cell(__file__, ["--cell", mode, model_name, str(tokens), "--n", str(n)]))
                  for mode in modes}
         runs = interleaved(cells, args.repeats)
@@ -146,7 +148,7 @@ def report(model_name: str, runs: dict[str, list[dict]]) -> dict:
     if bad:
         print(f"{model_name:13} {bad}")
         return {"model": model_name, "note": bad}
-    seconds = {mode: median(r, "seconds") for mode, r in runs.items()}
+    seconds = {mode: median(r, time_key("cpu")) for mode, r in runs.items()}
     peaks = {mode: median(r, "peak_mib") for mode, r in runs.items()}
     first = runs["plain"][0]
     L, H, T = first["layers"], first["heads"], first["tokens"]

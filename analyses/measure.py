@@ -4,6 +4,10 @@
   and ``OMP_NUM_THREADS=1``; the cell sets one torch thread, builds what it needs, and calls
   :func:`measure`, which runs a warm-up (lazy imports, kernels, the allocator), resets the peak
   memory to the current state and times the measured call.  It prints one JSON line.
+- **Time** is the wall time of the call (``seconds``) and, on CPU, also the CPU time the process
+  spent in it (``cpu_seconds``, all its threads; with one thread about the wall time of an idle
+  machine).  On a shared, loaded CPU the wall time of a cell depends on what the other users do
+  in that minute; the CPU time much less, so the CPU tables compare CPU times (:func:`time_key`).
 - **Peak memory** is what the measured call adds: on CPU ``VmHWM`` after resetting it through
   ``/proc/self/clear_refs``, minus ``VmRSS`` before the call; on CUDA ``max_memory_allocated``
   above ``memory_allocated`` before it.
@@ -39,7 +43,7 @@ def measure(call: Callable[[], object], warm_up: Callable[[], object], device: s
         call: the measured work; warm_up: a small version of it, run first and not measured.
         device: ``cpu`` (VmHWM) or ``cuda`` (the allocator's peak; the GPU is synchronised around the call).
     Returns:
-        ``({"seconds", "peak_mib"}, what call returned)``.
+        ``({"seconds", "cpu_seconds", "peak_mib"}, what call returned)``.
     """
     import torch
 
@@ -53,14 +57,19 @@ def measure(call: Callable[[], object], warm_up: Callable[[], object], device: s
         else:
             Path("/proc/self/clear_refs").write_text("5")  # VmHWM := the current RSS
             before = rss_mib("VmRSS")
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), time.process_time()
         result = call()
         if device == "cuda":
             torch.cuda.synchronize()
-        seconds = time.perf_counter() - start
+        seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
     peak = ((torch.cuda.max_memory_allocated() - before) / 2 ** 20 if device == "cuda"
             else rss_mib("VmHWM") - before)
-    return {"seconds": seconds, "peak_mib": peak}, result
+    return {"seconds": seconds, "cpu_seconds": cpu_seconds, "peak_mib": peak}, result
+
+
+def time_key(device: str = "cpu") -> str:
+    """What a table compares: CPU time on CPU (robust to a shared machine's load), wall time on a GPU."""
+    return "cpu_seconds" if device == "cpu" else "seconds"
 
 
 def run_cell(script: str | Path, args: list[str]) -> dict:
