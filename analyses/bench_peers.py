@@ -10,10 +10,11 @@ is measured in a fresh subprocess (one thread on CPU), after a warm-up inside th
 - ``transformer_lens``  ``generate`` + a TransformerBridge ``run_with_cache`` of ``hook_pattern``;
 - ``nnsight``           ``generate`` + an nnsight trace saving the eager attention weights.
 
-Time (CPU time on CPU, wall time on CUDA) is the median of ``--repeats`` interleaved processes; memory is the peak above the state
-before the measured call (the method of :mod:`analyses.measure`, shared with bench_trace.py and
-bench_intervene.py).  Every peer's rows are compared with modbias's.  A peer whose full
-attention matrices would not fit in the memory available is skipped, with a note.
+Time (CPU time on CPU, wall time on CUDA) is the median of ``--repeats`` interleaved
+processes; memory is the peak above the state before the measured call (the method of
+:mod:`analyses.measure`, shared with bench_trace.py and bench_intervene.py).  Every peer's
+rows are compared with modbias's.  A peer whose full attention matrices would not fit in the
+memory available is skipped, with a note.
 
     python analyses/bench_peers.py --tokens 300,1000,3000
     python analyses/bench_peers.py --tokens 1000,3000,8000 --device cuda

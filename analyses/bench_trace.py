@@ -1,6 +1,6 @@
 """Cost of tracing vs. plain generation, measured in one run.
 
-    python analyses/bench_trace.py                       # organism (500 samples) + random LLaMA at 1,000 and 3,000 tokens
+    python analyses/bench_trace.py            # organism (500 samples) + random LLaMA at 1,000 and 3,000 tokens
     python analyses/bench_trace.py --n 500 --tokens 1000,3000 --repeats 3
 
 Cells (each a fresh process with one thread, a warm-up, median of ``--repeats`` interleaved runs;
@@ -127,12 +127,14 @@ def main(argv=None) -> list[dict]:
     cases = [("organism", 0, args.n)] + [("random-llama", int(t), args.random_samples)
                                          for t in args.tokens.split(",") if t]
     print(f"machine before: {machine()}")
+    print(f"times: CPU seconds of the measured call, median of {args.repeats} interleaved processes")
     print(f"{'model':13} {'T':>6} {'n':>4} {'plain s':>8} {'trace s':>8} {'ratio':>6} {'target':>6} "
           f"{'+store s':>8} {'ratio':>6}  {'extra peak MiB: plain / trace / +store':>38} {'L·H·T MiB':>9} {'L·H·T² MiB':>10}")
     results = []
     for model_name, tokens, n in cases:
         modes = MODES if model_name == "organism" and not args.no_store else MODES[:2]
-        cells = {mode: (lambda mode=mode: run_cell(__file__, ["--cell", mode, model_name, str(tokens), "--n", str(n)]))
+        cells = {mode: (lambda mode=mode, model_name=model_name, tokens=tokens, n=n:
+                        run_cell(__file__, ["--cell", mode, model_name, str(tokens), "--n", str(n)]))
                  for mode in modes}
         runs = interleaved(cells, args.repeats)
         results.append(report(model_name, runs))
