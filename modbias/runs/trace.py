@@ -189,6 +189,7 @@ def token_set_sums(rows: torch.Tensor, masks: dict[str, torch.Tensor]) -> torch.
     Returns:
         ``[B, Q, L, H, 4]`` (float32), X in the order of :data:`SUM_NAMES`.
     """
+    rows = rows.float()  # half-precision rows are summed in float32
     columns = torch.stack([masks[kind] for kind in ("visual", "audio", "text", "generated")], -1).to(rows)
     return (rows.flatten(1, 3) @ columns).unflatten(1, rows.shape[1:4])
 
