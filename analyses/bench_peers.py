@@ -10,10 +10,11 @@ is measured in a fresh subprocess (one thread on CPU), after a warm-up inside th
 - ``transformer_lens``  ``generate`` + a TransformerBridge ``run_with_cache`` of ``hook_pattern``;
 - ``nnsight``           ``generate`` + an nnsight trace saving the eager attention weights.
 
-Time is the median of ``--repeats`` processes; memory is the peak above the state before the
-measured call (CPU: VmHWM after resetting it through ``/proc/self/clear_refs``; CUDA:
-``max_memory_allocated``).  Every peer's rows are compared with modbias's.  A peer whose
-full attention matrices would not fit in the memory available is skipped, with a note.
+Time (CPU time on CPU, wall time on CUDA) is the median of ``--repeats`` interleaved
+processes; memory is the peak above the state before the measured call (the method of
+:mod:`analyses.measure`, shared with bench_trace.py and bench_intervene.py).  Every peer's
+rows are compared with modbias's.  A peer whose full attention matrices would not fit in the
+memory available is skipped, with a note.
 
     python analyses/bench_peers.py --tokens 300,1000,3000
     python analyses/bench_peers.py --tokens 1000,3000,8000 --device cuda
@@ -23,12 +24,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from analyses.measure import failure, interleaved, machine, measure, median, run_cell, time_key  # noqa: E402
 
 TOOLS = ("plain", "modbias", "hf_eager", "transformer_lens", "nnsight")
 FULL_MATRIX_TOOLS = ("hf_eager", "transformer_lens", "nnsight")
@@ -103,38 +105,16 @@ def tool_call(tool: str, device: str):
     raise ValueError(f"unknown tool {tool!r}; expected one of {TOOLS}")
 
 
-def rss_mib(field: str) -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1]) / 1024
-    raise RuntimeError(f"no {field} in /proc/self/status")
-
-
 def measure_cell(tool: str, tokens: int, device: str, rows_out: Path | None) -> dict:
     import torch
 
     torch.set_num_threads(1)
     call = tool_call(tool, device)
     ids = torch.randint(3, VOCAB, (1, tokens), generator=torch.Generator().manual_seed(1)).to(device)
-    with torch.no_grad():
-        call(ids[:, :32])  # warm-up: lazy imports, kernels, the allocator
-        if device == "cuda":
-            torch.cuda.synchronize()
-            torch.cuda.reset_peak_memory_stats()
-            before = torch.cuda.memory_allocated()
-        else:
-            Path("/proc/self/clear_refs").write_text("5")  # reset VmHWM to the current RSS
-            before = rss_mib("VmRSS")
-        start = time.perf_counter()
-        rows = call(ids)
-        if device == "cuda":
-            torch.cuda.synchronize()
-        seconds = time.perf_counter() - start
-    peak = ((torch.cuda.max_memory_allocated() - before) / 2 ** 20 if device == "cuda"
-            else rss_mib("VmHWM") - before)
+    cost, rows = measure(lambda: call(ids), lambda: call(ids[:, :32]), device)  # warm-up: a 32-token prompt
     if rows_out is not None and rows is not None:
         torch.save(rows.float().cpu(), rows_out)
-    return {"tool": tool, "tokens": tokens, "seconds": seconds, "peak_mib": peak}
+    return {"tool": tool, "tokens": tokens, **cost}
 
 
 # -- the driver ----------------------------------------------------------------------------------
@@ -152,15 +132,9 @@ def available_gib(device: str) -> float:
     return int(line.split()[1]) / 2 ** 20
 
 
-def run_cell(tool: str, tokens: int, device: str, rows_out: Path | None) -> dict:
-    command = [sys.executable, __file__, "--cell", tool, "--tokens", str(tokens), "--device", device]
-    if rows_out is not None:
-        command += ["--rows-out", str(rows_out)]
-    done = subprocess.run(command, capture_output=True, text=True, env={"OMP_NUM_THREADS": "1",
-                                                                       **__import__("os").environ})
-    if done.returncode != 0:
-        return {"tool": tool, "tokens": tokens, "error": done.stderr.strip().splitlines()[-1]}
-    return json.loads(done.stdout.strip().splitlines()[-1])
+def peer_cell(tool: str, tokens: int, device: str, rows_out: Path | None) -> dict:
+    args = ["--cell", tool, "--tokens", str(tokens), "--device", device]
+    return run_cell(__file__, args + (["--rows-out", str(rows_out)] if rows_out is not None else []))
 
 
 def compare_rows(tool_rows: Path, reference: Path) -> float:
@@ -184,36 +158,40 @@ def main(argv=None) -> list[dict]:
         return []
     tools = [t for t in args.tools.split(",") if t]
     results = []
+    print(f"machine before: {machine()}")
     with tempfile.TemporaryDirectory() as tmp:
         for tokens in (int(t) for t in args.tokens.split(",")):
-            cells = {}
-            for repeat in range(args.repeats):  # interleaved: machine drift hits every tool alike
-                for tool in tools:
-                    if tool in FULL_MATRIX_TOOLS and full_matrices_gib(tokens) > 0.5 * available_gib(args.device):
-                        cells[tool] = [{"skipped": f"full matrices need {full_matrices_gib(tokens):.1f} GiB"}]
-                        continue
-                    rows = Path(tmp) / f"{tool}-{tokens}.pt" if repeat == 0 and tool != "plain" else None
-                    cells.setdefault(tool, []).append(run_cell(tool, tokens, args.device, rows))
-            results += report(tokens, cells, Path(tmp))
+            cells = {tool: cell(tool, tokens, args.device, Path(tmp)) for tool in tools}
+            results += report(tokens, interleaved(cells, args.repeats), Path(tmp), time_key(args.device))
+    print(f"machine after: {machine()}")
     if args.json:
         args.json.write_text(json.dumps(results, indent=1))
     return results
 
 
-def report(tokens: int, cells: dict, tmp: Path) -> list[dict]:
-    """Print one line per tool: median time as a ratio to plain generation, extra peak memory, row agreement."""
-    plain = statistics.median(c["seconds"] for c in cells["plain"]) if "plain" in cells else None
-    plain_peak = statistics.median(c["peak_mib"] for c in cells["plain"]) if "plain" in cells else 0.0
+def cell(tool: str, tokens: int, device: str, tmp: Path):
+    """One measurement of ``tool`` at ``tokens`` (the first one also saves its rows for the comparison),
+    or a skip note when its full attention matrices would not fit."""
+    if tool in FULL_MATRIX_TOOLS and full_matrices_gib(tokens) > 0.5 * available_gib(device):
+        return lambda: {"skipped": f"full matrices need {full_matrices_gib(tokens):.1f} GiB"}
+    rows = tmp / f"{tool}-{tokens}.pt"
+    return lambda: peer_cell(tool, tokens, device, rows if tool != "plain" and not rows.exists() else None)
+
+
+def report(tokens: int, cells: dict, tmp: Path, key: str = "seconds") -> list[dict]:
+    """Print one line per tool: median time (``key``) as a ratio to plain generation, extra peak memory,
+    row agreement."""
+    plain = median(cells.get("plain", []), key)
+    plain_peak = median(cells.get("plain", []), "peak_mib") or 0.0
     print(f"\nT = {tokens} prompt tokens, {NEW_TOKENS} new tokens, rows of step {STEP}")
     out = []
     for tool, runs in cells.items():
-        bad = next((c for c in runs if "skipped" in c or "error" in c), None)
+        bad = failure(runs)
         if bad:
-            print(f"  {tool:<17} {bad.get('skipped') or 'failed: ' + bad['error']}")
-            out.append({"tool": tool, "tokens": tokens, **bad})
+            print(f"  {tool:<17} {bad}")
+            out.append({"tool": tool, "tokens": tokens, "note": bad})
             continue
-        seconds = statistics.median(c["seconds"] for c in runs)
-        peak = statistics.median(c["peak_mib"] for c in runs)
+        seconds, peak = median(runs, key), median(runs, "peak_mib")
         ratio = f"{seconds / plain:5.2f}x" if plain else "   - "
         rows, reference = tmp / f"{tool}-{tokens}.pt", tmp / f"modbias-{tokens}.pt"
         agree = (f"   max |rows - modbias| {compare_rows(rows, reference):.1e}"

@@ -8,7 +8,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from modbias.interventions.ar import DEFAULT_FLOOR, edit_plan, log_factors, reallocate
+from modbias.core.probe import RowContext
+from modbias.interventions.ar import DEFAULT_FLOOR, AttentionReallocation, edit_plan, log_factors, reallocate
 
 
 def algorithm_1(w: np.ndarray, v: np.ndarray, a: np.ndarray, tau: float, floor: float = DEFAULT_FLOOR) -> np.ndarray:
@@ -159,3 +160,41 @@ def test_trace_records_edited_and_floored_heads(organism, small_bench):
     # generation length differs between runs, so compare per generated step: the floor only removes edits
     assert counts_high["ar_edited"] < counts["ar_edited"] + counts["ar_floored"]
     assert edit_counts(modbias.trace(organism, small_bench[:2], batch_size=2)) == {}
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.integers(0, 2**31 - 1), st.sampled_from([0.0, 0.5, 1.0, 3.0]))
+def test_editor_on_all_heads_and_queries_equals_algorithm_1_row_by_row(seed, tau):
+    """The probe hands AR one layer's rows [B, H, Q, T]; the vectorised edit equals Algorithm 1 run
+    separately on every (sample, query), and the counts are the heads it changed or floored."""
+    rng = np.random.default_rng(seed)
+    B, H, Q, T = 3, 4, 2, 9
+    rows = rng.dirichlet(np.full(T, 0.5), size=(B, H, Q))
+    rows[rng.random(rows.shape) < 0.2] = 0.0
+    rows[..., -1] += 1e-3
+    rows /= rows.sum(-1, keepdims=True)
+    kind = rng.integers(0, 3, size=(B, T))
+    visual, audio = kind == 0, kind == 1
+    ar = AttentionReallocation(tau=tau)
+    ar.begin_batch(None, None, None)
+    context = RowContext(0, {"visual": torch.tensor(visual), "audio": torch.tensor(audio)}, None, torch.tensor(rows))
+    got = ar.edit_rows(torch.tensor(rows), context).numpy()
+    biased = np.zeros(B, dtype=int)
+    for b in range(B):
+        for q in range(Q):
+            w = rows[b, :, q]
+            np.testing.assert_allclose(got[b, :, q], algorithm_1(w, visual[b], audio[b], tau), atol=1e-12)
+            S_v, S_a = _sums(w, visual[b]), _sums(w, audio[b])
+            c = S_a.sum() / S_v.sum() if S_v.sum() > 0 else np.inf
+            biased[b] += sum(np.isfinite(c) and c > tau and S_v[h] >= DEFAULT_FLOOR and S_a[h] > c * S_v[h]
+                             for h in range(H))
+    assert ar.batch_counts()["edited"].tolist() == biased.tolist()
+
+
+def test_a_layer_without_biased_heads_is_handed_back_unchanged():
+    rows = torch.tensor([[[[0.4, 0.1, 0.5]], [[0.3, 0.2, 0.5]]]], dtype=torch.float64)  # [1, H=2, Q=1, T=3]
+    masks = {"visual": torch.tensor([[True, False, False]]), "audio": torch.tensor([[False, True, False]])}
+    ar = AttentionReallocation(tau=1.0)  # c = 0.3 / 0.7 < tau: nothing to edit
+    ar.begin_batch(None, None, None)
+    assert ar.edit_rows(rows, RowContext(0, masks, None, rows.log())) is rows  # the model keeps its own output
+    assert ar.batch_counts()["edited"].tolist() == [0]

@@ -156,6 +156,33 @@ def test_eq4_layer_routes_experts_by_mask():
     torch.testing.assert_close(out, valid[..., None] * layer.omni(x))  # every (non-padding) token, no lambda
 
 
+@pytest.mark.parametrize("experts,off", [(EXPERTS, ()), (EXPERTS, ("visual",)), (("visual", "omni"), ()),
+                                         (("nonvisual",), ()), (EXPERTS, EXPERTS)])
+def test_eq4_all_experts_at_once_equal_each_expert_lora_by_lora(experts, off):
+    """The fused layer (every A, W and B of every expert in one product each) against Eqs. (2) and (4)
+    written expert by expert, LoRA by LoRA and token by token in float64."""
+    config = MoSEConfig(d_model=16, n_layers=1, r=4, n_experts=3, experts=experts)
+    layer = randomize(MoSELayer(config))
+    x, visual, nonvisual, valid = _router_inputs()
+    lam = torch.tensor([0.4, 0.45, 0.55, 0.6])
+    got = layer(x, visual, nonvisual, lam, valid, {name: name not in off for name in EXPERTS}).detach().numpy()
+    want = np.zeros(got.shape)
+    for name in experts:
+        if name in off:
+            continue
+        e = getattr(layer, name)
+        A, B, W = (p.detach().double().numpy() for p in (e.A, e.B, e.W))
+        for b in range(4):
+            weight = {"omni": valid[b], "visual": lam[b] * visual[b], "nonvisual": (1 - lam[b]) * nonvisual[b]}[name]
+            for t in range(10):
+                v = x[b, t].double().numpy()
+                gate = np.exp(W @ v - (W @ v).max())
+                gate /= gate.sum()
+                want[b, t] += float(weight[t]) * sum(gate[i] * (B[i] @ (A @ v)) for i in range(3))
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
+    assert (np.abs(want).sum() > 0) == (set(experts) - set(off) != set())
+
+
 def _layer0_delta(model, mose, batch):
     """The experts' share of layer 0's FFN output, and that forward's token types."""
     seen = {}

@@ -75,3 +75,17 @@ def test_an_edit_changes_the_output_of_the_edited_query_only():
     torch.testing.assert_close(edited[:, :4], base[:, :4])
     assert not torch.allclose(edited[:, 4], base[:, 4])
     assert probe.tap_paths[0].endswith("layers.0.self_attn.row_tap")
+
+
+@pytest.mark.parametrize("n_kv_heads", [6, 3, 2, 1])
+def test_grouped_matmul_uses_each_query_heads_own_kv_head(n_kv_heads):
+    from modbias.core.probe import grouped_matmul
+
+    gen = torch.Generator().manual_seed(0)
+    per_head = torch.randn(2, 6, 3, 5, generator=gen)  # [B, H, Q, n]
+    shared = torch.randn(2, n_kv_heads, 5, 7, generator=gen)  # [B, H_kv, n, m]
+    got = grouped_matmul(per_head, shared)
+    group = 6 // n_kv_heads
+    for b in range(2):
+        for h in range(6):  # query head h reads kv head h // group (transformers' repeat_kv order)
+            torch.testing.assert_close(got[b, h], per_head[b, h] @ shared[b, h // group])

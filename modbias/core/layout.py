@@ -90,13 +90,21 @@ def batch_masks(layouts: list[TokenLayout], offsets: torch.Tensor, length: int) 
         length: the padded sequence length.
 
     Returns:
-        ``{modality: bool [batch, length]}`` for each of :data:`MODALITIES` (padding belongs to none).
+        ``{modality: bool [batch, length]}`` for each of :data:`MODALITIES` (padding belongs to none;
+        ``generated``: positions after the sample's prompt); each is set with one scatter for the batch.
     """
-    out = {kind: torch.zeros(len(layouts), length, dtype=torch.bool) for kind in MODALITIES}
-    for b, layout in enumerate(layouts):
-        off = int(offsets[b])
-        for kind, mask in layout.masks(length - off).items():
-            out[kind][b, off:] = torch.from_numpy(mask)
+    offsets = np.asarray(torch.as_tensor(offsets).cpu(), dtype=np.int64).reshape(len(layouts))
+    out = {}
+    for kind in ("visual", "audio", "text"):
+        index = [getattr(layout, kind) for layout in layouts]
+        rows = np.repeat(np.arange(len(layouts)), [len(i) for i in index])
+        cols = np.concatenate(index + [np.zeros(0, dtype=np.int64)]).astype(np.int64) + offsets[rows]
+        keep = cols < length
+        mask = np.zeros((len(layouts), length), dtype=bool)
+        mask[rows[keep], cols[keep]] = True
+        out[kind] = torch.from_numpy(mask)
+    prompt_end = offsets + np.array([layout.prompt_len for layout in layouts], dtype=np.int64)
+    out["generated"] = torch.from_numpy(np.arange(length)[None, :] >= prompt_end[:, None])
     return out
 
 

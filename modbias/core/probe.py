@@ -26,7 +26,7 @@ import nnsight
 import torch
 from torch import nn
 from transformers import AttentionInterface
-from transformers.integrations.sdpa_attention import repeat_kv, sdpa_attention_forward
+from transformers.integrations.sdpa_attention import sdpa_attention_forward
 from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
 
 PROBE_ATTENTION = "modbias_probe"
@@ -91,6 +91,7 @@ class ProbeRequest:
     query_index: torch.Tensor | None = None
     masks: dict[str, torch.Tensor] = field(default_factory=dict)
     editors: list[RowEditor] = field(default_factory=list)
+    _sized_masks: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def query_for(self, query: torch.Tensor) -> torch.Tensor:
         """The selected queries for one forward.
@@ -106,7 +107,8 @@ class ProbeRequest:
         return torch.full((query.shape[0], 1), query.shape[2] - 1, device=query.device, dtype=torch.long)
 
     def masks_for(self, n_keys: int, device) -> dict[str, torch.Tensor]:
-        """The modality masks cut or padded (with False) to ``n_keys`` keys.
+        """The modality masks cut or padded (with False) to ``n_keys`` keys, built once per key length and
+        shared by every layer of that forward.
 
         Args:
             n_keys: the number of keys ``T_k`` of this forward.
@@ -115,13 +117,17 @@ class ProbeRequest:
         Returns:
             ``{name: bool [B, n_keys]}``.
         """
-        out = {}
-        for name, mask in self.masks.items():
-            mask = mask[:, :n_keys].to(device)
-            if mask.shape[1] < n_keys:
-                mask = torch.cat([mask, mask.new_zeros(mask.shape[0], n_keys - mask.shape[1])], dim=1)
-            out[name] = mask
-        return out
+        key = (n_keys, str(device))
+        if key not in self._sized_masks:
+            self._sized_masks.clear()  # one forward at a time: only the latest length is used again
+            out = {}
+            for name, mask in self.masks.items():
+                mask = mask[:, :n_keys].to(device)
+                if mask.shape[1] < n_keys:
+                    mask = torch.cat([mask, mask.new_zeros(mask.shape[0], n_keys - mask.shape[1])], dim=1)
+                out[name] = mask
+            self._sized_masks[key] = out
+        return self._sized_masks[key]
 
 
 _ACTIVE: list[ProbeRequest] = []
@@ -168,13 +174,30 @@ def key_mask_rows(attention_mask: torch.Tensor | None, query_index: torch.Tensor
     return rows.float()
 
 
+def grouped_matmul(per_head: torch.Tensor, shared: torch.Tensor) -> torch.Tensor:
+    """``per_head @ shared`` for grouped-query heads, without copying K or V once per query head.
+
+    Args:
+        per_head: ``[B, H, Q, n]``, one slice per query head.
+        shared: ``[B, H_kv, n, m]``, the key/value heads; query head h uses kv head h // (H / H_kv), as
+            ``repeat_kv`` orders them.
+
+    Returns:
+        ``[B, H, Q, m]``.
+    """
+    B, H, Q, n = per_head.shape
+    kv_heads = shared.shape[1]
+    out = per_head.reshape(B, kv_heads, (H // kv_heads) * Q, n) @ shared  # a head group's queries share K/V
+    return out.reshape(B, H, Q, out.shape[-1])
+
+
 def attention_scores(query: torch.Tensor, key: torch.Tensor, attention_mask: torch.Tensor | None,
                      query_index: torch.Tensor, scaling: float | None) -> torch.Tensor:
     """``q·Kᵀ·scale + mask`` for the selected queries, in float32: ``[B, H, Q, T_k]`` (rows = its softmax).
 
     Args:
         query: ``[B, H, Q_all, D]``.
-        key: ``[B, H_kv, T_k, D]`` (grouped-query heads are repeated to ``H``).
+        key: ``[B, H_kv, T_k, D]`` (grouped-query heads: :func:`grouped_matmul`).
         attention_mask: as for :func:`key_mask_rows`.
         query_index: long ``[B, Q]``.
         scaling: the softmax scale (``None``: ``D**-0.5``).
@@ -182,12 +205,10 @@ def attention_scores(query: torch.Tensor, key: torch.Tensor, attention_mask: tor
     Returns:
         float32 scores ``[B, H, Q, T_k]`` with masked keys at ``-inf`` (or the mask's value).
     """
-    groups = query.shape[1] // key.shape[1]
     index = query_index[:, None, :, None].expand(-1, query.shape[1], -1, query.shape[-1])
     q = query.gather(2, index).float()
-    k = repeat_kv(key, groups).float()
     scale = scaling if scaling is not None else query.shape[-1] ** -0.5
-    scores = q @ k.transpose(-1, -2) * scale
+    scores = grouped_matmul(q, key.float().transpose(-1, -2)) * scale
     return scores + key_mask_rows(attention_mask, query_index, query.shape[2], key.shape[2])
 
 
@@ -224,9 +245,9 @@ def probe_attention_forward(module, query, key, value, attention_mask, dropout=0
             rows = editor.edit_rows(rows, context)
     rows = module.row_tap(rows)  # what the model uses; nnsight may read or replace it here
     if rows is not original:  # an editor or an nnsight user replaced the rows
-        values = repeat_kv(value, query.shape[1] // value.shape[1]).float()
-        edited = (rows @ values).to(output.dtype).transpose(1, 2)  # [B, Q, H, D]
-        output = output.clone()
+        edited = grouped_matmul(rows, value.float()).to(output.dtype).transpose(1, 2)  # [B, Q, H, D]
+        if output.requires_grad:  # SDPA's backward needs its output; otherwise it is ours to overwrite
+            output = output.clone()
         output.scatter_(1, query_index[:, :, None, None].expand_as(edited), edited)
     return output, None
 

@@ -24,7 +24,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from modbias.core.metrics import biased_heads, modality_sums
+from modbias.core.metrics import biased_heads
 from modbias.core.probe import RowContext
 from modbias.interventions.base import Intervention, layer_set, register
 
@@ -32,15 +32,31 @@ from modbias.interventions.base import Intervention, layer_set, register
 DEFAULT_FLOOR = 1e-6
 
 
+def modality_columns(visual_mask: torch.Tensor, audio_mask: torch.Tensor, dtype=torch.float64) -> torch.Tensor:
+    """The masks of V and A as the two columns of one matrix ``[..., T, 2]`` (V first), so that
+    ``rows @ columns`` gives S_h(V) and S_h(A) of every head at once (Sec. 5.2)."""
+    visual, audio = torch.broadcast_tensors(visual_mask, audio_mask)
+    return torch.stack([visual, audio], -1).to(dtype)
+
+
 def edit_plan(weights: torch.Tensor, visual_mask: torch.Tensor, audio_mask: torch.Tensor, tau: float = 1.0,
               floor: float = DEFAULT_FLOOR) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """``(f_a, f_v, edited, floored)`` per head ``[..., H]``: factors of Eqs. (12)-(14) (1 where not
-    edited), the heads edited, and the biased heads left alone because 0 < S_h(V) < ``floor``."""
+    """Algorithm 1's plan for every head and row at once.
+
+    Args:
+        weights: attention rows ``[..., H, T]`` (any leading dims: batch, queries).
+        visual_mask, audio_mask: V and A ``[..., T]``, broadcastable to the leading dims of ``weights``.
+        tau: τ of Eq. (7).
+        floor: biased heads with 0 < S_h(V) < ``floor`` are left alone (module doc).
+    Returns:
+        ``(f_a, f_v, edited, floored)``, each ``[..., H]``: the factors of Eqs. (12)-(14) (1 where not
+        edited), the heads edited, and the biased heads the floor left alone.  S_h(V), S_h(A) of all
+        heads come from one product ``weights @ [V, A]`` in float64.
+    """
     weights = weights.double()
-    S_v = modality_sums(weights, visual_mask.to(weights))
-    S_a = modality_sums(weights, audio_mask.to(weights))
-    c = (S_a.sum(-1) / S_v.sum(-1))[..., None]
-    candidates = biased_heads(S_a, S_v, tau) & (S_v > 0)
+    S_v, S_a = (weights @ modality_columns(visual_mask, audio_mask)).unbind(-1)
+    c = (S_a.sum(-1) / S_v.sum(-1))[..., None]  # Eq. (6)
+    candidates = biased_heads(S_a, S_v, tau) & (S_v > 0)  # Eq. (7); S_v = 0 cannot receive mass (Eq. 13)
     floored = candidates & (S_v < floor)
     biased = candidates & ~floored
     one = torch.ones_like(S_a)
@@ -72,17 +88,29 @@ def reallocate(weights: torch.Tensor, visual_mask: torch.Tensor, audio_mask: tor
     return apply_factors(weights, f_a, f_v, visual_mask, audio_mask)
 
 
+def factor_rows(f_a: torch.Tensor, f_v: torch.Tensor, visual_mask: torch.Tensor,
+                audio_mask: torch.Tensor) -> torch.Tensor:
+    """Per-token factors ``[..., H, T]`` (float64): f_a on A, f_v on V, 1 elsewhere (Eqs. 12-13), as one
+    product ``[f_v - 1, f_a - 1] @ [V, A]ᵀ`` for every head."""
+    steps = torch.stack([f_v, f_a], -1).double() - 1  # [..., H, 2]
+    return 1 + steps @ modality_columns(visual_mask, audio_mask).transpose(-1, -2)
+
+
 def apply_factors(weights, f_a, f_v, visual_mask, audio_mask) -> torch.Tensor:
-    """ω' = ω·f_a on A and ω·f_v on V (per head), other tokens unchanged."""
-    factor = 1 + (f_a[..., None] - 1) * audio_mask[..., None, :].to(f_a) + (f_v[..., None] - 1) * visual_mask[..., None, :].to(f_a)
-    return (weights.double() * factor).to(weights.dtype)
+    """ω' = ω·f_a on A and ω·f_v on V (per head), other tokens unchanged.
+
+    Args:
+        weights: rows ``[..., H, T]``; f_a, f_v: ``[..., H]``; masks ``[..., T]``.
+    Returns:
+        The edited rows, ``weights``' shape and dtype (the product is taken in float64).
+    """
+    return (weights.double() * factor_rows(f_a, f_v, visual_mask, audio_mask)).to(weights.dtype)
 
 
 def log_factors(weights, visual_mask, audio_mask, tau: float = 1.0, floor: float = DEFAULT_FLOOR) -> torch.Tensor:
     """The AR edit as an additive score bias ``[..., H, T]``: softmax(scores + bias) = reallocate(weights)."""
     f_a, f_v = reallocation_factors(weights, visual_mask, audio_mask, tau, floor)
-    return (f_a.log()[..., None] * audio_mask[..., None, :].to(f_a)
-            + f_v.log()[..., None] * visual_mask[..., None, :].to(f_a)).to(weights.dtype)
+    return factor_rows(f_a, f_v, visual_mask, audio_mask).log().to(weights.dtype)
 
 
 @register("ar")
@@ -113,9 +141,14 @@ class AttentionReallocation(Intervention):
 
     def batch_counts(self) -> dict[str, np.ndarray]:
         """Per sample of the current batch: head rows edited and head rows stopped by the floor."""
-        return {k: v.numpy().copy() for k, v in self._counts.items()}
+        return {k: v.cpu().numpy().copy() for k, v in self._counts.items()}
 
     def edit_rows(self, rows: torch.Tensor, context: RowContext) -> torch.Tensor:
+        """Algorithm 1 on one layer's rows ``[B, H, Q, T]``: every head and query in one pass.
+
+        Layers stay sequential (layer l+1's rows depend on layer l's edited output); a layer where
+        no head is biased returns ``rows`` itself, so the model keeps its own attention output there.
+        """
         if self.active_layers is not None and context.layer not in self.active_layers:
             return rows
         masks = context.masks
@@ -123,6 +156,8 @@ class AttentionReallocation(Intervention):
         per_query = rows.transpose(1, 2)  # [B, Q, H, T]: heads next to tokens
         f_a, f_v, edited, floored = edit_plan(per_query, visual, competitor, self.tau, self.floor)
         for name, heads in (("edited", edited), ("floored", floored)):
-            count = heads.flatten(1).sum(1).cpu()
-            self._counts[name] = self._counts.get(name, torch.zeros_like(count)) + count
+            count = heads.flatten(1).sum(1)
+            self._counts[name] = self._counts[name] + count if name in self._counts else count
+        if not edited.any():
+            return rows
         return apply_factors(per_query, f_a, f_v, visual, competitor).transpose(1, 2)

@@ -159,6 +159,31 @@ def routing_score(router: Router, x: torch.Tensor, visual: torch.Tensor, nonvisu
 
 # -- Eq. (4): one layer ---------------------------------------------------------
 
+def weighted_experts(x: torch.Tensor, experts: list[SoftLoRAMixture], weights: torch.Tensor) -> torch.Tensor:
+    """``sum_e weights_e * E_e(x)`` over soft LoRA mixtures E_e (Eq. 2), every expert and LoRA at once.
+
+    One product ``x @ [A_1 .. A_E ; W_1 .. W_E]ᵀ`` gives each expert's code ``h_e = A_e x`` and gate
+    ``alpha_e = softmax(W_e x)``; with ``u_{e,i} = weights_e * alpha_{e,i} * h_e`` one more product
+    ``u @ [B_{1,1} .. B_{E,N}]ᵀ`` adds up every ``B_{e,i} h_e`` (all B's of all experts in one matmul).
+
+    Args:
+        x: FFN inputs ``[..., d]``.
+        experts: E experts of the same shape (A ``r x d``, N B's ``d x r``, W ``N x d``).
+        weights: each expert's weight per token ``[..., E]`` (Eq. 4: 1, lambda or 1 - lambda, times
+            the token's type mask).
+    Returns:
+        ``[..., d]``.
+    """
+    n_experts, rank = len(experts), experts[0].A.shape[0]
+    n_loras, d = experts[0].B.shape[:2]
+    down = F.linear(x, torch.cat([e.A for e in experts] + [e.W for e in experts]))  # [..., E r + E N]
+    codes = down[..., :n_experts * rank].unflatten(-1, (n_experts, rank))  # h_e        [..., E, r]
+    alpha = down[..., n_experts * rank:].unflatten(-1, (n_experts, n_loras)).softmax(-1)  # [..., E, N]
+    mixed = (weights[..., None] * alpha)[..., None] * codes[..., None, :]  # u_{e,i}  [..., E, N, r]
+    up = torch.stack([e.B for e in experts]).transpose(-1, -2).reshape(n_experts * n_loras * rank, d)
+    return mixed.flatten(-3) @ up
+
+
 class MoSELayer(nn.Module):
     """The three experts and the router of one decoder layer."""
 
@@ -172,22 +197,24 @@ class MoSELayer(nn.Module):
 
     def forward(self, x: torch.Tensor, visual: torch.Tensor, nonvisual: torch.Tensor, lam: torch.Tensor,
                 valid: torch.Tensor | None = None, enabled: dict[str, bool] | None = None) -> torch.Tensor:
-        """The experts' share of Eq. (4) (without FFN(x)): ``[B, T, d]``.
+        """The experts' share of Eq. (4) (without FFN(x)), all experts in one pass (:func:`weighted_experts`).
 
-        ``visual`` / ``nonvisual`` / ``valid`` are ``[B, T]`` masks (``valid``: not padding),
-        ``lam`` is ``[B]``; ``enabled`` switches experts off by name.
+        Args:
+            x: FFN inputs ``[B, T, d]``.
+            visual, nonvisual, valid: ``[B, T]`` masks (``valid``: not padding; ``None``: no padding).
+            lam: lambda of Eq. (3), ``[B]``.
+            enabled: switches experts off by name.
+        Returns:
+            ``E_o(x) + lambda 1[x in V] E_v(x) + (1 - lambda) 1[x in N] E_n(x)``, ``[B, T, d]``.
         """
-        on = {name: name in self.present and (enabled or {}).get(name, True) for name in EXPERTS}
-        lam = lam.to(x.dtype)[:, None, None]
-        out = torch.zeros_like(x)
-        if on["omni"]:
-            omni = self.omni(x)
-            out = out + (omni if valid is None else omni * valid.to(x.dtype)[..., None])
-        if on["visual"]:
-            out = out + lam * visual.to(x.dtype)[..., None] * self.visual(x)
-        if on["nonvisual"]:
-            out = out + (1 - lam) * nonvisual.to(x.dtype)[..., None] * self.nonvisual(x)
-        return out
+        names = [name for name in EXPERTS if name in self.present and (enabled or {}).get(name, True)]
+        if not names:
+            return torch.zeros_like(x)
+        lam = lam.to(x.dtype)[:, None]
+        weight = {"omni": torch.ones_like(x[..., 0]) if valid is None else valid.to(x.dtype),
+                  "visual": lam * visual.to(x.dtype), "nonvisual": (1 - lam) * nonvisual.to(x.dtype)}
+        return weighted_experts(x, [getattr(self, name) for name in names],
+                                torch.stack([weight[name] for name in names], -1))
 
 
 @dataclass

@@ -25,7 +25,6 @@ import xarray as xr
 from modbias.core.emotions import FAMILY_CONCLUSION, answer_mention, find_emotions, parse_prediction
 from modbias.core.hf_compat import crop_cache, with_cache
 from modbias.core.layout import batch_masks
-from modbias.core.metrics import modality_sums
 from modbias.core.probe import AttentionProbe, ProbeRequest, instrument, probing
 from modbias.data.sample import Sample, SampleError
 from modbias.interventions.base import Intervention
@@ -72,16 +71,20 @@ def decode_generation(model: ModelAdapter, generated: torch.Tensor) -> list[Deco
     emotion of the final conclusion under the family's rule (:func:`modbias.core.emotions.parse_prediction`).
     """
     rule = FAMILY_CONCLUSION.get(model.family, "auto")
-    out = []
+    out, seen = [], {}
     lengths = generated_mask(generated, model.eos_token_id).sum(-1)
     for row, n in zip(generated.tolist(), lengths.tolist()):
-        ids = [t for t in row[:n] if t != model.eos_token_id]
-        pieces = model.token_pieces(ids)
-        mentions = find_emotions(pieces)
-        answer = answer_mention(pieces, mentions, rule)
-        steps = {"first": mentions[0].token_index if mentions else -1, "answer": answer.token_index if answer else -1}
-        text = "".join(pieces).strip()
-        out.append(Decoded(ids, text, parse_prediction(text, rule) or "", steps))
+        ids = tuple(t for t in row[:n] if t != model.eos_token_id)
+        if ids not in seen:  # identical generations in a batch are decoded and parsed once
+            pieces = model.token_pieces(list(ids))
+            mentions = find_emotions(pieces)
+            answer = answer_mention(pieces, mentions, rule)
+            text = "".join(pieces).strip()
+            seen[ids] = (text, parse_prediction(text, rule) or "",
+                         {"first": mentions[0].token_index if mentions else -1,
+                          "answer": answer.token_index if answer else -1})
+        text, prediction, steps = seen[ids]
+        out.append(Decoded(list(ids), text, prediction, dict(steps)))
     return out
 
 
@@ -149,17 +152,20 @@ def rows_at_steps(model: ModelAdapter, probe: AttentionProbe, batch, generated: 
     """Rows ``[B, L, H, Q, T]`` of the queries that produced generated tokens ``steps`` ``[B, Q]``.
 
     Re-uses generation's KV cache: only the last prompt token and the
-    generated tokens are run again (cost O(G·T), not another prefill).
-    The query producing generated token j is the token at prompt end - 1 + j.
-    With row editors active, every query of that block is edited, as it was
-    during generation, so later layers see the states generation saw.
+    generated tokens up to the latest step asked for are run again (cost
+    O(k·T) for step k, not another prefill; later tokens cannot change these
+    rows).  The query producing generated token j is the token at prompt
+    end - 1 + j, so T = prompt + max(steps) keys.  With row editors active,
+    every query of that block is edited, as it was during generation, so later
+    layers see the states generation saw.
     """
     n_prompt = batch.inputs_embeds.shape[1]
-    full = model.extend(batch, generated)
+    n_queries = int(steps.max()) + 1 if steps.numel() else 1
+    full = model.extend(batch, generated[:, :n_queries - 1])
     crop_cache(cache, n_prompt - 1)
     query_index = steps
     if editors:
-        query_index = torch.arange(generated.shape[1] + 1).expand(steps.shape[0], -1)
+        query_index = torch.arange(n_queries).expand(steps.shape[0], -1)
     rows = probe.rows(query_index, masks=masks, editors=editors, inputs_embeds=full.inputs_embeds[:, n_prompt - 1:],
                       attention_mask=full.attention_mask, position_ids=full.position_ids[:, n_prompt - 1:],
                       use_cache=True, logits_to_keep=1, **with_cache(cache))
@@ -167,6 +173,23 @@ def rows_at_steps(model: ModelAdapter, probe: AttentionProbe, batch, generated: 
         rows = rows.gather(3, steps.to(rows.device)[:, None, None, :, None].expand(
             -1, rows.shape[1], rows.shape[2], -1, rows.shape[-1]))
     return rows
+
+
+SUM_NAMES = ("S_v", "S_a", "S_t", "S_g")
+"""The per-head sums S_h(ω, X) a trace stores, for X = visual, audio, text, generated tokens (Sec. 5.2)."""
+
+
+def token_set_sums(rows: torch.Tensor, masks: dict[str, torch.Tensor]) -> torch.Tensor:
+    """S_h(ω, X) of every row for the four token sets of :data:`SUM_NAMES`, as one product.
+
+    Args:
+        rows: ``[B, Q, L, H, T]``; masks: :func:`~modbias.core.layout.batch_masks` over the same T.
+    Returns:
+        ``[B, Q, L, H, 4]`` (float32), X in the order of :data:`SUM_NAMES`.
+    """
+    rows = rows.float()  # half-precision rows are summed in float32
+    columns = torch.stack([masks[kind] for kind in ("visual", "audio", "text", "generated")], -1).to(rows)
+    return (rows.flatten(1, 3) @ columns).unflatten(1, rows.shape[1:4])
 
 
 def trace_batch(model: ModelAdapter, probe: AttentionProbe, samples: list[Sample], config: TraceConfig,
@@ -182,13 +205,11 @@ def trace_batch(model: ModelAdapter, probe: AttentionProbe, samples: list[Sample
                              gen.editors)
     rows = rows.permute(0, 3, 1, 2, 4).cpu()  # [B, Q, L, H, T]
     masks = batch_masks(batch.layouts, batch.offsets, rows.shape[-1])
-    sums = {name: modality_sums(rows, masks[key][:, None, None, :].float())
-            for name, key in (("S_v", "visual"), ("S_a", "audio"), ("S_t", "text"), ("S_g", "generated"))}
     found = steps >= 0
-    for value in sums.values():
-        value[~found] = float("nan")
+    sums = token_set_sums(rows, masks)  # [B, Q, L, H, 4]: S_v, S_a, S_t, S_g of every head at once
+    sums[~found] = float("nan")
     dims = ("sample", "at", "layer", "head")
-    data = {name: (dims, value.numpy().astype(np.float32)) for name, value in sums.items()}
+    data = {name: (dims, sums[..., i].numpy().astype(np.float32)) for i, name in enumerate(SUM_NAMES)}
     data.update({name: ("sample", np.asarray(value, dtype=np.int64)) for name, value in gen.counts.items()})
     coords = {
         "sample": [s.id for s in samples], "at": list(at),
