@@ -1,9 +1,12 @@
 """The one run loop every kind of run goes through: trace, intervene, drift, mi, chair.
 
 A kind of run is a function ``record_batch(samples) -> xarray.Dataset`` (dims start with
-``sample``) plus its run config (the identity written to the manifest); :func:`run` applies
-the interventions, runs the batches and commits each one to the store (:mod:`modbias.runs.store`),
-so a killed run resumes where it stopped.
+``sample``) plus its run config (the identity written to the manifest).  :func:`run` applies
+the interventions and, with a store, splits the samples into work units
+(:class:`~modbias.runs.store.Unit`): each unit's batches are recorded, written into the unit's
+region of the pre-allocated store and committed, so a killed run resumes where it stopped.
+The units run in this process, in shard ``i`` of ``n`` of them (other processes run the other
+shards into the same store), or on a Dask cluster (:mod:`modbias.runs.distributed`).
 """
 
 from __future__ import annotations
@@ -13,13 +16,48 @@ from typing import Callable, Sequence
 
 import xarray as xr
 
+from modbias.core.progress import progress_bar
 from modbias.interventions.base import Intervention, applied
-from modbias.runs.store import run_in_batches
+from modbias.runs.store import RunStore, Unit, default_unit_size
+
+RecordBatch = Callable[[list], xr.Dataset]
 
 
-def run(model, samples: list, record_batch: Callable[[list], xr.Dataset], *, config: dict,
+def parse_shard(text: str | None) -> tuple[int, int] | None:
+    """``"I/N"`` → ``(I, N)`` with 0 ≤ I < N (``None`` stays ``None``)."""
+    if text is None:
+        return None
+    try:
+        index, count = (int(part) for part in text.split("/"))
+    except ValueError:
+        raise ValueError(f"--shard {text!r}: expected I/N, e.g. 0/4") from None
+    if not 0 <= index < count:
+        raise ValueError(f"--shard {text!r}: expected 0 <= I < N")
+    return index, count
+
+
+def record_unit(record_batch: RecordBatch, samples: list, batch_size: int, advance=lambda n: None) -> xr.Dataset:
+    """One unit's Dataset: ``record_batch`` over ``samples`` in batches of ``batch_size``, concatenated.
+
+    Args:
+        record_batch: ``list[Sample] -> Dataset`` (dims start with ``sample``).
+        samples: the unit's samples, in order.
+        batch_size: samples per ``record_batch`` call.
+        advance: called with the number of samples after each batch (progress).
+    Returns:
+        The unit's samples along ``sample``.
+    """
+    parts = []
+    for start in range(0, len(samples), batch_size):
+        parts.append(record_batch(samples[start:start + batch_size]))
+        advance(len(parts[-1].sample))
+    return parts[0] if len(parts) == 1 else xr.concat(parts, dim="sample")
+
+
+def run(model, samples: list, record_batch: RecordBatch, *, config: dict,
         interventions: Sequence[Intervention] = (), out: str | Path | None = None, batch_size: int = 32,
-        progress: bool = True, label: str | None = None) -> xr.Dataset:
+        progress: bool = True, label: str | None = None, shard: tuple[int, int] | str | None = None,
+        dask: str | None = None, unit_size: int | None = None) -> xr.Dataset:
     """Run ``record_batch`` over ``samples`` with ``interventions`` applied to ``model``.
 
     Args:
@@ -28,11 +66,50 @@ def run(model, samples: list, record_batch: Callable[[list], xr.Dataset], *, con
         record_batch: ``list[Sample] -> xr.Dataset`` of one batch (dims start with ``sample``).
         config: the run identity; ``config["kind"]`` names the kind of run.
         interventions: active for the whole run (:func:`~modbias.interventions.base.applied`).
-        out: a store path: batches are committed as they finish and stored samples are skipped.
+        out: a store path: units are committed as they finish and committed units are skipped.
         batch_size, progress, label: batching and the progress bar (not part of the identity).
+        shard: ``(i, n)`` or ``"i/n"``: run only the units ``u`` with ``u % n == i`` (needs ``out``).
+        dask: ``"local:N"`` or a scheduler address: run the units on a Dask cluster (needs ``out``).
+        unit_size: samples per unit of a new store (default :func:`~modbias.runs.store.default_unit_size`).
     Returns:
-        The run: the opened store with ``out``, else the batches concatenated along ``sample``.
+        The run: the opened store's committed samples with ``out``, else the batches concatenated.
     """
-    with applied(model, list(interventions)):
-        return run_in_batches(samples, record_batch, out=out, config=config, kind=config["kind"],
-                              batch_size=batch_size, progress=progress, label=label)
+    samples, kind = list(samples), config["kind"]
+    shard = parse_shard(shard) if isinstance(shard, str) else shard
+    if out is None:
+        if shard is not None or dask is not None:
+            raise ValueError("--shard and --dask write into a store: give --out")
+        with applied(model, list(interventions)), progress_bar(progress) as bar:
+            task = bar.add_task(f"{label or kind}: samples", total=len(samples))
+            result = record_unit(record_batch, samples, batch_size, lambda n: bar.update(task, advance=n)) \
+                if samples else xr.Dataset()
+        result.attrs["config"] = config
+        return result
+    store = RunStore(out)
+    with store.writing(shard):
+        todo = store.begin(config, kind, [s.id for s in samples],
+                           unit_size or default_unit_size(len(samples), batch_size))
+        mine = [u for u in todo if shard is None or u.index % shard[1] == shard[0]]
+        if dask is not None:
+            from modbias.runs.distributed import run_units_on_dask
+
+            run_units_on_dask(dask, store, mine, samples, model, list(interventions), record_batch, batch_size,
+                              progress=progress, label=label or kind)
+        else:
+            with applied(model, list(interventions)):
+                _run_units(store, mine, samples, record_batch, batch_size, progress, label or kind)
+    return store.open() if store.exists else xr.Dataset()
+
+
+def _run_units(store: RunStore, units: list[Unit], samples: list, record_batch: RecordBatch, batch_size: int,
+               progress: bool, label: str) -> None:
+    with progress_bar(progress) as bar:
+        task = bar.add_task(f"{label}: samples", total=sum(u.stop - u.start for u in units))
+        for unit in units:
+            with store.claim(unit) as free:
+                if free:
+                    batch = record_unit(record_batch, samples[unit.start:unit.stop], batch_size,
+                                        lambda n: bar.update(task, advance=n))
+                    store.write_unit(unit, batch)
+                else:
+                    bar.update(task, advance=unit.stop - unit.start)
