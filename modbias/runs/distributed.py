@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 
 from modbias.interventions.base import applied
 from modbias.runs.store import RunStore, Unit
+from modbias.runs.units import record_unit
 
 
 @dataclass
@@ -80,8 +81,6 @@ def cluster_client(address: str):
 
 def unit_task(job: Job, path: str, unit: Unit, samples: list, batch_size: int, plan: dict) -> int:
     """Record and commit one unit in a worker; returns its sample count (0 when another holds or has it)."""
-    from modbias.runs.loop import record_unit
-
     job.ready()
     store = RunStore(path)
     store.attach(**plan)

@@ -12,47 +12,14 @@ shards into the same store), or on a Dask cluster (:mod:`modbias.runs.distribute
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Sequence
 
 import xarray as xr
 
 from modbias.core.progress import progress_bar
 from modbias.interventions.base import Intervention, applied
 from modbias.runs.store import RunStore, Unit, default_unit_size
-
-RecordBatch = Callable[[list], xr.Dataset]
-
-
-def parse_shard(text: str | None) -> tuple[int, int] | None:
-    """``"I/N"`` → ``(I, N)`` with 0 ≤ I < N (``None`` stays ``None``)."""
-    if text is None:
-        return None
-    try:
-        index, count = (int(part) for part in text.split("/"))
-    except ValueError:
-        raise ValueError(f"--shard {text!r}: expected I/N, e.g. 0/4") from None
-    if not 0 <= index < count:
-        raise ValueError(f"--shard {text!r}: expected 0 <= I < N")
-    return index, count
-
-
-def record_unit(record_batch: RecordBatch, samples: list, batch_size: int, advance=lambda n: None) -> xr.Dataset:
-    """One unit's Dataset: ``record_batch`` over ``samples`` in batches of ``batch_size``, concatenated.
-
-    Args:
-        record_batch: ``list[Sample] -> Dataset`` (dims start with ``sample``).
-        samples: the unit's samples, in order.
-        batch_size: samples per ``record_batch`` call.
-        advance: called with the number of samples after each batch (progress).
-    Returns:
-        The unit's samples along ``sample``.
-    """
-    parts = []
-    for start in range(0, len(samples), batch_size):
-        parts.append(record_batch(samples[start:start + batch_size]))
-        advance(len(parts[-1].sample))
-    return parts[0] if len(parts) == 1 else xr.concat(parts, dim="sample")
-
+from modbias.runs.units import RecordBatch, in_shard, parse_shard, record_unit
 
 def run(model, samples: list, record_batch: RecordBatch, *, config: dict,
         interventions: Sequence[Intervention] = (), out: str | Path | None = None, batch_size: int = 32,
@@ -89,7 +56,7 @@ def run(model, samples: list, record_batch: RecordBatch, *, config: dict,
     with store.writing(shard):
         todo = store.begin(config, kind, [s.id for s in samples],
                            unit_size or default_unit_size(len(samples), batch_size))
-        mine = [u for u in todo if shard is None or u.index % shard[1] == shard[0]]
+        mine = [u for u in todo if in_shard(u.index, shard)]
         if dask is not None:
             from modbias.runs.distributed import run_units_on_dask
 
