@@ -49,8 +49,11 @@ def trace(
     max_new_tokens: int = options.MAX_NEW_TOKENS,
     save_rows: bool = typer.Option(False, "--save-rows", help="also store full attention rows and masks"),
     tau: float = typer.Option(1.0, help="threshold of Eq. 7 for the biased-head columns"),
+    shard: Optional[str] = options.SHARD,
+    dask: Optional[str] = options.DASK,
 ):
     """Trace attention at the first emotion token; store per-sample, per-layer, per-head metrics."""
+    scale = options.scale_out(shard, dask, out)
     bench = validate(model=model, at=at, subset=subset, data=options.benchmark_for(data, model), limit=limit,
                      batch_size=batch_size, max_new_tokens=max_new_tokens, out=out)
     import modbias
@@ -63,7 +66,10 @@ def trace(
     out = out or Path("cache") / run_name(adapter, subset)
     console.print(f"tracing {len(bench)} samples of {bench.name}/{subset} with {model} → {out}")
     ds = modbias.trace(adapter, bench, out=out, at=at, max_new_tokens=max_new_tokens, batch_size=batch_size,
-                       save_rows=save_rows, tau=tau, progress=True)
+                       save_rows=save_rows, tau=tau, progress=True, **scale)
+    if options.committed_note(ds):
+        console.print(options.committed_note(ds))
+        return
     for position in ds.at.values.tolist():
         console.print(summary_table(trace_summary(ds, at=position),
                                     f"{out} — at the {position} emotion token (middle layers, tau={tau})"))
@@ -107,6 +113,8 @@ def intervene(
     scope: str = typer.Option("conclusion", help="read Ŷ from the final conclusion (Sec. 6.1) or the whole answer"),
     grouper: Optional[str] = typer.Option(None, help="module:function mapping an emotion word to its group "
                                                      "(default: the built-in lexicon)"),
+    shard: Optional[str] = options.SHARD,
+    dask: Optional[str] = options.DASK,
 ):
     """Run the benchmark under an intervention; print per-subset Acc/Rec/Avg/Correct with deltas vs the baseline."""
     grid = {k: v for k, v in {"tau": _values(tau, float, "--tau"), "alpha": _values(alpha, float, "--alpha"),
@@ -118,6 +126,7 @@ def intervene(
                               "checkpoint": None if checkpoint is None else [str(checkpoint)]}.items() if v}
     if checkpoint is not None and not checkpoint.exists():
         raise FileNotFoundError(f"--checkpoint {checkpoint} does not exist")
+    scale = options.scale_out(shard, dask, out or cache)
     bench = validate(model=model, at=at, subset=subset, data=options.benchmark_for(data, model), limit=limit,
                      batch_size=batch_size, max_new_tokens=max_new_tokens, out=out)
     import modbias
@@ -144,7 +153,10 @@ def intervene(
         console.print(f"{method} {params or ''} on {len(bench)} samples of {bench.name}/{subset}")
         ds = modbias.intervene(adapter, bench, method=method, out=out, cache_dir=cache, batch_size=batch_size,
                                max_new_tokens=max_new_tokens, at=at, progress=True, scope=scope,
-                               grouper=group, **params)
+                               grouper=group, **scale, **params)
+        if options.committed_note(ds):
+            console.print(options.committed_note(ds))
+            continue
         console.print(intervention_table(ds.attrs["summary"], title=f"{ds.attrs.get('path', '')}"))
         if ds.attrs["summary"]["evaluation"]["table"] != "Table 1":  # Table 1 is the per-subset one above
             console.print(evaluation_table(ds.attrs["summary"]["evaluation"], title=f"{ds.attrs.get('path', '')}"))
@@ -260,8 +272,10 @@ from modbias.cli.chair import chair as _chair  # noqa: E402
 from modbias.cli.data import data_app  # noqa: E402
 from modbias.cli.evaluate import evaluate as _evaluate  # noqa: E402
 from modbias.cli.migr import consistency as _consistency, drift as _drift, mi as _mi  # noqa: E402
+from modbias.cli.store import store_app  # noqa: E402
 
 app.add_typer(data_app, name="data")
+app.add_typer(store_app, name="store")
 app.command("mi")(_mi)
 app.command("drift")(_drift)
 app.command("consistency")(_consistency)

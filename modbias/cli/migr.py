@@ -30,9 +30,12 @@ def mi(
                                                 "(mean/noise use the benchmark's feature statistics)"),
     max_new_tokens: int = options.MAX_NEW_TOKENS,
     seed: int = typer.Option(0, help="seed of the noise ablation"),
+    shard: Optional[str] = options.SHARD,
+    dask: Optional[str] = options.DASK,
 ):
     """Modality Importance: audio-only / visual-only / audio-visual predictions → emotion-dominant modality."""
     data = options.benchmark_for(data, model)
+    scale = options.scale_out(shard, dask, out)
     bench = validate(model=model, data=data, subset=subset, limit=limit, batch_size=batch_size,
                      max_new_tokens=max_new_tokens, out=out)
     import modbias
@@ -48,7 +51,10 @@ def mi(
     out = out or Path("cache") / run_name(adapter, subset, kind="mi")
     console.print(f"MI ({ablation}) of {len(bench)} samples of {bench.name}/{subset} with {model} → {out}")
     ds = run_mi(adapter, bench, out=out, ablation=ablation, neutral=neutral, max_new_tokens=max_new_tokens,
-                batch_size=batch_size, seed=seed, progress=True)
+                batch_size=batch_size, seed=seed, progress=True, **scale)
+    if options.committed_note(ds):
+        console.print(options.committed_note(ds))
+        return
     for table in mi_tables(ds.attrs["summary"], title=f"{out} — MI ({ablation})"):
         console.print(table)
     console.print("MI share per subset:")
@@ -69,9 +75,12 @@ def drift(
     layer: str = typer.Option("paper", help="layer of the printed table: paper (3/4 depth) | mean | an index"),
     exclude_prompt: bool = typer.Option(False, "--exclude-prompt",
                                         help="renormalise over visual/audio/generated (the paper's Fig. 5)"),
+    shard: Optional[str] = options.SHARD,
+    dask: Optional[str] = options.DASK,
 ):
     """Attention drift: per decoding step, attention shares on visual / audio / prompt / generated tokens."""
     data = options.benchmark_for(data, model)
+    scale = options.scale_out(shard, dask, out)
     bench = validate(model=model, data=data, subset=subset, limit=limit, batch_size=batch_size,
                      max_new_tokens=max_new_tokens, out=out)
     if mi is not None and not mi.exists():
@@ -88,7 +97,10 @@ def drift(
     out = out or Path("cache") / run_name(adapter, subset, kind="drift")
     console.print(f"drift of {len(bench)} samples of {bench.name}/{subset} with {model} → {out}")
     ds = trace_drift(adapter, bench, out=out, max_new_tokens=max_new_tokens, batch_size=batch_size,
-                     step_chunk=step_chunk, mi=mi, progress=True)
+                     step_chunk=step_chunk, mi=mi, progress=True, **scale)
+    if options.committed_note(ds):
+        console.print(options.committed_note(ds))
+        return
     chosen = int(layer) if layer.lstrip("-").isdigit() else layer
     shown = paper_layer(ds.sizes["layer"]) if chosen == "paper" else chosen
     for by in ["subset"] + (["mi"] if "mi" in ds.coords else []):

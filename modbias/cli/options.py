@@ -17,6 +17,42 @@ DEVICE = typer.Option("cpu", help="torch device, e.g. cpu or cuda")
 MAX_NEW_TOKENS = typer.Option(16, help="generation length")
 
 
+SHARD = typer.Option(None, help="I/N: run only shard I of N of the run's work units into --out; run the other shards "
+                                "from other processes or machines sharing the filesystem")
+DASK = typer.Option(None, help="run the work units on Dask: local:N (N local workers) or a scheduler address "
+                               "like tcp://host:8786 (needs the [dask] extra)")
+
+
+def scale_out(shard: str | None, dask: str | None, out) -> dict:
+    """The run loop's ``shard``/``dask`` keywords from ``--shard``/``--dask``, checked before a model loads
+    (and that no other process writes ``out`` or that shard of it)."""
+    from modbias.runs.store import RunStore
+    from modbias.runs.units import parse_shard
+
+    if shard is not None and dask is not None:
+        raise typer.BadParameter("give --shard or --dask, not both", param_hint="--shard")
+    if shard is not None and out is None:
+        raise typer.BadParameter("every shard writes the same store: give --out", param_hint="--shard")
+    try:
+        scale = {"shard": parse_shard(shard), "dask": dask}
+    except ValueError as error:
+        raise typer.BadParameter(str(error), param_hint="--shard") from None
+    if out is not None:
+        RunStore(out).check_free(scale["shard"])
+    return scale
+
+
+def committed_note(ds) -> str | None:
+    """For a store that other shards are still writing: ``committed X of N samples``; else ``None``."""
+    if ds.attrs.get("complete", True):
+        return None
+    from modbias.runs.store import read_manifest
+
+    manifest = read_manifest(ds.attrs["path"])
+    return (f"{ds.attrs['path']}: {manifest['done']} of {manifest['samples']} samples committed; the summary "
+            f"is written by the shard that commits the last unit")
+
+
 def batch_size(default: int):
     """``--batch-size`` with the command's own default."""
     return typer.Option(default, help="samples per batch (the unit of resume)")

@@ -140,12 +140,13 @@ def _mi_source(mi, labels: dict[str, str]) -> str:
 def trace_drift(model: ModelAdapter, data: Iterable[Sample], *, out: str | Path | None = None,
                 max_new_tokens: int = 16, batch_size: int = 32, step_chunk: int | None = None, mi=None,
                 progress: bool = True, data_config: dict | None = None,
-                interventions: list[Intervention] = ()) -> xr.Dataset:
+                interventions: list[Intervention] = (), shard: tuple[int, int] | str | None = None,
+                dask: str | None = None) -> xr.Dataset:
     """Attention drift of every sample's generated answer; returns the run Dataset (stored at ``out``).
 
     ``mi`` (an MI run, as a Dataset or store path) adds each sample's MI label as
     coordinate ``mi`` ("unknown" for samples the MI run lacks), so curves can be split by it.  With ``out`` the run is a
-    resumable :class:`RunStore` of kind ``drift``.
+    resumable :class:`RunStore` of kind ``drift``; ``shard``/``dask`` scale it out (:func:`modbias.runs.loop.run`).
 
     >>> import modbias                                                  # doctest: +SKIP
     >>> ds = modbias.trace_drift(modbias.load_model("organism"), modbias.load_benchmark("synth", limit=30))
@@ -160,7 +161,8 @@ def trace_drift(model: ModelAdapter, data: Iterable[Sample], *, out: str | Path 
                   "interventions": [iv.describe() for iv in interventions], "modbias_version": __version__}
     probe = AttentionProbe(model.backbone)
     return run(model, samples, lambda chunk: drift_batch(model, probe, chunk, config, list(interventions), labels),
-               config=run_config, interventions=interventions, out=out, batch_size=batch_size, progress=progress)
+               config=run_config, interventions=interventions, out=out, batch_size=batch_size, progress=progress,
+               shard=shard, dask=dask)
 
 
 # -- normalised curves ------------------------------------------------------------------

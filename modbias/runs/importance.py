@@ -236,14 +236,16 @@ def mi_batch(model: ModelAdapter, samples: list[Sample], config: MIConfig, neutr
 def mi(model: ModelAdapter, data: Iterable[Sample], *, out: str | Path | None = None, ablation: str = "remove",
        neutral: NeutralFeatures | None = None, max_new_tokens: int = 16, batch_size: int = 32, seed: int = 0,
        progress: bool = True, data_config: dict | None = None,
-       interventions: list[Intervention] = ()) -> xr.Dataset:
+       interventions: list[Intervention] = (), shard: tuple[int, int] | str | None = None,
+       dask: str | None = None) -> xr.Dataset:
     """Modality Importance of every sample; returns the run Dataset (also stored at ``out``).
 
     Variables: ``prediction``, ``text``, ``correct`` (sample, condition) for the
     conditions audio_visual / audio_only / visual_only; ``mi`` (audio, visual,
     both, neither) and ``expected_mi`` (from the cue emotions; "" if unknown)
     per sample.  ``ds.attrs["summary"]`` holds :func:`mi_summary`.  With
-    ``out`` the run is a resumable :class:`RunStore` of kind ``mi``.
+    ``out`` the run is a resumable :class:`RunStore` of kind ``mi``; ``shard``/``dask`` scale it out
+    (:func:`modbias.runs.loop.run`; the summary is recorded once every unit is committed).
 
     >>> import modbias                                                  # doctest: +SKIP
     >>> ds = modbias.mi(modbias.load_model("organism"), modbias.load_benchmark("synth", limit=100),
@@ -262,8 +264,9 @@ def mi(model: ModelAdapter, data: Iterable[Sample], *, out: str | Path | None = 
                   "mi": asdict(config), "interventions": [iv.describe() for iv in interventions],
                   "modbias_version": __version__}
     result = run(model, samples, lambda chunk: mi_batch(model, chunk, config, neutral, list(interventions)),
-                 config=run_config, interventions=interventions, out=out, batch_size=batch_size, progress=progress)
-    if result.sizes.get("sample", 0):
+                 config=run_config, interventions=interventions, out=out, batch_size=batch_size, progress=progress,
+                 shard=shard, dask=dask)
+    if result.sizes.get("sample", 0) and result.attrs.get("complete", True):
         result.attrs["summary"] = mi_summary(result)
         if out is not None:
             update_manifest(out, summary=result.attrs["summary"])

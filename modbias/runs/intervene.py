@@ -24,6 +24,7 @@ from modbias.core.evaluation import Grouper
 from modbias.data.sample import Sample
 from modbias.interventions import REGISTRY, Intervention, make
 from modbias.models.base import ModelAdapter
+from modbias.runs.store import open_run
 from modbias.runs.summaries import record_summary
 from modbias.runs.trace import trace
 
@@ -60,13 +61,16 @@ def intervene(model: ModelAdapter, data: Iterable[Sample], method: str = "ar", *
               interventions: list[Intervention] | None = None, out: str | Path | None = None,
               cache_dir: str | Path = "cache", baseline: str | Path | None = None, batch_size: int = 64,
               max_new_tokens: int = 16, at: str = "first", progress: bool = True,
-              scope: str = "conclusion", grouper: Grouper | None = None, **params) -> xr.Dataset:
+              scope: str = "conclusion", grouper: Grouper | None = None,
+              shard: tuple[int, int] | str | None = None, dask: str | None = None, **params) -> xr.Dataset:
     """Run ``data`` under ``method`` (or an explicit ``interventions`` list) and compare with the baseline.
 
     Two progress bars (``progress=False``: none) count samples: ``baseline`` (skipped when the
     baseline is stored) and the run, named after its interventions.  ``scope`` and ``grouper``
     choose how Ŷ is read for the summary (:func:`modbias.core.evaluation.subset_metrics`: the final
     conclusion by default, ``"answer"`` for the whole answer; the built-in lexicon grouper).
+    ``shard``/``dask`` scale out both the baseline and the run (:func:`modbias.runs.loop.run`); the
+    summaries are recorded by the process that finds both stores complete.
 
     >>> import modbias                                                       # doctest: +SKIP
     >>> ds = modbias.intervene(modbias.load_model("organism"),
@@ -76,19 +80,24 @@ def intervene(model: ModelAdapter, data: Iterable[Sample], method: str = "ar", *
     interventions = build_interventions(method, **params) if interventions is None else interventions
     samples = list(data)
     data_config = getattr(data, "config", {})
-    common = dict(at=at, max_new_tokens=max_new_tokens, batch_size=batch_size, data_config=data_config)
+    common = dict(at=at, max_new_tokens=max_new_tokens, batch_size=batch_size, data_config=data_config, shard=shard,
+                  dask=dask)
     key = _digest(model.describe(), data_config, [s.id for s in samples], at, max_new_tokens)
     cache_dir = Path(cache_dir)
     baseline = Path(baseline) if baseline else cache_dir / f"baseline-{model.family}-{key}"
     base = trace(model, samples, out=baseline, kind="intervene", progress=progress, label="baseline", **common)
     scoring = {"scope": scope, "grouper": grouper}
-    base_summary = record_summary(baseline, base, **scoring)
     if not interventions:
+        if base.attrs["complete"]:
+            record_summary(baseline, base, **scoring)
         return base
     out = Path(out) if out else cache_dir / f"intervene-{model.family}-{run_label(interventions)}-{key}"
     run = trace(model, samples, out=out, kind="intervene", interventions=interventions,
                 progress=progress, label=f"run {run_label(interventions)}", **common)
-    record_summary(out, run, baseline_path=baseline, baseline_summary=base_summary, **scoring)
+    base = base if base.attrs["complete"] else open_run(baseline)  # other shards may have finished it since
+    if run.attrs["complete"] and base.attrs["complete"]:
+        base_summary = record_summary(baseline, base, **scoring)
+        record_summary(out, run, baseline_path=baseline, baseline_summary=base_summary, **scoring)
     return run
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from filelock import FileLock, Timeout
 
 
-class StoreBusy(RuntimeError):
+class StoreBusy(BlockingIOError):
     """Another live process holds the lock."""
 
 

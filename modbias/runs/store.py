@@ -188,6 +188,12 @@ class RunStore:
                 pass  # no plain writer holds the store
             yield
 
+    def check_free(self, shard: tuple[int, int] | None = None) -> None:
+        """Raise :class:`StoreBusy` now if :meth:`writing` would (a check before a model loads)."""
+        if (self.path / LOCKS).is_dir():
+            with self.writing(shard):
+                pass
+
     @contextmanager
     def claim(self, unit: Unit):
         """Hold ``unit``'s lock; yields whether it still needs writing (``False``: another process

@@ -237,13 +237,16 @@ def run_name(model: ModelAdapter, subset: str, kind: str = "trace") -> str:
 def trace(model: ModelAdapter, data: Iterable[Sample], *, out: str | Path | None = None, at: str = "first",
           max_new_tokens: int = 16, batch_size: int = 32, save_rows: bool = False, tau: float = 1.0,
           progress: bool = True, data_config: dict | None = None,
-          interventions: list[Intervention] = (), kind: str = "trace", label: str | None = None) -> xr.Dataset:
+          interventions: list[Intervention] = (), kind: str = "trace", label: str | None = None,
+          shard: tuple[int, int] | str | None = None, dask: str | None = None) -> xr.Dataset:
     """Trace ``model`` on ``data``; returns the run Dataset (also stored at ``out`` if given).
 
     With ``out``, finished batches are committed as they complete; calling
     again with the same arguments resumes (or, when complete, just opens) it.
     ``progress`` shows a bar of samples done (terminal or notebook), named ``label``
-    (default: the kind of run); ``progress=False`` turns it off.
+    (default: the kind of run); ``progress=False`` turns it off.  ``shard`` (``"i/n"``) and ``dask``
+    (``"local:N"`` or a scheduler address) scale the run out (:func:`modbias.runs.loop.run`); a shard
+    returns the units committed so far, and the summary is recorded once all are.
 
     >>> import modbias                                                  # doctest: +SKIP
     >>> ds = modbias.trace(modbias.load_model("organism"),
@@ -261,8 +264,8 @@ def trace(model: ModelAdapter, data: Iterable[Sample], *, out: str | Path | None
     probe = AttentionProbe(model.backbone)
     ds = run(model, samples, lambda chunk: trace_batch(model, probe, chunk, config, capacity, list(interventions)),
              config=run_config, interventions=interventions, out=out, batch_size=batch_size, progress=progress,
-             label=label)
-    if kind == "trace" and ds.sizes.get("sample"):  # the evaluation its benchmark calls for (intervene: with deltas)
+             label=label, shard=shard, dask=dask)
+    if kind == "trace" and ds.sizes.get("sample") and ds.attrs.get("complete", True):  # the evaluation its benchmark calls for (intervene: with deltas)
         if out is not None:
             record_summary(out, ds)
         else:
