@@ -37,7 +37,19 @@ def load_model(spec: str = "organism", device: str = "cpu"):
         model = Organism.load(path or (ORGANISMS[name] / BASE_STATE if name != family else ORGANISMS[name]))
     else:
         model = FAMILIES[family](path)
-    return model.to(device)
+    model = model.to(device)
+    model.load_spec = (spec, device)  # how another process loads the same model (runs on Dask workers)
+    return model
+
+
+_LOADED: dict[tuple[str, str], object] = {}
+
+
+def load_model_once(spec: str, device: str = "cpu"):
+    """:func:`load_model`, cached per process: a Dask worker loads each model once for all its units."""
+    if (spec, device) not in _LOADED:
+        _LOADED[(spec, device)] = load_model(spec, device)
+    return _LOADED[(spec, device)]
 
 
 def _load_features(path):

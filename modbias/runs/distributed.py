@@ -5,8 +5,9 @@
 dask-cuda is installed); any other value is the address of a running scheduler
 (``tcp://host:8786``, e.g. started by dask-jobqueue on SLURM).
 
-The model, its interventions and the run's ``record_batch`` travel to each worker once
-(scattered with ``broadcast=True``; the interventions are attached there, once).  Each task
+The run's ``record_batch``, the model and its interventions travel to each worker once, pickled
+with the model as its ``load_model`` spec (:func:`modbias.models.base.pickled_by_spec`): each worker
+loads the model once, from its files, and attaches the interventions there, once.  Each task
 is one unit: it takes the unit's lock, records the unit's batches, writes the unit's region and
 commits it, like a shard does.  The driver holds the store's writer lock and advances one
 progress bar as units finish; a worker that dies has its task rerun by the scheduler on
@@ -22,6 +23,9 @@ from dataclasses import dataclass, field
 from modbias.interventions.base import applied
 from modbias.runs.store import RunStore, Unit
 from modbias.runs.units import record_unit
+
+
+_JOBS: dict[str, "Job"] = {}
 
 
 @dataclass
@@ -46,6 +50,26 @@ class Job:
 
     def __getstate__(self):
         return {**self.__dict__, "_entered": None}
+
+    def dumps(self) -> bytes:
+        """The job pickled for the workers (models by their spec)."""
+        import cloudpickle
+
+        from modbias.models.base import pickled_by_spec
+
+        with pickled_by_spec():
+            return cloudpickle.dumps(self)
+
+    @staticmethod
+    def loads(payload: bytes) -> "Job":
+        """The job of ``payload``, unpickled (its model loaded) once per worker process."""
+        import hashlib
+        import pickle
+
+        key = hashlib.sha1(payload).hexdigest()
+        if key not in _JOBS:
+            _JOBS[key] = pickle.loads(payload)
+        return _JOBS[key].ready()
 
 
 @contextmanager
@@ -79,9 +103,9 @@ def cluster_client(address: str):
         yield client
 
 
-def unit_task(job: Job, path: str, unit: Unit, samples: list, batch_size: int, plan: dict) -> int:
+def unit_task(payload: bytes, path: str, unit: Unit, samples: list, batch_size: int, plan: dict) -> int:
     """Record and commit one unit in a worker; returns its sample count (0 when another holds or has it)."""
-    job.ready()
+    job = Job.loads(payload)
     store = RunStore(path)
     store.attach(**plan)
     with store.claim(unit) as free:
@@ -113,7 +137,7 @@ def run_units_on_dask(address: str, store: RunStore, units: list[Unit], samples:
     with cluster_client(address) as client:
         workers = max(1, len(client.scheduler_info()["workers"]))
         threads = max(1, (os.cpu_count() or 1) // workers) if address.startswith("local:") else 1
-        job = client.scatter(Job(model, interventions, record_batch, threads), broadcast=True)
+        job = client.scatter(Job(model, interventions, record_batch, threads).dumps(), broadcast=True)
         plan = client.scatter(store.plan, broadcast=True)
         futures = {client.submit(unit_task, job, str(store.path), unit, samples[unit.start:unit.stop], batch_size,
                                  plan, pure=False, retries=2): unit for unit in units}

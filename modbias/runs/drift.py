@@ -45,7 +45,7 @@ import xarray as xr
 
 from modbias import __version__
 from modbias.core.layout import batch_masks
-from modbias.core.probe import AttentionProbe
+from modbias.core.probe import AttentionProbe, probe_for
 from modbias.data.sample import SUBSETS, Sample
 from modbias.interventions.base import Intervention
 from modbias.models.base import ModelAdapter
@@ -159,8 +159,8 @@ def trace_drift(model: ModelAdapter, data: Iterable[Sample], *, out: str | Path 
                   "drift": asdict(config), "groups": list(GROUPS),
                   "mi": _mi_source(mi, labels) if mi is not None else None,
                   "interventions": [iv.describe() for iv in interventions], "modbias_version": __version__}
-    probe = AttentionProbe(model.backbone)
-    return run(model, samples, lambda chunk: drift_batch(model, probe, chunk, config, list(interventions), labels),
+    return run(model, samples,
+               lambda chunk: drift_batch(model, probe_for(model.backbone), chunk, config, list(interventions), labels),
                config=run_config, interventions=interventions, out=out, batch_size=batch_size, progress=progress,
                shard=shard, dask=dask)
 

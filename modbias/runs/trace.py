@@ -26,7 +26,7 @@ from modbias.core.emotions import FAMILY_CONCLUSION, answer_mention, find_emotio
 from modbias.core.hf_compat import crop_cache, with_cache
 from modbias.core.layout import batch_masks
 from modbias.core.metrics import modality_sums, with_metrics
-from modbias.core.probe import AttentionProbe, ProbeRequest, instrument, probing
+from modbias.core.probe import AttentionProbe, ProbeRequest, instrument, probe_for, probing
 from modbias.data.sample import Sample, SampleError
 from modbias.interventions.base import Intervention
 from modbias.models.base import ModelAdapter, generated_mask
@@ -261,8 +261,8 @@ def trace(model: ModelAdapter, data: Iterable[Sample], *, out: str | Path | None
     run_config = {"kind": kind, "model": model.describe(), "data": data_config or getattr(data, "config", {}),
                   "trace": asdict(config), "interventions": [iv.describe() for iv in interventions],
                   "token_capacity": capacity, "modbias_version": __version__}
-    probe = AttentionProbe(model.backbone)
-    ds = run(model, samples, lambda chunk: trace_batch(model, probe, chunk, config, capacity, list(interventions)),
+    ds = run(model, samples,
+             lambda chunk: trace_batch(model, probe_for(model.backbone), chunk, config, capacity, list(interventions)),
              config=run_config, interventions=interventions, out=out, batch_size=batch_size, progress=progress,
              label=label, shard=shard, dask=dask)
     if kind == "trace" and ds.sizes.get("sample") and ds.attrs.get("complete", True):  # the evaluation its benchmark calls for (intervene: with deltas)
