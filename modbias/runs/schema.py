@@ -35,7 +35,7 @@ import zarr
 
 SAMPLE = "sample"
 COMPACT = {"rows": np.dtype("float16")}  # attention probabilities: 3 significant digits are plenty
-LARGE_SAMPLE_BYTES = 16 * 1024  # above this, one chunk per sample inside the unit's shard
+LARGE_SAMPLE_BYTES = 4 * 1024  # from this size, one chunk per sample inside the unit's shard
 
 
 class SchemaMismatch(ValueError):
