@@ -5,9 +5,10 @@
 dask-cuda is installed); any other value is the address of a running scheduler
 (``tcp://host:8786``, e.g. started by dask-jobqueue on SLURM).
 
-The run's ``record_batch``, the model and its interventions travel to each worker once, pickled
-with the model as its ``load_model`` spec (:func:`modbias.models.base.pickled_by_spec`): each worker
-loads the model once, from its files, and attaches the interventions there, once.  Each task
+The run's ``record_batch``, the model and its interventions travel with each task, pickled with
+the model as its ``load_model`` spec (:func:`modbias.models.base.pickled_by_spec`), so a task
+is a few kilobytes; each worker unpickles that job once (cached by its digest), loading the
+model once from its files and attaching the interventions once.  Each task
 is one unit: it takes the unit's lock, records the unit's batches, writes the unit's region and
 commits it, like a shard does.  The driver holds the store's writer lock and advances one
 progress bar as units finish; a worker that dies has its task rerun by the scheduler on
@@ -128,19 +129,20 @@ def run_units_on_dask(address: str, store: RunStore, units: list[Unit], samples:
         batch_size: samples per ``record_batch`` call.
         progress, label: one progress bar over all workers, counting samples as units commit.
     """
+    import dask
     from distributed import as_completed
 
     from modbias.core.progress import progress_bar
 
     if not units:
         return
-    with cluster_client(address) as client:
+    patient = {"distributed.comm.timeouts.connect": "120s", "distributed.comm.timeouts.tcp": "600s"}
+    with dask.config.set(patient), cluster_client(address) as client:
         workers = max(1, len(client.scheduler_info()["workers"]))
         threads = max(1, (os.cpu_count() or 1) // workers) if address.startswith("local:") else 1
-        job = client.scatter(Job(model, interventions, record_batch, threads).dumps(), broadcast=True)
-        plan = client.scatter(store.plan, broadcast=True)
+        job = Job(model, interventions, record_batch, threads).dumps()  # small: the model travels as its spec
         futures = {client.submit(unit_task, job, str(store.path), unit, samples[unit.start:unit.stop], batch_size,
-                                 plan, pure=False, retries=2): unit for unit in units}
+                                 store.plan, pure=False, retries=2): unit for unit in units}
         with progress_bar(progress) as bar:
             task = bar.add_task(f"{label}: samples ({workers} workers)", total=sum(u.stop - u.start for u in units))
             for future in as_completed(futures):

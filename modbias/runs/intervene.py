@@ -88,14 +88,14 @@ def intervene(model: ModelAdapter, data: Iterable[Sample], method: str = "ar", *
     base = trace(model, samples, out=baseline, kind="intervene", progress=progress, label="baseline", **common)
     scoring = {"scope": scope, "grouper": grouper}
     if not interventions:
-        if base.attrs["complete"]:
+        if base.attrs.get("complete", True):
             record_summary(baseline, base, **scoring)
         return base
     out = Path(out) if out else cache_dir / f"intervene-{model.family}-{run_label(interventions)}-{key}"
     run = trace(model, samples, out=out, kind="intervene", interventions=interventions,
                 progress=progress, label=f"run {run_label(interventions)}", **common)
-    base = base if base.attrs["complete"] else open_run(baseline)  # other shards may have finished it since
-    if run.attrs["complete"] and base.attrs["complete"]:
+    base = base if base.attrs.get("complete", True) else open_run(baseline)  # other shards may have finished it since
+    if run.attrs.get("complete", True) and base.attrs.get("complete", True):
         base_summary = record_summary(baseline, base, **scoring)
         record_summary(out, run, baseline_path=baseline, baseline_summary=base_summary, **scoring)
     return run

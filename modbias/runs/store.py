@@ -4,6 +4,7 @@ Layout of a store directory::
 
     modbias.json   the manifest: kind, config, the plan (samples, ids digest, unit size) and,
                    per committed unit, its sample range and the checksums of what it wrote
+    modbias.ids.json   the sample ids in run order
     zarr.json, <variable>/...   the arrays, pre-allocated for every sample (:mod:`modbias.runs.schema`)
     locks/         writer, shard, unit, manifest and creation locks, each with its holder's pid
 
@@ -38,13 +39,14 @@ from modbias.runs import schema
 from modbias.runs.locks import StoreBusy, exclusive, held, holder
 
 MANIFEST = "modbias.json"
+IDS = "modbias.ids.json"  # the run's sample ids in order, written with the plan
 LOCKS = "locks"
 FORMAT = 2  # 1: appended batches with a ``done`` count (read, never resumed)
 MAX_UNITS = 64  # the default unit size keeps a store at about this many units
 
 warnings.filterwarnings("ignore", message=".*StringDType.*")  # vlen strings in zarr v3 are fine for xarray
 warnings.filterwarnings("ignore", message=".*does not have a Zarr V3 specification.*")
-warnings.filterwarnings("ignore", message=".*(modbias.json|locks) is not recognized.*")
+warnings.filterwarnings("ignore", message=".*(modbias.json|modbias.ids.json|locks) is not recognized.*")
 warnings.filterwarnings("ignore", message=".*Consolidated metadata is currently not part.*")
 
 __all__ = ["RunStore", "Unit", "open_run", "verify_store", "read_manifest", "update_manifest", "list_runs", "pad_tokens",
@@ -105,10 +107,14 @@ def read_manifest(path: str | Path) -> dict:
     return json.loads(path.read_text()) if path.exists() else {}
 
 
+def _write_json(path: Path, value) -> None:
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(value))
+    os.replace(tmp, path)  # atomic: a kill leaves the old or the new file
+
+
 def _write_manifest(path: Path, manifest: dict) -> None:
-    tmp = path / f"{MANIFEST}.{os.getpid()}.tmp"
-    tmp.write_text(json.dumps(manifest))
-    os.replace(tmp, path / MANIFEST)  # atomic: a kill leaves the old or the new record
+    _write_json(path / MANIFEST, manifest)
 
 
 @contextmanager
@@ -156,6 +162,7 @@ class RunStore:
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
+        self._ids = None
 
     @property
     def exists(self) -> bool:
@@ -228,6 +235,7 @@ class RunStore:
             if not manifest:
                 manifest = {"kind": kind, "config": self._config, **plan, "unit_size": unit_size, "units": {},
                             "done": 0, "created": _dt.datetime.now().isoformat(timespec="seconds")}
+                _write_json(self.path / IDS, list(sample_ids))
                 _write_manifest(self.path, manifest)
         _check_identity(self.path, manifest, self._config, kind)
         if manifest.get("format") != FORMAT:
@@ -236,21 +244,29 @@ class RunStore:
         if (manifest["samples"], manifest["ids"]) != (plan["samples"], plan["ids"]):
             raise RunConfigMismatch(f"{self.path} holds a run of other samples (differs in sample ids: "
                                     f"{manifest['samples']} stored, {len(sample_ids)} now); choose another --out")
-        self.attach(self._config, kind, sample_ids, int(manifest["unit_size"]))
+        self.attach(self._config, kind, int(manifest["unit_size"]))
+        self._ids = list(sample_ids)
         damaged = {d.unit.index for d in verify_store(self.path)} if self.exists else set()
         if damaged:
             self._uncommit(damaged)
         committed = set(_committed(read_manifest(self.path)))
         return [u for u in plan_units(len(sample_ids), self.unit_size) if u.index not in committed]
 
-    def attach(self, config: dict, kind: str, sample_ids: list[str], unit_size: int) -> None:
+    def attach(self, config: dict, kind: str, unit_size: int) -> None:
         """Take a begun run's :attr:`plan` (in another process that writes units of it)."""
-        self._config, self._kind, self.sample_ids, self.unit_size = config, kind, list(sample_ids), unit_size
+        self._config, self._kind, self.unit_size, self._ids = config, kind, unit_size, None
 
     @property
     def plan(self) -> dict:
-        """What :meth:`attach` takes: the run's config, kind, sample ids and unit size."""
-        return {"config": self._config, "kind": self._kind, "sample_ids": self.sample_ids, "unit_size": self.unit_size}
+        """What :meth:`attach` takes: the run's config, kind and unit size."""
+        return {"config": self._config, "kind": self._kind, "unit_size": self.unit_size}
+
+    @property
+    def sample_ids(self) -> list[str]:
+        """The run's sample ids, in order (read from the store in a process that attached)."""
+        if self._ids is None:
+            self._ids = json.loads((self.path / IDS).read_text())
+        return self._ids
 
     def _uncommit(self, indices: set[int]) -> None:
         with _manifest_lock(self.path):

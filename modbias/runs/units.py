@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
-import xarray as xr
+if TYPE_CHECKING:  # this module is read by the command line before anything heavy loads
+    import xarray as xr
 
-RecordBatch = Callable[[list], xr.Dataset]
+RecordBatch = Callable[[list], "xr.Dataset"]
 
 
 def parse_shard(text: str | None) -> tuple[int, int] | None:
@@ -38,6 +39,8 @@ def record_unit(record_batch: RecordBatch, samples: list, batch_size: int, advan
     Returns:
         The unit's samples along ``sample``.
     """
+    import xarray as xr
+
     parts = []
     for start in range(0, len(samples), batch_size):
         parts.append(record_batch(samples[start:start + batch_size]))
