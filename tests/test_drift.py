@@ -11,6 +11,7 @@ import modbias
 from modbias.core.layout import position_ids_from_mask
 from modbias.core.probe import eager_rows
 from modbias.interventions import make
+from modbias.runs import drift
 from modbias.runs.drift import GROUPS, drift_curves, drift_summary, normalise_steps, paper_layer, trace_drift
 from modbias.runs.store import open_run
 
@@ -78,10 +79,22 @@ def test_normalise_steps_by_hand():
     assert np.isnan(out[2]).all()
 
 
-def test_curves_from_the_store(organism, bench, run, tmp_path):
+def test_curves_from_the_store(organism, bench, run, tmp_path, monkeypatch):
     out = tmp_path / "drift"
-    trace_drift(organism, bench[:4], out=out, batch_size=6)
-    stored = trace_drift(organism, bench, out=out, batch_size=6)  # resumes
+    real, calls = drift.drift_batch, []
+
+    def killed_after_two_batches(*args, **kwargs):
+        calls.append(1)
+        if len(calls) > 2:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(drift, "drift_batch", killed_after_two_batches)
+    with pytest.raises(KeyboardInterrupt):
+        trace_drift(organism, bench, out=out, batch_size=2)
+    monkeypatch.undo()
+    assert open_run(out).sizes["sample"] == 4
+    stored = trace_drift(organism, bench, out=out, batch_size=2)  # resumes
     assert open_run(out).attrs["kind"] == "drift"
     np.testing.assert_allclose(stored.share.values, run.share.values, atol=1e-6)
 

@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 import modbias
 from modbias.runs.importance import (CONDITIONS, NeutralFeatures, ablate, dominant_modality, expected_modality,
                                          mi, mi_crosstab, mi_summary)
+from modbias.runs import importance
 from modbias.runs.store import RunConfigMismatch, open_run
 
 
@@ -104,17 +105,28 @@ def test_summary_crosstab_and_agreement(run):
     assert np.allclose(mi_crosstab(run, normalize=True).sum("mi"), 1.0)
 
 
-def test_store_resumes_and_checks_config(organism, bench, run, tmp_path):
+def test_store_resumes_and_checks_config(organism, bench, run, tmp_path, monkeypatch):
     out = tmp_path / "mi"
-    mi(organism, bench[:4], out=out, batch_size=9, ablation="noise", neutral=NeutralFeatures.from_samples(bench))
-    assert open_run(out).sizes["sample"] == 4 and open_run(out).attrs["kind"] == "mi"
-    full = mi(organism, bench, out=out, batch_size=9, ablation="noise")
+    real, calls = importance.mi_batch, []
+
+    def killed_after_one_batch(*args, **kwargs):
+        calls.append(1)
+        if len(calls) > 1:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(importance, "mi_batch", killed_after_one_batch)
+    with pytest.raises(KeyboardInterrupt):
+        mi(organism, bench, out=out, batch_size=3, ablation="noise", neutral=NeutralFeatures.from_samples(bench))
+    monkeypatch.undo()
+    assert open_run(out).sizes["sample"] == 3 and open_run(out).attrs["kind"] == "mi"
+    full = mi(organism, bench, out=out, batch_size=3, ablation="noise")
     assert full.sample.values.tolist() == run.sample.values.tolist()
     assert full.text.values.tolist() == run.text.values.tolist()
     assert full.mi.values.tolist() == run.mi.values.tolist()
     assert open_run(out).attrs["summary"]["agreement"] == run.attrs["summary"]["agreement"]
     with pytest.raises(RunConfigMismatch):
-        mi(organism, bench, out=out, batch_size=9, ablation="zeros")
+        mi(organism, bench, out=out, batch_size=3, ablation="zeros")
 
 
 def test_cli_mi_command(tmp_path):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -18,7 +19,7 @@ from typer.testing import CliRunner
 import modbias
 from modbias.cli import app, main
 from modbias.runs import schema
-from modbias.runs.store import RunStore, StoreBusy, StoreDamaged, open_run, read_manifest, verify_store
+from modbias.runs.store import RunConfigMismatch, RunStore, StoreBusy, StoreDamaged, open_run, read_manifest, verify_store
 
 runner = CliRunner()
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "COLUMNS": "200"}
@@ -109,8 +110,6 @@ def test_a_deleted_shard_file_is_named_by_sample_and_rerunning_repairs_it(tmp_pa
 
 def test_a_corrupt_chunk_is_found(tmp_path, single):
     out = tmp_path / "run"
-    import shutil
-
     shutil.copytree(single, out)
     text = out / "text" / "c" / "2"
     text.write_bytes(text.read_bytes()[:-3] + b"xyz")
@@ -145,6 +144,14 @@ def test_dask_local_cluster_equals_one_process(tmp_path, organism, single):
     modbias.trace(modbias.load_model("organism"), bench, out=out, batch_size=4, progress=False, dask="local:2")
     _same_run(open_run(out, verify=True), open_run(single))
     assert read_manifest(out)["summary"] == read_manifest(single)["summary"]
+
+
+def test_resuming_with_other_samples_is_refused(tmp_path, organism, single):
+    out = tmp_path / "run"
+    shutil.copytree(single, out)
+    bench = modbias.load_benchmark("synth", subset="video_aligned", limit=16)  # another --limit
+    with pytest.raises(RunConfigMismatch, match="differs in sample ids: 12 stored, 16 now"):
+        modbias.trace(organism, bench, out=out, batch_size=4, progress=False)
 
 
 def test_a_batch_that_does_not_fit_the_store_is_named(tmp_path, single):
