@@ -187,3 +187,30 @@ def test_rows_are_stored_compact_one_chunk_per_sample_one_shard_per_unit(tmp_pat
     rows = zarr.open_array(out / "rows", mode="r")
     assert rows.dtype == np.float16 and rows.chunks[0] == 1 and rows.shards[0] == 4
     assert len([p for p in (out / "rows").rglob("*") if p.is_file() and p.name != "zarr.json"]) == 2
+
+
+def test_a_unit_whose_dask_worker_dies_is_rerun(tmp_path):
+    pytest.importorskip("distributed")
+    from types import SimpleNamespace
+
+    from modbias.runs.loop import run
+
+    ids = [f"s{i}" for i in range(8)]
+    ds = xr.Dataset({"score": ("sample", np.arange(8.0))}, coords={"sample": ids})
+    marker = tmp_path / "died"
+
+    def record(chunk):  # the first worker to record unit 1 dies mid-unit
+        if chunk[0].id == "s4":
+            try:
+                os.close(os.open(marker, os.O_CREAT | os.O_EXCL))
+                os._exit(1)
+            except FileExistsError:
+                pass
+        return ds.sel(sample=[s.id for s in chunk])
+
+    out = tmp_path / "run"
+    got = run(None, [SimpleNamespace(id=i) for i in ids], record, config={"kind": "test"}, out=out, batch_size=2,
+              unit_size=4, progress=False, dask="local:2")
+    assert marker.exists()  # a worker did die
+    xr.testing.assert_equal(got.drop_attrs().load(), ds)
+    assert verify_store(out) == [] and read_manifest(out)["done"] == 8

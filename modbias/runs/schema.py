@@ -20,7 +20,7 @@ decided here, from the first unit a run writes:
   one chunk, and the store's file count is (variables × units), not
   (variables × batches).
 
-Each committed unit is recorded with :func:`checksums` of what it wrote;
+Each committed unit is recorded with the digests :func:`write_region` returns;
 :func:`unit_checksums` recomputes them from disk, so a missing or corrupt
 shard is found (:mod:`modbias.runs.store`).
 """
@@ -47,14 +47,27 @@ def is_string(dtype: np.dtype) -> bool:
 
 
 def store_dtype(name: str, dtype: np.dtype) -> np.dtype | type:
-    """The dtype ``name`` is stored in: ``str`` (variable-length) for strings, :data:`COMPACT` ones, else its own."""
+    """The dtype variable ``name`` is stored in.
+
+    Args:
+        name: the variable's name.
+        dtype: its dtype in the batch.
+    Returns:
+        ``str`` (zarr's variable-length strings) for strings, the :data:`COMPACT` dtype for those, else ``dtype``.
+    """
     if is_string(dtype):
         return str
     return COMPACT.get(name, np.dtype(dtype))
 
 
 def fill_value(dtype) -> object:
-    """What an unwritten element reads as: NaN for floats, "" for strings, 0 / False otherwise."""
+    """What an unwritten (uncommitted) element reads as.
+
+    Args:
+        dtype: a stored dtype (:func:`store_dtype`).
+    Returns:
+        NaN for floats, ``""`` for strings, ``False`` for booleans, 0 otherwise.
+    """
     if dtype is str:
         return ""
     dtype = np.dtype(dtype)
@@ -62,7 +75,14 @@ def fill_value(dtype) -> object:
 
 
 def encoded(name: str, values) -> np.ndarray:
-    """``values`` as written: strings as an object array of ``str``, numbers cast to :func:`store_dtype`."""
+    """``values`` of variable ``name`` as written.
+
+    Args:
+        name: the variable's name.
+        values: its values, any shape.
+    Returns:
+        The same shape: strings as an object array of ``str``, numbers cast to :func:`store_dtype`.
+    """
     values = np.asarray(values)
     if is_string(values.dtype):
         return np.asarray([str(v) for v in values.reshape(-1).tolist()], dtype=object).reshape(values.shape)
@@ -70,8 +90,18 @@ def encoded(name: str, values) -> np.ndarray:
 
 
 def chunking(name: str, shape: tuple[int, ...], dtype, unit_size: int) -> dict:
-    """``chunks`` (and ``shards``) of a per-sample array: one shard per unit of ``unit_size`` samples;
-    one chunk per sample inside it when one sample holds more than :data:`LARGE_SAMPLE_BYTES`."""
+    """``chunks`` (and ``shards``) of a per-sample array.
+
+    Args:
+        name: the variable's name.
+        shape: its shape in the store, ``(samples, ...)``.
+        dtype: its stored dtype.
+        unit_size: samples per work unit.
+    Returns:
+        ``{"chunks": (unit_size, ...)}`` (one chunk file per unit), or for a variable whose one sample holds
+        :data:`LARGE_SAMPLE_BYTES` or more ``{"chunks": (1, ...), "shards": (unit_size, ...)}`` (one shard file
+        per unit, one chunk per sample inside it).
+    """
     rest = tuple(shape[1:])
     itemsize = 16 if dtype is str else np.dtype(dtype).itemsize
     per_sample = itemsize * int(np.prod(rest, dtype=np.int64))
@@ -81,7 +111,13 @@ def chunking(name: str, shape: tuple[int, ...], dtype, unit_size: int) -> dict:
 
 
 def per_sample_names(ds: xr.Dataset) -> list[str]:
-    """The batch's variables and coordinates along ``sample`` (the index ``sample`` itself excluded)."""
+    """The names of a batch's variables and coordinates along ``sample``.
+
+    Args:
+        ds: a batch (dims of per-sample variables start with ``sample``).
+    Returns:
+        Their names, sorted; the index ``sample`` itself excluded.
+    """
     return sorted(n for n, v in ds.variables.items() if n != SAMPLE and v.dims[:1] == (SAMPLE,))
 
 
@@ -119,7 +155,15 @@ def create_arrays(path, template: xr.Dataset, sample_ids: list[str], unit_size: 
 
 
 def check_batch(path, batch: xr.Dataset, start: int, stop: int) -> None:
-    """Raise :class:`SchemaMismatch` naming the field when ``batch`` (samples ``start:stop``) does not fit."""
+    """Check that ``batch`` fits the store's arrays.
+
+    Args:
+        path: the store (allocated).
+        batch: the samples ``start:stop``.
+        start, stop: the region along ``sample``.
+    Raises:
+        SchemaMismatch: naming the samples and the field (a variable missing or extra, or other dims).
+    """
     group = zarr.open_group(path, mode="r", zarr_format=3)
     stored = {n for n in group.array_keys() if n != SAMPLE
               and (group[n].metadata.dimension_names or (None,))[0] == SAMPLE}
@@ -137,7 +181,13 @@ def check_batch(path, batch: xr.Dataset, start: int, stop: int) -> None:
 
 
 def digest(values: np.ndarray) -> str:
-    """A short content hash of one encoded array (strings by their UTF-8 text, numbers by their bytes)."""
+    """A short content hash of one encoded array.
+
+    Args:
+        values: an array as :func:`encoded` returns it or zarr reads it back.
+    Returns:
+        16 hex digits (BLAKE2b) of its shape and content: strings by their UTF-8 text, numbers by dtype and bytes.
+    """
     h = hashlib.blake2b(digest_size=8)
     values = np.asarray(values)
     if is_string(values.dtype):
@@ -150,10 +200,14 @@ def digest(values: np.ndarray) -> str:
 
 
 def write_region(path, batch: xr.Dataset, start: int, stop: int) -> dict[str, str]:
-    """Write ``batch`` into samples ``start:stop`` of every per-sample array; returns its :func:`checksums`.
+    """Write ``batch`` into samples ``start:stop`` of every per-sample array.
 
+    Args:
+        path: the store (allocated by :func:`create_arrays`).
+        batch: the samples ``start:stop``, in order.
+        start, stop: the region along ``sample``.
     Returns:
-        ``{variable: digest}`` of what was written (the encoded values).
+        ``{variable: digest}`` of what was written (the encoded values): the unit's checksums.
     """
     check_batch(path, batch, start, stop)
     group = zarr.open_group(path, mode="r+", zarr_format=3)
@@ -165,13 +219,16 @@ def write_region(path, batch: xr.Dataset, start: int, stop: int) -> dict[str, st
     return sums
 
 
-def checksums(batch: xr.Dataset) -> dict[str, str]:
-    """``{variable: digest}`` of a batch's per-sample variables as they are stored."""
-    return {name: digest(encoded(name, batch[name].values)) for name in per_sample_names(batch)}
-
-
 def unit_checksums(path, names: list[str], start: int, stop: int) -> dict[str, str | None]:
-    """The digests of samples ``start:stop`` of ``names`` as read back from disk (``None``: unreadable)."""
+    """The digests of a unit's region as read back from disk.
+
+    Args:
+        path: the store.
+        names: the per-sample variables to read.
+        start, stop: the region along ``sample``.
+    Returns:
+        ``{name: digest}`` (:func:`digest`); ``None`` for a variable that cannot be read.
+    """
     group = zarr.open_group(path, mode="r", zarr_format=3, use_consolidated=False)
     out = {}
     for name in names:

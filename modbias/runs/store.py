@@ -85,13 +85,27 @@ class Damage:
 
 
 def default_unit_size(n_samples: int, batch_size: int) -> int:
-    """Samples per unit: a multiple of ``batch_size`` giving at most about :data:`MAX_UNITS` units."""
+    """Samples per unit for a new store.
+
+    Args:
+        n_samples: the run's samples.
+        batch_size: samples per batch.
+    Returns:
+        The smallest multiple of ``batch_size`` that splits ``n_samples`` into at most :data:`MAX_UNITS` units.
+    """
     per_unit = -(-max(n_samples, 1) // MAX_UNITS)
     return batch_size * -(-per_unit // batch_size)
 
 
 def plan_units(n_samples: int, unit_size: int) -> list[Unit]:
-    """Contiguous units of ``unit_size`` samples (the last may be shorter)."""
+    """The run's work units.
+
+    Args:
+        n_samples: the run's samples.
+        unit_size: samples per unit.
+    Returns:
+        Contiguous units of ``unit_size`` samples in order (the last may be shorter).
+    """
     return [Unit(i, start, min(start + unit_size, n_samples))
             for i, start in enumerate(range(0, n_samples, unit_size))]
 
@@ -102,7 +116,13 @@ def ids_digest(sample_ids: list[str]) -> str:
 
 # -- the manifest ------------------------------------------------------------------------------
 def read_manifest(path: str | Path) -> dict:
-    """The store's manifest (``{}`` when there is none)."""
+    """The store's manifest.
+
+    Args:
+        path: the store.
+    Returns:
+        The manifest's JSON (``{}`` when there is none).
+    """
     path = Path(path) / MANIFEST
     return json.loads(path.read_text()) if path.exists() else {}
 
@@ -124,7 +144,12 @@ def _manifest_lock(path: Path):
 
 
 def update_manifest(path: str | Path, **fields) -> None:
-    """Add JSON-able fields (e.g. a run summary) to a store's manifest."""
+    """Add JSON-able fields (e.g. a run summary) to a store's manifest, under the manifest lock.
+
+    Args:
+        path: the store.
+        **fields: the fields to set.
+    """
     path = Path(path)
     with _manifest_lock(path):
         _write_manifest(path, {**read_manifest(path), **_jsonable(fields)})
@@ -359,7 +384,13 @@ def _plain_strings(ds: xr.Dataset) -> xr.Dataset:
 
 
 def committed_indices(manifest: dict) -> np.ndarray:
-    """Positions (in run order) of the committed samples."""
+    """The positions of the committed samples.
+
+    Args:
+        manifest: a store's manifest (:func:`read_manifest`).
+    Returns:
+        ``int`` positions in run order (units in order; the first ``done`` of a format-1 store).
+    """
     if manifest.get("format") != FORMAT:
         return np.arange(int(manifest.get("done", 0)))
     ranges = [np.arange(u["start"], u["stop"]) for _, u in sorted(_committed(manifest).items())]
@@ -413,7 +444,13 @@ def open_run(path: str | Path, tau: float | None = None, verify: bool = False) -
 
 
 def list_runs(cache: str | Path = "cache") -> list[Path]:
-    """Every run store directly under ``cache``."""
+    """Every run store directly under ``cache``.
+
+    Args:
+        cache: a directory.
+    Returns:
+        The store paths (those holding a manifest), sorted.
+    """
     cache = Path(cache)
     return sorted(p for p in cache.iterdir() if (p / MANIFEST).exists()) if cache.exists() else []
 
