@@ -52,6 +52,8 @@ def run(model, samples: list, record_batch: RecordBatch, *, config: dict,
                 if samples else xr.Dataset()
         result.attrs["config"] = config
         return result
+    if not samples:
+        return xr.Dataset()
     store = RunStore(out)
     with store.writing(shard):
         todo = store.begin(config, kind, [s.id for s in samples],
@@ -65,7 +67,9 @@ def run(model, samples: list, record_batch: RecordBatch, *, config: dict,
         else:
             with applied(model, list(interventions)):
                 _run_units(store, mine, samples, record_batch, batch_size, progress, label or kind)
-    return store.open() if store.exists else xr.Dataset()
+    if store.exists:
+        return store.open()
+    return xr.Dataset(attrs={"path": str(out), "complete": False})  # no unit committed yet (another shard's)
 
 
 def _run_units(store: RunStore, units: list[Unit], samples: list, record_batch: RecordBatch, batch_size: int,
