@@ -10,7 +10,8 @@ decided here, from the first unit a run writes:
   later batch must have them too (:func:`check_batch` names the field that
   does not);
 - **dtypes**: the batch's, except :data:`COMPACT` variables (attention rows are
-  stored as float16) and strings, stored as zarr's variable-length strings so
+  stored as float16 and read back, lazily, as float64 through a unit
+  ``scale_factor``) and strings, stored as zarr's variable-length strings so
   ids and generated texts of any length survive region writes;
 - **fill values** (:func:`fill_value`): what an uncommitted sample reads as —
   NaN, 0, False or "";
@@ -147,9 +148,9 @@ def create_arrays(path, template: xr.Dataset, sample_ids: list[str], unit_size: 
         along = var.dims[:1] == (SAMPLE,)
         shape = (n, *var.shape[1:]) if along else var.shape
         layout = chunking(name, shape, dtype, unit_size) if along else {"chunks": shape or None}
+        attributes = {**var.attrs, **({"scale_factor": 1.0} if name in COMPACT else {})}  # read back as float64
         array = group.create_array(name, shape=shape, dtype=dtype, fill_value=fill_value(dtype),
-                                   dimension_names=list(var.dims), attributes=dict(var.attrs), overwrite=True,
-                                   **layout)
+                                   dimension_names=list(var.dims), attributes=attributes, overwrite=True, **layout)
         if not along:
             array[...] = encoded(name, var.values)
 
