@@ -424,7 +424,7 @@ def open_run(path: str | Path, tau: float | None = None, verify: bool = False) -
         if damage:
             raise StoreDamaged(f"{path}: " + "; ".join(map(str, damage)) +
                                " — rerun the command that wrote it to recompute them")
-    ds = xr.open_zarr(path, consolidated=manifest.get("format") == FORMAT or None, chunks=None)  # lazy, no dask
+    ds = xr.open_zarr(path, consolidated=False, chunks=None)  # every array's own metadata; lazy, no dask
     index = committed_indices(manifest)
     expected = manifest.get("samples", int(manifest.get("done", 0)))
     if ds.sizes.get("sample", 0) < max(expected, len(index)):
