@@ -6,7 +6,8 @@
 Traces the same synthetic samples (``n`` per subset, ids ``synth-<subset>-<i>``) twice into fresh stores:
 in this process, then on a local Dask cluster of ``--workers`` single-threaded processes (its start-up
 included in the time).  Prints samples/s of each and their ratio, checks that both stores hold equal
-values, and reports each store's bytes per sample and file count.
+values, and reports each store's bytes per sample and file count.  Last, the CPU headroom of the machine:
+the throughput of two plain processes doing the same torch work against one (2.0 on two free cores).
 """
 
 from __future__ import annotations
@@ -29,6 +30,26 @@ def store_size(path: Path) -> tuple[int, int]:
     """(bytes, files) of everything under ``path``."""
     files = [p for p in path.rglob("*") if p.is_file()]
     return sum(p.stat().st_size for p in files), len(files)
+
+
+def _torch_work(_=None) -> float:
+    torch.set_num_threads(1)
+    x = torch.randn(256, 256)
+    start = time.perf_counter()
+    for _ in range(1000):
+        x @ x
+    return time.perf_counter() - start
+
+
+def headroom() -> float:
+    """Throughput of two concurrent processes over one, on the same fixed torch work."""
+    from multiprocessing import Pool
+
+    with Pool(1) as pool:
+        one = pool.map(_torch_work, [0])[0]
+    with Pool(2) as pool:
+        two = max(pool.map(_torch_work, [0, 1]))
+    return 2 * one / two
 
 
 def timed_trace(model, bench, out: Path, **kwargs) -> float:
@@ -64,6 +85,7 @@ def main() -> None:
     for name in ("single", "dask"):
         size, files = store_size(root / name)
         print(f"store {name:6s}: {size / n:,.0f} bytes/sample, {files} files, {size / 2**20:,.1f} MiB")
+    print(f"headroom: two plain processes give {headroom():.2f}x the throughput of one")
 
 
 if __name__ == "__main__":
