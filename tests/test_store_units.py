@@ -214,3 +214,17 @@ def test_a_unit_whose_dask_worker_dies_is_rerun(tmp_path):
     assert marker.exists()  # a worker did die
     xr.testing.assert_equal(got.drop_attrs().load(), ds)
     assert verify_store(out) == [] and read_manifest(out)["done"] == 8
+
+
+def test_intervene_shards_with_their_baseline_equal_one_process(tmp_path, organism):
+    bench = modbias.load_benchmark("synth", subset="all", limit=4)
+    options = dict(method="ar", batch_size=4, progress=False, tau=1.0)
+    one = modbias.intervene(organism, bench, cache_dir=tmp_path / "one", **options)
+    first = modbias.intervene(organism, bench, cache_dir=tmp_path / "shards", shard=(0, 2), **options)
+    assert not first.attrs["complete"] and "summary" not in read_manifest(first.attrs["path"])
+    last = modbias.intervene(organism, bench, cache_dir=tmp_path / "shards", shard=(1, 2), **options)
+    _same_run(last, one)
+    summary, expected = read_manifest(last.attrs["path"])["summary"], read_manifest(one.attrs["path"])["summary"]
+    assert {**summary, "baseline": None} == {**expected, "baseline": None}  # only the baseline's path differs
+    base = Path(summary["baseline"])
+    _same_run(open_run(base, verify=True), open_run(expected["baseline"]))
