@@ -2,7 +2,7 @@
 
 The values are random: nothing written here is a measurement.  Each store
 follows the layout of :mod:`modbias.runs.trace` (dims sample, at, layer, head
-[, token]) and is written through :class:`modbias.runs.store.RunStore`, so the
+[, token]) and is written through :func:`modbias.runs.loop.run`, so the
 app and the figure scripts read it exactly like a real run.
 
 Attention is drawn per head as a Dirichlet over the input positions (rows
@@ -18,6 +18,7 @@ from __future__ import annotations
 import datetime as _dt
 import json
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Iterable
 
 import numpy as np
@@ -28,7 +29,8 @@ from modbias.core.evaluation import deltas, subset_metrics
 from modbias.core.metrics import modality_sums
 from modbias.data.sample import SUBSETS
 from modbias.runs.identity import FORMAT
-from modbias.runs.store import MANIFEST, RunStore, open_run, read_manifest
+from modbias.runs.loop import run
+from modbias.runs.store import MANIFEST, open_run, read_manifest
 
 N_PROMPT_TEXT = 6  # prompt-text tokens around the modality blocks
 N_GENERATED = 4  # generated tokens before the probed emotion token
@@ -120,17 +122,14 @@ def run_config(kind: str = "intervene", interventions: list[dict] | None = None,
 
 def write_run(path: str | Path, batches: xr.Dataset | Iterable[xr.Dataset], config: dict, *, batch: int = 64,
               created: str | None = None, baseline: str | Path | None = None, summary: bool = True) -> Path:
-    """Append ``batches`` (or one Dataset, cut into ``batch``-sample pieces) through :class:`RunStore`,
-    then add ``created`` and, if asked, the summary the intervene command writes: subset metrics,
-    the baseline's path and the deltas against the baseline's metrics."""
+    """Write ``batches`` (or one Dataset, in units of ``batch`` samples) through the run loop
+    (:func:`modbias.runs.loop.run`, no model), then add ``created`` and, if asked, the summary the
+    intervene command writes: subset metrics, the baseline's path and the deltas against the baseline's metrics."""
     path = Path(path)
-    store = RunStore(path)
-    store.begin(config, kind=config["kind"])
-    if isinstance(batches, xr.Dataset):
-        whole = batches
-        batches = [whole.isel(sample=slice(i, i + batch)) for i in range(0, whole.sizes["sample"], batch)]
-    for part in batches:
-        store.append(part)
+    whole = batches if isinstance(batches, xr.Dataset) else xr.concat(list(batches), dim="sample")
+    ids = [str(i) for i in whole.sample.values.tolist()]
+    run(None, [SimpleNamespace(id=i) for i in ids], lambda chunk: whole.sel(sample=[s.id for s in chunk]),
+        config=config, out=path, batch_size=batch, unit_size=batch, progress=False)
     manifest = read_manifest(path)
     manifest["created"] = created or _dt.datetime.now().isoformat(timespec="seconds")
     if summary:

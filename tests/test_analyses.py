@@ -69,7 +69,8 @@ def test_fig3b_token_attention_of_failures(cache):
     ds = open_run(path).sel(at="first")
     pick = (ds.subset.values == "video_aligned") & ~ds.correct.values & (ds.length.values > 0)
     assert data["n"] == pick.sum() > 0
-    expected = ds.rows.values[pick][:, 2:6].mean(axis=(1, 2))[:, : int(ds.length.values[pick].max())].mean(0)
+    rows = ds.rows.values[pick].astype(np.float64)  # stored in float16
+    expected = rows[:, 2:6].mean(axis=(1, 2))[:, : int(ds.length.values[pick].max())].mean(0)
     np.testing.assert_allclose(data["profile"], expected, rtol=1e-6)
 
     fig = figures.fig3b(path)

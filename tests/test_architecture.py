@@ -181,11 +181,12 @@ def test_no_import_circle_between_modules():
 
 
 def test_every_kind_of_run_goes_through_the_one_run_loop():
-    """Only runs/loop.py calls the store's batch loop; trace, intervene, drift, mi and chair call ``run``."""
+    """Only the run loop (in this process or on Dask workers) writes units to a store; trace, intervene, drift,
+    mi and chair call ``run``."""
     callers = {str(path.relative_to(ROOT)) for path in (ROOT / "modbias").rglob("*.py")
-               if any(isinstance(node, ast.Name) and node.id == "run_in_batches"
+               if any(isinstance(node, ast.Attribute) and node.attr in ("write_unit", "begin")
                       for node in ast.walk(ast.parse(path.read_text())))}
-    assert callers == {"modbias/runs/loop.py"}  # runs/store.py defines it
+    assert callers == {"modbias/runs/loop.py", "modbias/runs/distributed.py"}
     for kind in ("trace", "drift", "importance", "captioning"):
         tree = ast.parse((ROOT / "modbias" / "runs" / f"{kind}.py").read_text())
         assert any(isinstance(node, ast.Call) and getattr(node.func, "id", None) == "run" for node in ast.walk(tree)), kind

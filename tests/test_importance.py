@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 import modbias
 from modbias.runs.importance import (CONDITIONS, NeutralFeatures, ablate, dominant_modality, expected_modality,
                                          mi, mi_crosstab, mi_summary)
+from modbias.runs import importance
 from modbias.runs.store import RunConfigMismatch, open_run
 
 
@@ -120,7 +121,7 @@ def test_store_resumes_and_checks_config(organism, bench, run, tmp_path, interru
     assert full.mi.values.tolist() == run.mi.values.tolist()
     assert open_run(out).attrs["summary"]["agreement"] == run.attrs["summary"]["agreement"]
     with pytest.raises(RunConfigMismatch):
-        mi(organism, bench, out=out, batch_size=9, ablation="zeros")
+        mi(organism, bench, out=out, batch_size=3, ablation="zeros")
 
 
 def test_cli_mi_command(tmp_path):

@@ -26,7 +26,7 @@ def test_plain_xarray_opens_a_store_without_warnings_and_shows_its_config(store)
         warnings.simplefilter("error")
         ds = xr.open_zarr(store)
         ds.load()
-    assert ds.sizes["sample"] == 12  # appended in three batches, all visible
+    assert ds.sizes["sample"] == 12  # written in three units, all visible
     assert ds.attrs["config"] == json.loads((store / "modbias.json").read_text())["config"]
     assert ds.attrs["kind"] == "trace"
     np.testing.assert_array_equal(ds.S_a.values, open_run(store).S_a.values)
@@ -41,6 +41,6 @@ def test_open_run_derives_metrics_at_another_tau(store):
 
 def test_open_run_refuses_a_store_missing_committed_samples(store):
     manifest = json.loads((store / "modbias.json").read_text())
-    (store / "modbias.json").write_text(json.dumps({**manifest, "done": 20}))
+    (store / "modbias.json").write_text(json.dumps({**manifest, "samples": 20}))
     with pytest.raises(ValueError, match="commits 20 samples but the arrays hold 12"):
         open_run(store)

@@ -51,6 +51,8 @@ def trace(
     save_rows: bool = typer.Option(False, "--save-rows", help="also store full attention rows and masks"),
     tau: float = typer.Option(1.0, help="threshold of Eq. 7 the summary reads the biased heads at "
                                         "(not part of the run: any τ reads the same store)"),
+    shard: Optional[str] = options.SHARD,
+    dask: Optional[str] = options.DASK,
 ):
     """Trace attention at the first emotion token; store per-sample, per-layer, per-head attention sums.
 
@@ -63,8 +65,10 @@ def trace(
         at: ``first``, ``answer`` or ``both`` emotion tokens.
         save_rows: also store full attention rows and key masks.
         tau: τ of Eq. 7 the printed biased-head share is read at (not part of the run).
+        shard, dask: scale-out (:func:`modbias.runs.loop.run`); not part of the run.
         (Each parameter is the command-line option of the same name; ``modbias trace --help`` gives its help.)
     """
+    scale = options.scale_out(shard, dask, out)
     bench = validate(model=model, at=at, subset=subset, data=options.benchmark_for(data, model), limit=limit,
                      batch_size=batch_size, max_new_tokens=max_new_tokens, out=out)
     import modbias
@@ -75,9 +79,12 @@ def trace(
     adapter = modbias.load_model(model, device=device)
     console.print(f"tracing {len(bench)} samples of {bench.name}/{subset} with {model} → {out or cache}")
     ds = modbias.trace(adapter, bench, out=out, cache_dir=cache, at=at, max_new_tokens=max_new_tokens,
-                       batch_size=batch_size, save_rows=save_rows, tau=tau, progress=True)
+                       batch_size=batch_size, save_rows=save_rows, tau=tau, progress=True, **scale)
     out = ds.attrs.get("path", out)
     console.print(f"store: {out}")
+    if options.committed_note(ds):
+        console.print(options.committed_note(ds))
+        return
     for position in ds.at.values.tolist():
         console.print(summary_table(trace_summary(ds, at=position),
                                     f"{out} — at the {position} emotion token (middle layers, tau={tau})"))
@@ -122,6 +129,8 @@ def intervene(
     scope: str = typer.Option("conclusion", help="read Ŷ from the final conclusion (Sec. 6.1) or the whole answer"),
     grouper: Optional[str] = typer.Option(None, help="module:function mapping an emotion word to its group "
                                                      "(default: the built-in lexicon)"),
+    shard: Optional[str] = options.SHARD,
+    dask: Optional[str] = options.DASK,
 ):
     """Run the benchmark under an intervention; print per-subset Acc/Rec/Avg/Correct with deltas vs the baseline.
     \f
@@ -144,6 +153,7 @@ def intervene(
                               "checkpoint": None if checkpoint is None else [str(checkpoint)]}.items() if v}
     if checkpoint is not None and not checkpoint.exists():
         raise FileNotFoundError(f"--checkpoint {checkpoint} does not exist")
+    scale = options.scale_out(shard, dask, out or cache)
     bench = validate(model=model, at=at, subset=subset, data=options.benchmark_for(data, model), limit=limit,
                      batch_size=batch_size, max_new_tokens=max_new_tokens, out=out)
     import modbias
@@ -170,7 +180,10 @@ def intervene(
         console.print(f"{method} {params or ''} on {len(bench)} samples of {bench.name}/{subset}")
         ds = modbias.intervene(adapter, bench, method=method, out=out, cache_dir=cache, batch_size=batch_size,
                                max_new_tokens=max_new_tokens, at=at, progress=True, scope=scope,
-                               grouper=group, **params)
+                               grouper=group, **scale, **params)
+        if options.committed_note(ds):
+            console.print(options.committed_note(ds))
+            continue
         console.print(intervention_table(ds.attrs["summary"], title=f"{ds.attrs.get('path', '')}"))
         if ds.attrs["summary"]["evaluation"]["table"] != "Table 1":  # Table 1 is the per-subset one above
             console.print(evaluation_table(ds.attrs["summary"]["evaluation"], title=f"{ds.attrs.get('path', '')}"))
@@ -310,9 +323,11 @@ from modbias.cli.chair import chair as _chair  # noqa: E402
 from modbias.cli.data import data_app  # noqa: E402
 from modbias.cli.evaluate import evaluate as _evaluate  # noqa: E402
 from modbias.cli.migr import consistency as _consistency, drift as _drift, mi as _mi  # noqa: E402
+from modbias.cli.store import store_app  # noqa: E402
 
 app.add_typer(data_app, name="data")
 app.add_typer(causal_app, name="causal")
+app.add_typer(store_app, name="store")
 app.command("mi")(_mi)
 app.command("drift")(_drift)
 app.command("consistency")(_consistency)

@@ -31,16 +31,19 @@ def mi(
                                                 "(mean/noise use the benchmark's feature statistics)"),
     max_new_tokens: int = options.MAX_NEW_TOKENS,
     seed: int = typer.Option(0, help="seed of the noise ablation"),
+    shard: Optional[str] = options.SHARD,
+    dask: Optional[str] = options.DASK,
 ):
     """Modality Importance: audio-only / visual-only / audio-visual predictions → emotion-dominant modality.
     \f
     Args:
         subset, model, data, limit, batch_size, device, max_new_tokens: the shared options of :mod:`modbias.cli.options`.
-        out: the store.
+        out: the store; shard, dask: scale-out (:func:`modbias.runs.loop.run`).
         ablation: how a modality is taken out (``remove``, ``zeros``, ``mean``, ``noise``); seed: the noise seed.
         (Each parameter is the command-line option of the same name; ``modbias mi --help`` gives its help.)
     """
     data = options.benchmark_for(data, model)
+    scale = options.scale_out(shard, dask, out)
     bench = validate(model=model, data=data, subset=subset, limit=limit, batch_size=batch_size,
                      max_new_tokens=max_new_tokens, out=out)
     import modbias
@@ -54,9 +57,12 @@ def mi(
         neutral = NeutralFeatures.from_samples(modbias.load_benchmark(data, subset="all", limit=limit))
     console.print(f"MI ({ablation}) of {len(bench)} samples of {bench.name}/{subset} with {model} → {out or cache}")
     ds = run_mi(adapter, bench, out=out, cache_dir=cache, ablation=ablation, neutral=neutral,
-                max_new_tokens=max_new_tokens, batch_size=batch_size, seed=seed, progress=True)
+                max_new_tokens=max_new_tokens, batch_size=batch_size, seed=seed, progress=True, **scale)
     out = ds.attrs.get("path", out)
     console.print(f"store: {out}")
+    if options.committed_note(ds):
+        console.print(options.committed_note(ds))
+        return
     for table in mi_tables(ds.attrs["summary"], title=f"{out} — MI ({ablation})"):
         console.print(table)
     console.print("MI share per subset:")
@@ -78,17 +84,20 @@ def drift(
     layer: str = typer.Option("paper", help="layer of the printed table: paper (3/4 depth) | mean | an index"),
     exclude_prompt: bool = typer.Option(False, "--exclude-prompt",
                                         help="renormalise over visual/audio/generated (the paper's Fig. 5)"),
+    shard: Optional[str] = options.SHARD,
+    dask: Optional[str] = options.DASK,
 ):
     """Attention drift: per decoding step, attention shares on visual / audio / prompt / generated tokens.
     \f
     Args:
         subset, model, data, limit, batch_size, device, max_new_tokens: the shared options of :mod:`modbias.cli.options`.
-        out: the store; mi: an MI run whose labels split the curves.
+        out: the store; mi: an MI run whose labels split the curves; shard, dask: scale-out.
         step_chunk: decoding steps per probe forward.
         layer: the printed table's layer; exclude_prompt: renormalise without the prompt text.
         (Each parameter is the command-line option of the same name; ``modbias drift --help`` gives its help.)
     """
     data = options.benchmark_for(data, model)
+    scale = options.scale_out(shard, dask, out)
     bench = validate(model=model, data=data, subset=subset, limit=limit, batch_size=batch_size,
                      max_new_tokens=max_new_tokens, out=out)
     if mi is not None and not mi.exists():
@@ -103,9 +112,12 @@ def drift(
     adapter = modbias.load_model(model, device=device)
     console.print(f"drift of {len(bench)} samples of {bench.name}/{subset} with {model} → {out or cache}")
     ds = trace_drift(adapter, bench, out=out, cache_dir=cache, max_new_tokens=max_new_tokens, batch_size=batch_size,
-                     step_chunk=step_chunk, mi=mi, progress=True)
+                     step_chunk=step_chunk, mi=mi, progress=True, **scale)
     out = ds.attrs.get("path", out)
     console.print(f"store: {out}")
+    if options.committed_note(ds):
+        console.print(options.committed_note(ds))
+        return
     chosen = int(layer) if layer.lstrip("-").isdigit() else layer
     shown = paper_layer(ds.sizes["layer"]) if chosen == "paper" else chosen
     for by in ["subset"] + (["mi"] if "mi" in ds.coords else []):

@@ -19,6 +19,7 @@ changed, ``rows @ V`` replaces the SDPA output of those queries.
 from __future__ import annotations
 
 import contextlib
+import weakref
 from dataclasses import dataclass, field
 from typing import Iterator, Protocol
 
@@ -380,6 +381,23 @@ class AttentionProbe:
                 for path in self.tap_paths:
                     saved.append(_envoy_at(self.traced, path).output.save())
         return torch.stack([torch.as_tensor(s) for s in saved], dim=1)
+
+
+_PROBES: "weakref.WeakKeyDictionary[nn.Module, AttentionProbe]" = weakref.WeakKeyDictionary()
+
+
+def probe_for(backbone: nn.Module) -> AttentionProbe:
+    """The :class:`AttentionProbe` of ``backbone``, made once per backbone and process (so a batch function
+    that travels to another process makes its own there).
+
+    Args:
+        backbone: the model's language model.
+    Returns:
+        Its probe.
+    """
+    if backbone not in _PROBES:
+        _PROBES[backbone] = AttentionProbe(backbone)
+    return _PROBES[backbone]
 
 
 def eager_rows(backbone: nn.Module, query_index: torch.Tensor, **forward_kwargs) -> torch.Tensor:

@@ -57,7 +57,27 @@ def load_model(spec: str = "organism", device: str = "cpu"):
         module, _, adapter = FAMILIES[family].partition(":")
         model = getattr(importlib.import_module(module), adapter).load(path)
     model.weights_path = str(Path(path).resolve())  # fingerprinted into run identities (modbias.runs.identity)
-    return model.to(device)
+    model = model.to(device)
+    model.load_spec = (spec, device)  # how another process loads the same model (runs on Dask workers)
+    return model
+
+
+_LOADED: dict[tuple[str, str], object] = {}
+
+
+def load_model_once(spec: str, device: str = "cpu"):
+    """:func:`load_model`, cached per process: a Dask worker loads each model once for all its units.
+
+    Args:
+        spec: as :func:`load_model`.
+        device: as :func:`load_model`.
+
+    Returns:
+        The adapter, the same object for every call with the same ``(spec, device)`` in this process.
+    """
+    if (spec, device) not in _LOADED:
+        _LOADED[(spec, device)] = load_model(spec, device)
+    return _LOADED[(spec, device)]
 
 
 FAMILIES = {"features": "modbias.models.features:FeatureModel",

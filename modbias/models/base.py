@@ -7,6 +7,8 @@ An adapter turns samples into left-padded ``inputs_embeds`` plus one
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 from dataclasses import dataclass
 
 import torch
@@ -75,9 +77,39 @@ def tokenizer_pieces(tokenizer, ids: list[int]) -> list[str]:
     return pieces
 
 
+_BY_SPEC = contextvars.ContextVar("modbias_models_by_spec", default=False)
+
+
+@contextlib.contextmanager
+def pickled_by_spec():
+    """Within the block, a model loaded by :func:`modbias.models.load_model` pickles as its ``(spec, device)``
+    and unpickles by loading it (:func:`modbias.models.load_model_once`): how a run's batch function travels to
+    Dask workers without its weights.  Outside the block models pickle as usual (``copy.deepcopy`` copies).
+
+    Returns:
+        A context manager (no value).
+    """
+    token = _BY_SPEC.set(True)
+    try:
+        yield
+    finally:
+        _BY_SPEC.reset(token)
+
+
 class ModelAdapter:
     """Base class of model families.  Subclasses set ``backbone`` and implement
     :meth:`prepare` and :meth:`token_pieces`; generation is shared."""
+
+    def __reduce_ex__(self, protocol):
+        spec = getattr(self, "load_spec", None)
+        if _BY_SPEC.get():
+            if spec is None:
+                raise TypeError(f"this {self.family} model was not loaded by modbias.load_model, so another "
+                                f"process cannot load it: load it with load_model(spec) to run it on Dask")
+            from modbias.models import load_model_once
+
+            return load_model_once, spec
+        return super().__reduce_ex__(protocol)
 
     backbone: torch.nn.Module
     tokenizer: object

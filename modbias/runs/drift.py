@@ -43,7 +43,7 @@ import xarray as xr
 
 from modbias.core.fingerprint import digest
 from modbias.core.layout import batch_masks
-from modbias.core.probe import AttentionProbe
+from modbias.core.probe import AttentionProbe, probe_for
 from modbias.data.sample import SUBSETS, Sample
 from modbias.interventions.base import Intervention
 from modbias.models.base import ModelAdapter
@@ -132,17 +132,19 @@ def mi_labels_of(source) -> dict[str, str]:
 def trace_drift(model: ModelAdapter, data: Iterable[Sample], *, out: str | Path | None = None,
                 cache_dir: str | Path | None = None, max_new_tokens: int = 16, batch_size: int = 32,
                 step_chunk: int | None = None, mi=None, progress: bool = True, data_config: dict | None = None,
-                interventions: list[Intervention] = ()) -> xr.Dataset:
+                interventions: list[Intervention] = (), shard: tuple[int, int] | str | None = None,
+                dask: str | None = None) -> xr.Dataset:
     """Attention drift of every sample's generated answer; returns the run Dataset (stored at ``out``).
 
     ``mi`` (an MI run, as a Dataset or store path) adds each sample's MI label as
     coordinate ``mi`` ("unknown" for samples the MI run lacks), so curves can be split by it; the labels
     (by their hash) are part of the run's identity.  With ``out`` (or ``cache_dir``: the store its identity
-    names, :func:`modbias.runs.identity.default_store`) the run is a resumable :class:`RunStore` of kind ``drift``.
+    names, :func:`modbias.runs.identity.default_store`) the run is a resumable :class:`RunStore` of kind ``drift``;
+    ``shard``/``dask`` scale it out (:func:`modbias.runs.loop.run`).
 
     Args:
         model, data: the adapter and the samples; max_new_tokens, interventions: identity.
-        batch_size, step_chunk, progress: execution only (not identity).
+        batch_size, step_chunk, progress, shard, dask: execution only (not identity).
     Returns:
         The run Dataset: ``share`` (sample, step, layer, group), ``attrs["config"]`` its identity.
 
@@ -160,9 +162,10 @@ def trace_drift(model: ModelAdapter, data: Iterable[Sample], *, out: str | Path 
                               mi_labels=digest(sorted(labels.items()), 16) if labels is not None else None)
     if out is None and cache_dir is not None:
         out = default_store(run_config, cache_dir)
-    probe = AttentionProbe(model.backbone)
-    return run(model, samples, lambda chunk: drift_batch(model, probe, chunk, config, list(interventions), labels),
-               config=run_config, interventions=interventions, out=out, batch_size=batch_size, progress=progress)
+    return run(model, samples,
+               lambda chunk: drift_batch(model, probe_for(model.backbone), chunk, config, list(interventions), labels),
+               config=run_config, interventions=interventions, out=out, batch_size=batch_size, progress=progress,
+               shard=shard, dask=dask)
 
 
 # -- normalised curves ------------------------------------------------------------------

@@ -236,7 +236,8 @@ def mi(model: ModelAdapter, data: Iterable[Sample], *, out: str | Path | None = 
        cache_dir: str | Path | None = None, ablation: str = "remove",
        neutral: NeutralFeatures | None = None, max_new_tokens: int = 16, batch_size: int = 32, seed: int = 0,
        progress: bool = True, data_config: dict | None = None,
-       interventions: list[Intervention] = ()) -> xr.Dataset:
+       interventions: list[Intervention] = (), shard: tuple[int, int] | str | None = None,
+       dask: str | None = None) -> xr.Dataset:
     """Modality Importance of every sample; returns the run Dataset (also stored at ``out``).
 
     Variables: ``prediction``, ``text``, ``correct`` (sample, condition) for the
@@ -244,13 +245,14 @@ def mi(model: ModelAdapter, data: Iterable[Sample], *, out: str | Path | None = 
     both, neither) and ``expected_mi`` (from the cue emotions; "" if unknown)
     per sample.  ``ds.attrs["summary"]`` holds :func:`mi_summary`.  With
     ``out`` (or ``cache_dir``: the store its identity names, :func:`modbias.runs.identity.default_store`)
-    the run is a resumable :class:`RunStore` of kind ``mi``.
+    the run is a resumable :class:`RunStore` of kind ``mi``; ``shard``/``dask`` scale it out
+    (:func:`modbias.runs.loop.run`; the summary is recorded once every unit is committed).
 
     Args:
         model, data: the adapter and the samples (a benchmark carries its config into the identity).
         out, cache_dir: the store, or the folder of the store named by the identity; neither: in memory.
         ablation, neutral, seed: how a modality is taken out (identity); max_new_tokens: identity.
-        batch_size, progress: execution only (not identity).
+        batch_size, progress, shard, dask: execution only (not identity).
     Returns:
         The run Dataset (dims sample, condition), ``attrs["config"]`` its identity.
 
@@ -274,8 +276,9 @@ def mi(model: ModelAdapter, data: Iterable[Sample], *, out: str | Path | None = 
     if out is None and cache_dir is not None:
         out = default_store(run_config, cache_dir)
     result = run(model, samples, lambda chunk: mi_batch(model, chunk, config, neutral, list(interventions)),
-                 config=run_config, interventions=interventions, out=out, batch_size=batch_size, progress=progress)
-    if result.sizes.get("sample", 0):
+                 config=run_config, interventions=interventions, out=out, batch_size=batch_size, progress=progress,
+                 shard=shard, dask=dask)
+    if result.sizes.get("sample", 0) and result.attrs.get("complete", True):
         result.attrs["summary"] = mi_summary(result)
         if out is not None:
             update_manifest(out, summary=result.attrs["summary"])

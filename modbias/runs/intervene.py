@@ -24,6 +24,7 @@ from modbias.data.sample import Sample
 from modbias.interventions import REGISTRY, Intervention, make
 from modbias.models.base import ModelAdapter
 from modbias.runs.identity import default_store, intervention_label
+from modbias.runs.store import open_run
 from modbias.runs.summaries import record_summary
 from modbias.runs.trace import trace, trace_identity
 
@@ -51,13 +52,16 @@ def intervene(model: ModelAdapter, data: Iterable[Sample], method: str = "ar", *
               interventions: list[Intervention] | None = None, out: str | Path | None = None,
               cache_dir: str | Path = "cache", baseline: str | Path | None = None, batch_size: int = 64,
               max_new_tokens: int = 16, at: str = "first", progress: bool = True,
-              scope: str = "conclusion", grouper: Grouper | None = None, **params) -> xr.Dataset:
+              scope: str = "conclusion", grouper: Grouper | None = None,
+              shard: tuple[int, int] | str | None = None, dask: str | None = None, **params) -> xr.Dataset:
     """Run ``data`` under ``method`` (or an explicit ``interventions`` list) and compare with the baseline.
 
     Two progress bars (``progress=False``: none) count samples: ``baseline`` (skipped when the
     baseline is stored) and the run, named after its interventions.  ``scope`` and ``grouper``
     choose how Ŷ is read for the summary (:func:`modbias.core.evaluation.subset_metrics`: the final
     conclusion by default, ``"answer"`` for the whole answer; the built-in lexicon grouper).
+    ``shard``/``dask`` scale out both the baseline and the run (:func:`modbias.runs.loop.run`); the
+    summaries are recorded by the process that finds both stores complete.
 
     Args:
         model, data: the adapter and the samples.
@@ -78,19 +82,24 @@ def intervene(model: ModelAdapter, data: Iterable[Sample], method: str = "ar", *
     samples = list(data)
     data_config = getattr(data, "config", {})
     common = dict(at=at, max_new_tokens=max_new_tokens, data_config=data_config)
+    scale = dict(batch_size=batch_size, shard=shard, dask=dask)  # execution only, never identity
     if baseline is None:
         baseline = default_store(trace_identity(model, samples, kind="intervene", **common), cache_dir)
-    base = trace(model, samples, out=baseline, kind="intervene", progress=progress, label="baseline",
-                 batch_size=batch_size, **common)
+    base = trace(model, samples, out=baseline, kind="intervene", progress=progress, label="baseline", **common,
+                 **scale)
     scoring = {"scope": scope, "grouper": grouper}
-    base_summary = record_summary(baseline, base, **scoring)
     if not interventions:
+        if base.attrs.get("complete", True):
+            record_summary(baseline, base, **scoring)
         return base
     out = Path(out) if out else None
     run = trace(model, samples, out=out, cache_dir=cache_dir, kind="intervene", interventions=interventions,
-                progress=progress, label=f"run {run_label(interventions)}", batch_size=batch_size, **common)
+                progress=progress, label=f"run {run_label(interventions)}", **common, **scale)
     out = Path(run.attrs["path"])
-    record_summary(out, run, baseline_path=baseline, baseline_summary=base_summary, **scoring)
+    base = base if base.attrs.get("complete", True) else open_run(baseline)  # other shards may have finished it since
+    if run.attrs.get("complete", True) and base.attrs.get("complete", True):
+        base_summary = record_summary(baseline, base, **scoring)
+        record_summary(out, run, baseline_path=baseline, baseline_summary=base_summary, **scoring)
     return run
 
 

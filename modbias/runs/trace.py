@@ -25,7 +25,7 @@ import xarray as xr
 from modbias.core.emotions import FAMILY_CONCLUSION, answer_mention, find_emotions, parse_prediction
 from modbias.core.hf_compat import crop_cache, with_cache
 from modbias.core.layout import batch_masks
-from modbias.core.probe import AttentionProbe, ProbeRequest, instrument, probing
+from modbias.core.probe import AttentionProbe, ProbeRequest, instrument, probe_for, probing
 from modbias.data.sample import Sample, SampleError
 from modbias.interventions.base import Intervention
 from modbias.models.base import ModelAdapter, generated_mask
@@ -268,7 +268,8 @@ def trace_identity(model: ModelAdapter, samples: list[Sample], *, data_config: d
 def trace(model: ModelAdapter, data: Iterable[Sample], *, out: str | Path | None = None,
           cache_dir: str | Path | None = None, at: str = "first", max_new_tokens: int = 16, batch_size: int = 32,
           save_rows: bool = False, tau: float | None = None, progress: bool = True, data_config: dict | None = None,
-          interventions: list[Intervention] = (), kind: str = "trace", label: str | None = None) -> xr.Dataset:
+          interventions: list[Intervention] = (), kind: str = "trace", label: str | None = None,
+          shard: tuple[int, int] | str | None = None, dask: str | None = None) -> xr.Dataset:
     """Trace ``model`` on ``data``; returns the run Dataset (also stored at ``out`` if given).
 
     With ``out``, finished batches are committed as they complete; calling again with the same
@@ -277,13 +278,16 @@ def trace(model: ModelAdapter, data: Iterable[Sample], *, out: str | Path | None
     ``cache_dir/<name>-<identity hash>`` (:func:`modbias.runs.identity.default_store`); with neither, the
     run stays in memory.  ``batch_size`` and ``tau`` are not identity: the stored sums are read at
     ``tau`` (default: the run's own, :func:`modbias.runs.identity.read_tau`).  ``progress`` shows a bar of
-    samples done, named ``label`` (default: the kind of run).
+    samples done, named ``label`` (default: the kind of run).  ``shard`` (``"i/n"``) and ``dask``
+    (``"local:N"`` or a scheduler address) scale the run out (:func:`modbias.runs.loop.run`); a shard
+    returns the units committed so far, and the summary is recorded once all are.
 
     Args:
         model: the adapter; data: the samples (a :class:`~modbias.data.sample.Benchmark` carries its config).
         at: ``first`` | ``answer`` | ``both`` (:data:`AT_CHOICES`); max_new_tokens: generation length.
         save_rows: also store the attention rows ``[sample, at, layer, head, token]`` and modality masks.
         interventions: applied during the run; kind: ``trace`` or ``intervene``.
+        shard, dask: scale-out (:func:`modbias.runs.loop.run`; both need a store).
     Returns:
         Dims (sample, at, layer, head): ``S_v, S_a, S_t, S_g`` and, derived at ``tau``, ``UAP_v, UAP_a, c_h, c,
         biased``; per-sample fields; ``attrs`` with ``config`` (the identity), ``tau``, ``path``, ``summary``.
@@ -305,12 +309,13 @@ def trace(model: ModelAdapter, data: Iterable[Sample], *, out: str | Path | None
     capacity = None
     if save_rows and samples:
         capacity = max(model.prompt_length(model_input(s, interventions)) for s in samples) + max_new_tokens
-    probe = AttentionProbe(model.backbone)
-    ds = run(model, samples, lambda chunk: trace_batch(model, probe, chunk, config, capacity, list(interventions)),
+    ds = run(model, samples,
+             lambda chunk: trace_batch(model, probe_for(model.backbone), chunk, config, capacity, list(interventions)),
              config=identity, interventions=interventions, out=out, batch_size=batch_size, progress=progress,
-             label=label)
+             label=label, shard=shard, dask=dask)
     ds = read_at(ds, tau)
-    if kind == "trace" and ds.sizes.get("sample"):  # the evaluation its benchmark calls for (intervene: with deltas)
+    complete = ds.attrs.get("complete", True)
+    if kind == "trace" and ds.sizes.get("sample") and complete:  # the evaluation its benchmark calls for
         if out is not None:
             record_summary(out, ds)
         else:
