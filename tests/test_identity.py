@@ -212,11 +212,13 @@ def test_read_tau_defaults_to_ars_own_threshold():
 
 # -- the previous format --------------------------------------------------------------------------
 def test_a_store_of_the_previous_format_is_refused_with_how_to_proceed(tmp_path):
-    from analyses.synthetic_runs import random_run, write_run
+    from analyses.synthetic_runs import random_run
 
     old = {"kind": "trace", "model": {"family": "organism"}, "data": {"name": "synth"},
            "trace": {"at": "first", "max_new_tokens": 16, "batch_size": 32, "save_rows": False, "tau": 1.0}}
-    store = write_run(tmp_path / "old", random_run(4, seed=1), old, summary=False)
+    store = tmp_path / "old"  # the layout before run identities: batches appended, a `done` count, no format
+    random_run(4, seed=1).to_zarr(store, mode="w", zarr_format=3, consolidated=False)
+    (store / "modbias.json").write_text(json.dumps({"kind": "trace", "config": old, "done": 4}))
     with pytest.raises(OldStoreFormat, match="written by an earlier modbias .*run the same command again"):
         open_run(store)
     result = runner.invoke(app, ["trace", "--limit", "1", "--out", str(store)])

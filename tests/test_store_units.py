@@ -19,10 +19,12 @@ from typer.testing import CliRunner
 import modbias
 from modbias.cli import app, main
 from modbias.runs import schema
+from modbias.runs.identity import FORMAT
 from modbias.runs.store import RunConfigMismatch, RunStore, StoreBusy, StoreDamaged, open_run, read_manifest, verify_store
 
 runner = CliRunner()
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "COLUMNS": "200"}
+TEST_IDENTITY = {"kind": "test", "format": FORMAT}  # a run kind of the tests' own, in the identity format
 TRACE = [sys.executable, "-m", "modbias", "trace", "--subset", "video_aligned", "--batch-size", "4"]
 
 
@@ -150,7 +152,7 @@ def test_resuming_with_other_samples_is_refused(tmp_path, organism, single):
     out = tmp_path / "run"
     shutil.copytree(single, out)
     bench = modbias.load_benchmark("synth", subset="video_aligned", limit=16)  # another --limit
-    with pytest.raises(RunConfigMismatch, match="differs in sample ids: 12 stored, 16 now"):
+    with pytest.raises(RunConfigMismatch, match=r"data.sample_ids \(12 samples → 16\)"):
         modbias.trace(organism, bench, out=out, batch_size=4, progress=False)
 
 
@@ -173,7 +175,7 @@ def test_strings_of_any_length_survive_region_writes(tmp_path):
     from modbias.runs.loop import run
 
     run(None, [SimpleNamespace(id=i) for i in ids], lambda chunk: ds.sel(sample=[s.id for s in chunk]),
-        config={"kind": "test"}, out=out, batch_size=2, unit_size=2, progress=False)
+        config=TEST_IDENTITY, out=out, batch_size=2, unit_size=2, progress=False)
     assert open_run(out, verify=True).text.values.tolist() == texts
     assert sorted(p.name for p in (out / "text" / "c").iterdir()) == ["0", "1", "2"]  # one file per unit
 
@@ -209,7 +211,7 @@ def test_a_unit_whose_dask_worker_dies_is_rerun(tmp_path):
         return ds.sel(sample=[s.id for s in chunk])
 
     out = tmp_path / "run"
-    got = run(None, [SimpleNamespace(id=i) for i in ids], record, config={"kind": "test"}, out=out, batch_size=2,
+    got = run(None, [SimpleNamespace(id=i) for i in ids], record, config=TEST_IDENTITY, out=out, batch_size=2,
               unit_size=4, progress=False, dask="local:2")
     assert marker.exists()  # a worker did die
     xr.testing.assert_equal(got.drop_attrs().load(), ds)

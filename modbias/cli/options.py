@@ -58,7 +58,14 @@ def scale_out(shard: str | None, dask: str | None, out) -> dict:
 
 
 def committed_note(ds) -> str | None:
-    """For a store that other shards are still writing: ``committed X of N samples``; else ``None``."""
+    """For a store that other shards are still writing: ``committed X of N samples``; else ``None``.
+
+    Args:
+        ds: a run as the run loop returns it (``attrs["complete"]``, ``attrs["path"]``).
+
+    Returns:
+        The note to print, or ``None`` for a complete run.
+    """
     if ds.attrs.get("complete", True):
         return None
     from modbias.runs.store import read_manifest

@@ -17,6 +17,9 @@ def verify(path: Path = typer.Argument(..., help="a run store directory")):
 
     Exits 1 when a unit is missing or corrupt (rerunning the command that wrote the store recomputes exactly
     those units), 0 when the committed part is intact.
+    \f
+    Args:
+        path: the store directory.
     """
     from modbias.runs.store import FORMAT, read_manifest, verify_store
 
