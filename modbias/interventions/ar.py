@@ -33,8 +33,15 @@ DEFAULT_FLOOR = 1e-6
 
 
 def modality_columns(visual_mask: torch.Tensor, audio_mask: torch.Tensor, dtype=torch.float64) -> torch.Tensor:
-    """The masks of V and A as the two columns of one matrix ``[..., T, 2]`` (V first), so that
-    ``rows @ columns`` gives S_h(V) and S_h(A) of every head at once (Sec. 5.2)."""
+    """The masks of V and A as the two columns of one matrix (Sec. 5.2).
+
+    Args:
+        visual_mask: V ``[..., T]``.
+        audio_mask: A (the competitor set) ``[..., T]``, broadcastable with ``visual_mask``.
+        dtype: dtype of the result.
+    Returns:
+        ``[..., T, 2]`` (V first), so that ``rows @ columns`` gives S_h(V) and S_h(A) of every head at once.
+    """
     visual, audio = torch.broadcast_tensors(visual_mask, audio_mask)
     return torch.stack([visual, audio], -1).to(dtype)
 
@@ -70,19 +77,38 @@ def edit_plan(weights: torch.Tensor, visual_mask: torch.Tensor, audio_mask: torc
 
 def reallocation_factors(weights: torch.Tensor, visual_mask: torch.Tensor, audio_mask: torch.Tensor,
                          tau: float = 1.0, floor: float = DEFAULT_FLOOR) -> tuple[torch.Tensor, torch.Tensor]:
-    """Multiplicative factors ``(f_a, f_v)`` per head ``[..., H]`` of Eqs. (12)-(14); 1 where not edited."""
+    """Multiplicative factors of Eqs. (12)-(14) per head (the first half of :func:`edit_plan`).
+
+    Args:
+        weights: attention rows ``[..., H, T]``.
+        visual_mask: V ``[..., T]``.
+        audio_mask: A ``[..., T]``.
+        tau: τ of Eq. (7).
+        floor: biased heads with 0 < S_h(V) < ``floor`` are left alone (module doc).
+    Returns:
+        ``(f_a, f_v)``, each ``[..., H]`` float64; 1 where a head is not edited.
+    """
     return edit_plan(weights, visual_mask, audio_mask, tau, floor)[:2]
 
 
 def reallocate(weights: torch.Tensor, visual_mask: torch.Tensor, audio_mask: torch.Tensor,
                tau: float = 1.0, floor: float = DEFAULT_FLOOR) -> torch.Tensor:
-    """AR on one layer's rows ``[..., heads, tokens]`` (Algorithm 1); masks ``[..., tokens]``.
+    """AR on one layer's attention rows (Algorithm 1, Eqs. 5-7 and 12-14).
 
     >>> w = torch.tensor([[0.1, 0.1, 0.6, 0.2], [0.3, 0.3, 0.2, 0.2]])   # 2 heads; V = {0, 1}, A = {2}
     >>> v, a = torch.tensor([1, 1, 0, 0.]), torch.tensor([0, 0, 1, 0.])
     >>> reallocate(w, v.bool(), a.bool(), tau=0.5)  # c = 0.8/0.8 = 1; head 0 has c_h = 3 > c
     tensor([[0.2000, 0.2000, 0.4000, 0.2000],
             [0.3000, 0.3000, 0.2000, 0.2000]])
+
+    Args:
+        weights: attention rows ``[..., H, T]``.
+        visual_mask: V ``[..., T]``.
+        audio_mask: A ``[..., T]``.
+        tau: τ of Eq. (7).
+        floor: biased heads with 0 < S_h(V) < ``floor`` are left alone (module doc).
+    Returns:
+        The reallocated rows ω', ``weights``' shape and dtype.
     """
     f_a, f_v = reallocation_factors(weights, visual_mask, audio_mask, tau, floor)
     return apply_factors(weights, f_a, f_v, visual_mask, audio_mask)
@@ -90,8 +116,18 @@ def reallocate(weights: torch.Tensor, visual_mask: torch.Tensor, audio_mask: tor
 
 def factor_rows(f_a: torch.Tensor, f_v: torch.Tensor, visual_mask: torch.Tensor,
                 audio_mask: torch.Tensor) -> torch.Tensor:
-    """Per-token factors ``[..., H, T]`` (float64): f_a on A, f_v on V, 1 elsewhere (Eqs. 12-13), as one
-    product ``[f_v - 1, f_a - 1] @ [V, A]ᵀ`` for every head."""
+    """Per-token factors: f_a on A, f_v on V, 1 elsewhere (Eqs. 12-13).
+
+    Computed as one product ``[f_v - 1, f_a - 1] @ [V, A]ᵀ`` for every head.
+
+    Args:
+        f_a: factor on A per head ``[..., H]``.
+        f_v: factor on V per head ``[..., H]``.
+        visual_mask: V ``[..., T]``.
+        audio_mask: A ``[..., T]``.
+    Returns:
+        ``[..., H, T]`` float64.
+    """
     steps = torch.stack([f_v, f_a], -1).double() - 1  # [..., H, 2]
     return 1 + steps @ modality_columns(visual_mask, audio_mask).transpose(-1, -2)
 
@@ -108,7 +144,19 @@ def apply_factors(weights, f_a, f_v, visual_mask, audio_mask) -> torch.Tensor:
 
 
 def log_factors(weights, visual_mask, audio_mask, tau: float = 1.0, floor: float = DEFAULT_FLOOR) -> torch.Tensor:
-    """The AR edit as an additive score bias ``[..., H, T]``: softmax(scores + bias) = reallocate(weights)."""
+    """The AR edit as an additive score bias: ``softmax(scores + bias) = reallocate(weights)``.
+
+    Exact because Σ ω·f = 1 (Eq. 9), see the module doc.
+
+    Args:
+        weights: attention rows ``[..., H, T]`` (the softmax of the scores the bias is added to).
+        visual_mask: V ``[..., T]``.
+        audio_mask: A ``[..., T]``.
+        tau: τ of Eq. (7).
+        floor: biased heads with 0 < S_h(V) < ``floor`` are left alone (module doc).
+    Returns:
+        ``log f`` ``[..., H, T]`` in ``weights``' dtype (0 on unedited heads and on tokens outside A ∪ V).
+    """
     f_a, f_v = reallocation_factors(weights, visual_mask, audio_mask, tau, floor)
     return factor_rows(f_a, f_v, visual_mask, audio_mask).log().to(weights.dtype)
 
@@ -131,12 +179,25 @@ class AttentionReallocation(Intervention):
         self._counts: dict[str, torch.Tensor] = {}
 
     def params(self) -> dict:
+        """``tau``, ``layers``, ``competitor`` and ``floor``, as stored in run configs."""
         return {"tau": self.tau, "layers": self.layers, "competitor": self.competitor, "floor": self.floor}
 
     def attach(self, model) -> None:
+        """Resolve ``layers`` against the model (``None``: all layers).
+
+        Args:
+            model: the model adapter; its ``n_layers`` bounds the layer set.
+        """
         self.active_layers = layer_set(self.layers, model.n_layers)
 
     def begin_batch(self, model, batch, samples) -> None:
+        """Reset the per-sample edit counts of :meth:`batch_counts`.
+
+        Args:
+            model: the model adapter (unused).
+            batch: the prepared batch (unused).
+            samples: the batch's samples (unused).
+        """
         self._counts = {}
 
     def batch_counts(self) -> dict[str, np.ndarray]:
@@ -144,10 +205,17 @@ class AttentionReallocation(Intervention):
         return {k: v.cpu().numpy().copy() for k, v in self._counts.items()}
 
     def edit_rows(self, rows: torch.Tensor, context: RowContext) -> torch.Tensor:
-        """Algorithm 1 on one layer's rows ``[B, H, Q, T]``: every head and query in one pass.
+        """Algorithm 1 on one layer's rows: every head and query in one pass.
 
-        Layers stay sequential (layer l+1's rows depend on layer l's edited output); a layer where
-        no head is biased returns ``rows`` itself, so the model keeps its own attention output there.
+        Layers stay sequential (layer l+1's rows depend on layer l's edited output); a layer outside
+        ``layers``, or where no head is biased, returns ``rows`` itself, so the model keeps its own attention
+        output there.  Edited and floored head rows are added to :meth:`batch_counts`.
+
+        Args:
+            rows: attention weights ``[B, H, Q, T]``.
+            context: the layer index and the token masks ``[B, T]`` (``visual``, ``audio``, ``text``).
+        Returns:
+            ω' of Eqs. (12)-(13), ``[B, H, Q, T]``, ``rows``' dtype.
         """
         if self.active_layers is not None and context.layer not in self.active_layers:
             return rows

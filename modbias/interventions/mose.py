@@ -120,10 +120,23 @@ class SoftLoRAMixture(nn.Module):
         nn.init.kaiming_uniform_(self.W, a=math.sqrt(5))
 
     def gate(self, x: torch.Tensor) -> torch.Tensor:
-        """alpha(x) ``[..., N]``."""
+        """The gate alpha(x) = softmax(W x) of Eq. (2).
+
+        Args:
+            x: inputs ``[..., d]``.
+        Returns:
+            ``[..., N]``, summing to 1 over the N LoRAs.
+        """
         return F.linear(x, self.W).softmax(-1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """One expert E(x) = Σ_i alpha_i(x) B_i A x (Eq. 2).
+
+        Args:
+            x: FFN inputs ``[..., d]``.
+        Returns:
+            ``[..., d]``.
+        """
         alpha = self.gate(x)  # [..., N]
         h = F.linear(x, self.A)  # [..., r]
         up = torch.einsum("...r,ndr->...nd", h, self.B)  # [..., N, d]
@@ -142,18 +155,43 @@ class Router(nn.Module):
         nn.init.zeros_(self.net[2].bias)
 
     def forward(self, mean_v: torch.Tensor, mean_n: torch.Tensor) -> torch.Tensor:
+        """f of Eq. (3) before the tanh.
+
+        Args:
+            mean_v: mean FFN input over the visual prompt tokens ``[B, d]``.
+            mean_n: mean FFN input over the non-visual prompt tokens ``[B, d]``.
+        Returns:
+            ``[B]``.
+        """
         return self.net(torch.cat([mean_v, mean_n], dim=-1)).squeeze(-1)
 
 
 def masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Mean of ``x`` ``[B, T, d]`` over positions where ``mask`` ``[B, T]``; zero where none."""
+    """Mean of ``x`` over the positions a mask selects; zero where it selects none.
+
+    Args:
+        x: ``[B, T, d]``.
+        mask: ``[B, T]`` (bool or 0/1).
+    Returns:
+        ``[B, d]``.
+    """
     m = mask.to(x.dtype)[..., None]
     return (x * m).sum(1) / m.sum(1).clamp(min=1)
 
 
 def routing_score(router: Router, x: torch.Tensor, visual: torch.Tensor, nonvisual: torch.Tensor,
                   eps: float) -> torch.Tensor:
-    """lambda ``[B]`` of Eq. (3) from the FFN inputs ``x`` and the prompt's V / N masks."""
+    """lambda of Eq. (3): ``1/2 + eps * tanh(f(mean_v ; mean_n))``.
+
+    Args:
+        router: f of the layer.
+        x: the layer's FFN inputs ``[B, T, d]``.
+        visual: prompt tokens averaged into mean_v ``[B, T]``.
+        nonvisual: prompt tokens averaged into mean_n ``[B, T]``.
+        eps: Eq. (3)'s bound, in [0, 1/2].
+    Returns:
+        lambda ``[B]``, in [1/2 - eps, 1/2 + eps].
+    """
     return 0.5 + eps * torch.tanh(router(masked_mean(x, visual), masked_mean(x, nonvisual)))
 
 
@@ -252,7 +290,15 @@ class MoSE(nn.Module):
 
     @classmethod
     def for_model(cls, model, seed: int | None = 0, **config) -> "MoSE":
-        """A fresh (zero-effect) MoSE shaped for ``model``'s backbone."""
+        """A fresh (zero-effect) MoSE shaped for ``model``'s backbone.
+
+        Args:
+            model: a model adapter; ``backbone.config`` gives d_model and the number of layers.
+            seed: seed of the initialisation (``None``: the global RNG; otherwise it is left untouched).
+            config: further :class:`MoSEConfig` fields (``r``, ``n_experts``, ``experts``, ...).
+        Returns:
+            The new MoSE.
+        """
         cfg = model.backbone.config
         if seed is not None:
             with torch.random.fork_rng(devices=[]):
@@ -266,8 +312,13 @@ class MoSE(nn.Module):
 
     # -- token types ------------------------------------------------------
     def set_batch(self, layouts: list[TokenLayout], offsets: torch.Tensor, length: int) -> None:
-        """Layouts of the batch about to run: sample b's prompt starts at ``offsets[b]`` of ``length``
-        left-padded positions; later positions (generation, teacher-forced answers) are generated text."""
+        """Take the layouts of the batch about to run (the token types of every forward that follows).
+
+        Args:
+            layouts: one prompt layout per sample.
+            offsets: ``[B]``: sample b's prompt starts at ``offsets[b]`` (left padding before it).
+            length: padded prompt length; later positions (generation, teacher-forced answers) are generated text.
+        """
         self._masks = batch_masks(layouts, torch.as_tensor(offsets), length)
         self._masks["valid"] = torch.arange(length)[None, :] >= torch.as_tensor(offsets)[:, None]
         self._length = length
@@ -275,10 +326,18 @@ class MoSE(nn.Module):
         self._lam = {}
 
     def clear_batch(self) -> None:
+        """Forget the batch's layouts, token types and lambdas (on detach)."""
         self._masks, self._types, self._lam, self._length = None, None, {}, 0
 
     def begin_forward(self, start: int, n_tokens: int, batch_size: int, device) -> None:
-        """Type the positions ``[start, start + n_tokens)`` of the coming forward."""
+        """Type the positions ``[start, start + n_tokens)`` of the coming forward (:attr:`current`).
+
+        Args:
+            start: absolute (padded-batch) position of the forward's first token.
+            n_tokens: number of positions the forward runs.
+            batch_size: B; must match the layouts of :meth:`set_batch`.
+            device: device of the masks.
+        """
         if self._masks is None:
             raise RuntimeError("MoSE is attached but has no batch layout: call set_batch() (begin_batch) first")
         if batch_size != self._masks["visual"].shape[0]:
@@ -311,11 +370,24 @@ class MoSE(nn.Module):
         return self._types
 
     def lam(self, layer: int) -> torch.Tensor | None:
-        """lambda ``[B]`` of ``layer`` for the current batch (after its first forward)."""
+        """lambda of Eq. (3) of one layer for the current batch.
+
+        Args:
+            layer: decoder layer index.
+        Returns:
+            ``[B]``, or ``None`` before the batch's first forward (or when lambda is fixed or there is no router).
+        """
         return self._lam.get(layer)
 
     def layer_delta(self, layer: int, x: torch.Tensor) -> torch.Tensor:
-        """Experts' output of Eq. (4) for FFN input ``x`` ``[B, T, d]`` of ``layer``."""
+        """The experts' share of Eq. (4) for one layer (lambda from Eq. 3 at the prefill, reused after).
+
+        Args:
+            layer: decoder layer index.
+            x: the layer's FFN inputs ``[B, T, d]`` for the positions typed by :meth:`begin_forward`.
+        Returns:
+            ``[B, T, d]``, added to FFN(x).
+        """
         types = self._types
         if types is None:
             raise RuntimeError("MoSE: FFN called outside a backbone forward typed by begin_forward()")
@@ -332,7 +404,14 @@ class MoSE(nn.Module):
 
     # -- persistence ------------------------------------------------------
     def save(self, path: str | Path, extra: dict | None = None) -> Path:
-        """``path/mose.safetensors`` + ``path/mose.json`` (config and ``extra`` metadata)."""
+        """Write ``path/mose.safetensors`` and ``path/mose.json`` (config and ``extra`` metadata).
+
+        Args:
+            path: directory, created if missing.
+            extra: JSON-able metadata stored next to the config.
+        Returns:
+            ``path``.
+        """
         from safetensors.torch import save_file
 
         path = Path(path)
@@ -343,7 +422,13 @@ class MoSE(nn.Module):
 
 
 def load_mose(path: str | Path) -> MoSE:
-    """A MoSE saved by :meth:`MoSE.save` / ``train_mose`` (a directory, or its ``mose.safetensors``)."""
+    """A MoSE saved by :meth:`MoSE.save` / ``train_mose``, in eval mode, with ``metadata`` set.
+
+    Args:
+        path: the checkpoint directory, or its ``mose.safetensors``.
+    Returns:
+        The MoSE.
+    """
     from safetensors.torch import load_file
 
     path = Path(path)
@@ -370,6 +455,13 @@ class MoSEMLP(nn.Module):
         object.__setattr__(self, "mose", mose)  # not a submodule: keeps the backbone's parameters unchanged
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``FFN(x)`` plus the experts of Eq. (4).
+
+        Args:
+            x: the layer's FFN inputs ``[B, T, d]``.
+        Returns:
+            ``[B, T, d]``.
+        """
         return self.base(x) + self.mose.layer_delta(self.layer, x)
 
 
@@ -420,6 +512,7 @@ class Attachment:
         self.hook = base.register_forward_pre_hook(pre_hook, with_kwargs=True)
 
     def detach(self) -> None:
+        """Remove the pre-hook, restore every layer's original ``mlp`` and clear the batch state (idempotent)."""
         if self.hook is None:
             return
         self.hook.remove()
@@ -430,7 +523,14 @@ class Attachment:
 
 
 def attach_mose(model, mose: MoSE) -> Attachment:
-    """Wrap every decoder layer's ``mlp`` of ``model.backbone`` with ``mose``; returns the handle."""
+    """Wrap every decoder layer's ``mlp`` of ``model.backbone`` with ``mose``.
+
+    Args:
+        model: a model adapter whose backbone has MoSE's width and number of layers.
+        mose: the MoSE (moved to the backbone's device and dtype).
+    Returns:
+        The :class:`Attachment`; its :meth:`~Attachment.detach` undoes the wrapping.
+    """
     return Attachment(model, mose)
 
 
@@ -470,12 +570,21 @@ class MoSEIntervention(Intervention):
         self._saved_toggles = None
 
     def params(self) -> dict:
+        """The constructor's arguments (except ``module``), as stored in run configs."""
         return {"checkpoint": self.checkpoint, "r": self.r, "n_experts": self.n_experts, "eps": self.eps,
                 "lam": self.lam, "off": ",".join(self.off) or None, "nonvisual": self.nonvisual,
                 "router_hidden": self.router_hidden, "seed": self.seed}
 
     def build(self, model) -> MoSE:
-        """The MoSE this intervention attaches (loaded once, then kept)."""
+        """The MoSE this intervention attaches (loaded or created once, then kept).
+
+        Args:
+            model: a model adapter, for the shape of a fresh MoSE.
+        Returns:
+            The MoSE.
+        Raises:
+            ValueError: ``r``, ``n_experts`` or ``router_hidden`` disagree with the checkpoint.
+        """
         if self.module is None:
             if self.checkpoint is not None:
                 self.module = load_mose(self.checkpoint)
@@ -491,6 +600,11 @@ class MoSEIntervention(Intervention):
         return self.module
 
     def attach(self, model) -> None:
+        """Build the MoSE, apply the inference toggles (saving the old ones) and wrap the FFNs.
+
+        Args:
+            model: the model adapter.
+        """
         mose = self.build(model)
         self._saved_toggles = (dict(mose.enabled), mose.fixed_lambda, mose.eps, mose.nonvisual_set, mose.training)
         mose.enabled = {name: name not in self.off for name in EXPERTS}
@@ -503,6 +617,11 @@ class MoSEIntervention(Intervention):
         self._attachment = attach_mose(model, mose)
 
     def detach(self, model) -> None:
+        """Unwrap the FFNs and restore the MoSE's toggles and training mode.
+
+        Args:
+            model: the model adapter (unused).
+        """
         if self._attachment is not None:
             self._attachment.detach()
             self._attachment = None
@@ -513,6 +632,13 @@ class MoSEIntervention(Intervention):
             self._saved_toggles = None
 
     def begin_batch(self, model, batch, samples) -> None:
+        """Give the MoSE the batch's layouts (:meth:`MoSE.set_batch`).
+
+        Args:
+            model: the model adapter (unused).
+            batch: the prepared batch: its layouts, offsets and padded length.
+            samples: the batch's samples (unused).
+        """
         self.module.set_batch(batch.layouts, batch.offsets, batch.inputs_embeds.shape[1])
 
 
@@ -520,9 +646,20 @@ class MoSEIntervention(Intervention):
 
 def count_parameters(d: int, n_layers: int, r: int = 8, n_experts: int = 2, router_hidden: int = 8,
                      symmetric: bool = False, router: bool = True, experts: int = 3) -> int:
-    """Parameters of a MoSE design: ``symmetric`` gives every LoRA its own A (Table 6 b),
-    ``router=False`` drops f (Table 6 c), ``experts`` of the three are built (Table 6 d).
-    Per layer: experts x (A, N B's, gate W) + router."""
+    """Parameters of a MoSE design (Tables 6, 15): per layer, experts x (A, N B's, gate W) + router.
+
+    Args:
+        d: hidden width.
+        n_layers: decoder layers.
+        r: LoRA rank.
+        n_experts: N, LoRAs per expert.
+        router_hidden: hidden width of f.
+        symmetric: every LoRA has its own A (Table 6 b).
+        router: False drops f (Table 6 c).
+        experts: how many of the three experts are built (Table 6 d).
+    Returns:
+        The number of trainable parameters.
+    """
     a = (n_experts if symmetric else 1) * r * d
     expert = a + n_experts * d * r + n_experts * d
     f = (2 * d * router_hidden + router_hidden + router_hidden + 1) if router else 0
@@ -530,7 +667,16 @@ def count_parameters(d: int, n_layers: int, r: int = 8, n_experts: int = 2, rout
 
 
 def parameter_rows(model, r: int = 8, n_values=(1, 2, 3), router_hidden: int = 8) -> list[dict]:
-    """Rows of Table 15 (N sweep) and Table 6 (designs b, c) for ``model``: trainable vs total."""
+    """Rows of Table 15 (N sweep) and Table 6 (designs b, c) for ``model``: trainable vs total.
+
+    Args:
+        model: a model adapter (its backbone's config and parameters).
+        r: LoRA rank.
+        n_values: the N of the sweep; designs b, c use N=2 when swept, else the first.
+        router_hidden: hidden width of f.
+    Returns:
+        One dict per design: ``design``, ``r``, ``trainable``, ``frozen``, ``total``, ``trainable_pct``.
+    """
     cfg = model.backbone.config
     base = sum(p.numel() for p in (model.parameters() if isinstance(model, nn.Module) else model.backbone.parameters()))
     d, L = cfg.hidden_size, cfg.num_hidden_layers
@@ -547,7 +693,16 @@ def parameter_rows(model, r: int = 8, n_values=(1, 2, 3), router_hidden: int = 8
 
 
 def format_parameter_table(model, r: int = 8, n_values=(1, 2, 3), router_hidden: int = 8) -> str:
-    """Table 6/15-style parameter counts as text (see :func:`parameter_rows`)."""
+    """Table 6/15-style parameter counts as text (see :func:`parameter_rows`).
+
+    Args:
+        model: a model adapter.
+        r: LoRA rank.
+        n_values: the N of the sweep.
+        router_hidden: hidden width of f.
+    Returns:
+        A fixed-width table, one line per design.
+    """
     lines = [f"{'design':<28}{'#trainable':>12}{'#total':>12}{'trainable %':>13}"]
     for row in parameter_rows(model, r, n_values, router_hidden):
         lines.append(f"{row['design']:<28}{row['trainable']:>12,}{row['total']:>12,}{row['trainable_pct']:>12.2f}%")
