@@ -70,14 +70,30 @@ class DriftConfig:
 
 
 def group_shares(rows: torch.Tensor, masks: dict[str, torch.Tensor]) -> torch.Tensor:
-    """Head-averaged attention share per token group: rows ``[B, L, H, Q, T]`` and
-    masks ``{group: [B, T]}`` → ``[B, Q, L, len(GROUPS)]``."""
+    """Head-averaged attention share per token group (MIGR Sec. 8.1).
+
+    Args:
+        rows: attention rows ``[B, L, H, Q, T]``.
+        masks: ``{group: [B, T]}`` for every group of ``GROUPS``.
+    Returns:
+        ``[B, Q, L, len(GROUPS)]``: per query, layer and group, the rows' mass on the group averaged over heads.
+    """
     out = [(rows * masks[g].to(rows.device, rows.dtype)[:, None, None, None, :]).sum(-1).mean(2) for g in GROUPS]
     return torch.stack(out, dim=-1).permute(0, 2, 1, 3)
 
 
 def step_shares(model: ModelAdapter, probe: AttentionProbe, generation, step_chunk: int | None = None) -> torch.Tensor:
-    """``[B, G, L, 4]`` shares at every decoding step of ``generation`` (see module doc)."""
+    """Group shares at every decoding step of a generation (see the module doc for the cost).
+
+    Args:
+        model: the adapter.
+        probe: the attention probe of ``model.backbone``.
+        generation: a :func:`~modbias.runs.trace.generate_under` result (batch, generated ids ``[B, G]``,
+            KV cache, masks, editors).
+        step_chunk: steps per block forward (``None``: all G at once); bounds memory to ``B·L·H·chunk·T``.
+    Returns:
+        ``[B, G, L, 4]`` float32 on the CPU; each ``[..., :]`` sums to 1.
+    """
     batch, generated = generation.batch, generation.generated
     n_gen = generated.shape[1]
     chunk = step_chunk or n_gen
@@ -94,7 +110,20 @@ def step_shares(model: ModelAdapter, probe: AttentionProbe, generation, step_chu
 
 def drift_batch(model: ModelAdapter, probe: AttentionProbe, samples: list[Sample], config: DriftConfig,
                 interventions: list[Intervention] = (), mi_labels: dict[str, str] | None = None) -> xr.Dataset:
-    """Drift of one batch: Dataset with ``share`` (sample, step, layer, group)."""
+    """Drift of one batch: generate, then the group shares of every generated step.
+
+    Args:
+        model: the adapter.
+        probe: the attention probe of ``model.backbone``.
+        samples: the batch.
+        config: the run's parameters (``max_new_tokens`` is the step capacity).
+        interventions: applied to generation and to the re-run that reads the rows.
+        mi_labels: ``{sample id: MI label}`` added as coordinate ``mi`` (``"unknown"`` where missing).
+    Returns:
+        Dataset with ``share`` ``(sample, step, layer, group)``, NaN after each sample's ``n_steps``; per-sample
+        coords (subset, label, cue emotions, prediction, correct, text, n_steps, n_visual, n_audio, mi?) and
+        ``token`` ``(sample, step)``.
+    """
     generation = generate_under(model, samples, config.max_new_tokens, interventions)
     shares = step_shares(model, probe, generation, config.step_chunk).numpy().astype(np.float32)
     n_steps = np.array([len(d.ids) for d in generation.decoded], dtype=np.int64)
@@ -124,7 +153,13 @@ def drift_batch(model: ModelAdapter, probe: AttentionProbe, samples: list[Sample
 
 
 def mi_labels_of(source) -> dict[str, str]:
-    """``{sample id: MI label}`` from an MI run (Dataset or store path)."""
+    """The MI label of every sample of an MI run.
+
+    Args:
+        source: an MI run, as a Dataset or a store path.
+    Returns:
+        ``{sample id: MI label}``.
+    """
     ds = open_run(source) if isinstance(source, (str, Path)) else source
     return dict(zip(np.asarray(ds.sample.values).astype(str).tolist(), np.asarray(ds.mi.values).astype(str).tolist()))
 
@@ -172,10 +207,16 @@ def trace_drift(model: ModelAdapter, data: Iterable[Sample], *, out: str | Path 
 def normalise_steps(values, n_steps, n_points: int = NORM_STEPS) -> np.ndarray:
     """Resample each sample's first ``n_steps[i]`` steps to ``n_points`` evenly spaced points.
 
-    ``values [S, step, ...]`` → ``[S, n_points, ...]``: step j of n sits at
-    j/(n−1) of the way, linear interpolation in between (a convex combination
-    of neighbouring steps, so shares that sum to 1 still do).  One step gives
-    a constant curve; zero steps give NaN.
+    Step j of n sits at j/(n−1) of the way, linear interpolation in between (a convex combination
+    of neighbouring steps, so shares that sum to 1 still do).  One step gives a constant curve; zero
+    steps give NaN.
+
+    Args:
+        values: ``[S, step, ...]``.
+        n_steps: ``[S]``, each sample's number of valid steps.
+        n_points: points of the normalised axis.
+    Returns:
+        ``[S, n_points, ...]`` float64.
     """
     values = np.asarray(values, dtype=np.float64)
     out = np.full((values.shape[0], n_points) + values.shape[2:], np.nan)
@@ -194,25 +235,31 @@ def normalise_steps(values, n_steps, n_points: int = NORM_STEPS) -> np.ndarray:
 
 
 def paper_layer(n_layers: int) -> int:
-    """The layer at the relative depth MIGR plots (the 21st of 28): ``round(0.75·L) − 1``."""
+    """The layer at the relative depth MIGR plots (the 21st of 28): ``round(0.75·L) − 1``.
+
+    Args:
+        n_layers: L.
+    Returns:
+        The 0-based layer index (at least 0).
+    """
     return max(0, round(0.75 * n_layers) - 1)
 
 
 def drift_curves(source, by: str | None = None, layer=None, exclude_prompt: bool = False,
                  n_points: int = NORM_STEPS, mi=None) -> xr.Dataset:
-    """Averaged, step-normalised drift curves from a drift run (Dataset or store path).
+    """Averaged, step-normalised drift curves from a drift run (Fig. 5): the mean over samples of
+    each sample's normalised curve (:func:`normalise_steps`).
 
-    Returns a Dataset with ``share`` of dims ``([by,] group, norm_step[, layer])``
-    and ``n_samples`` (``[by]``): the mean over samples of each sample's
-    normalised curve (:func:`normalise_steps`), ``norm_step`` = 0..100.
-
-    - ``by``: a per-sample coordinate to split on (``"subset"``, ``"mi"``, ...); the
-      split dim also holds ``"all"``.  ``mi`` (an MI run) supplies ``mi`` labels
-      for runs stored without them.
-    - ``layer``: ``None`` keeps the layer dim, an int or list selects, ``"mean"``
-      averages over layers, ``"paper"`` picks :func:`paper_layer`.
-    - ``exclude_prompt``: drop the prompt-text group and renormalise over visual,
-      audio and generated (the paper's Fig. 5).
+    Args:
+        source: a drift run (Dataset or store path).
+        by: a per-sample coordinate to split on (``"subset"``, ``"mi"``, ...); the split dim also holds ``"all"``.
+        layer: ``None`` keeps the layer dim, an int or list selects, ``"mean"`` averages over layers,
+            ``"paper"`` picks :func:`paper_layer`.
+        exclude_prompt: drop the prompt-text group and renormalise over visual, audio and generated (Fig. 5).
+        n_points: points of the normalised axis (``norm_step`` runs 0..100).
+        mi: an MI run that supplies ``mi`` labels for drift runs stored without them.
+    Returns:
+        Dataset with ``share`` ``([by,] group, norm_step[, layer])`` and ``n_samples`` ``([by])``.
     """
     ds = open_run(source) if isinstance(source, (str, Path)) else source
     share = ds.share.transpose("sample", "step", "layer", "group")
@@ -283,8 +330,15 @@ def _split_order(by: str, keys: np.ndarray) -> list[str]:
 
 
 def drift_summary(curves: xr.Dataset, at=(0, 50, 100)) -> list[dict]:
-    """Rows (split, norm_step, one column per group, n) of single-layer curves at normalised steps ``at``;
-    the split column is named after the split dim (``subset``, ``mi``) or ``split``."""
+    """Single-layer curves read at a few normalised steps, as table rows.
+
+    Args:
+        curves: a :func:`drift_curves` result with one layer selected.
+        at: the ``norm_step`` values to read.
+    Returns:
+        One dict per (split, step): the split (column named after the split dim, ``subset`` or ``mi``,
+        else ``split``), ``norm_step``, one share per group, and ``n``.
+    """
     if "layer" in curves.share.dims:
         raise ValueError("select one layer (layer=int, 'paper' or 'mean') before summarising")
     split = next((d for d in curves.share.dims if d not in ("group", "norm_step")), None)

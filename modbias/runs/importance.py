@@ -100,9 +100,14 @@ PROCESSOR_FAMILIES = ("qwen2_5_omni", "llava", "emotion_llama", "r1_omni")  # fe
 
 # -- the rule -----------------------------------------------------------------
 def dominant_modality(audio_correct, visual_correct):
-    """The emotion-dominant modality from unimodal correctness (table in the module doc).
+    """The emotion-dominant modality from unimodal correctness (table in the module doc; MIGR Sec. 3.1.2).
 
-    Scalars give a ``str``; arrays give an array of ``str`` of the broadcast shape.
+    Args:
+        audio_correct: whether the audio-only answer is right; a bool or an array.
+        visual_correct: whether the visual-only answer is right; broadcastable with ``audio_correct``.
+    Returns:
+        ``audio``, ``visual``, ``both`` or ``neither``: a ``str`` for scalars, else an array of ``str``
+        of the broadcast shape.
     """
     a, v = np.asarray(audio_correct, dtype=bool), np.asarray(visual_correct, dtype=bool)
     out = np.where(a & ~v, "audio", np.where(v & ~a, "visual", np.where(a & v, "both", "neither")))
@@ -110,7 +115,13 @@ def dominant_modality(audio_correct, visual_correct):
 
 
 def expected_modality(sample: Sample) -> str:
-    """MI implied by the generator's cue emotions ("" when a cue emotion is unknown)."""
+    """The MI that the generator's cue emotions imply: a cue is "right" when it equals the label.
+
+    Args:
+        sample: a sample with ``visual_emotion``, ``audio_emotion`` and ``label``.
+    Returns:
+        An MI label, or ``""`` when a cue emotion is unknown.
+    """
     if sample.visual_emotion is None or sample.audio_emotion is None:
         return ""
     return dominant_modality(sample.audio_emotion == sample.label, sample.visual_emotion == sample.label)
@@ -128,7 +139,15 @@ class NeutralFeatures:
 
     @classmethod
     def from_samples(cls, samples: Iterable[Sample]) -> "NeutralFeatures":
-        """Statistics over every token of ``samples`` (streamed; float64 accumulation)."""
+        """Statistics over every token of ``samples`` (streamed; float64 accumulation).
+
+        Args:
+            samples: samples with feature-token inputs ``visual`` ``[n_v, d_v]`` and ``audio`` ``[n_a, d_a]``.
+        Returns:
+            Per-dimension mean and std of each modality, ``[d_v]`` / ``[d_a]`` float32.
+        Raises:
+            ValueError: a modality has no tokens in any sample.
+        """
         acc: dict[str, list] = {"visual": [0, 0.0, 0.0], "audio": [0, 0.0, 0.0]}
         for sample in samples:
             for name in acc:
@@ -147,6 +166,7 @@ class NeutralFeatures:
         return cls(**stats)
 
     def digest(self) -> str:
+        """A 12-hex-character digest of the four statistics (recorded in the run identity)."""
         h = hashlib.sha1()
         for field in dataclasses.fields(self):
             h.update(np.ascontiguousarray(getattr(self, field.name), dtype=np.float32).tobytes())
@@ -155,7 +175,18 @@ class NeutralFeatures:
 
 def ablate(sample: Sample, modality: str, ablation: str = "remove", neutral: NeutralFeatures | None = None,
            seed: int = 0) -> Sample:
-    """``sample`` with its ``visual`` or ``audio`` input ablated (see module doc for the options)."""
+    """``sample`` with its ``visual`` or ``audio`` input ablated (see the module doc for the options).
+
+    Args:
+        sample: the sample.
+        modality: ``visual`` or ``audio``.
+        ablation: ``remove`` (no tokens), ``zeros``, ``mean`` or ``noise`` (Gaussian with the neutral
+            mean and std) of the same shape ``[n, d]``.
+        neutral: the statistics ``mean`` and ``noise`` need.
+        seed: seeds ``noise``, together with the sample id and the modality.
+    Returns:
+        A copy of ``sample`` with that modality's features replaced.
+    """
     if modality not in ("visual", "audio"):
         raise ValueError(f"modality {modality!r}; expected 'visual' or 'audio'")
     if ablation not in ABLATIONS:
@@ -179,7 +210,16 @@ def ablate(sample: Sample, modality: str, ablation: str = "remove", neutral: Neu
 
 def condition_inputs(sample: Sample, ablation: str = "remove", neutral: NeutralFeatures | None = None,
                      seed: int = 0) -> dict[str, Sample]:
-    """The three inputs of MI: ``{audio_visual, audio_only, visual_only}``."""
+    """The three inputs of MI (MIGR Sec. 3.1.2).
+
+    Args:
+        sample: the audio-visual sample.
+        ablation: how a modality is taken out (:func:`ablate`).
+        neutral: statistics for ``mean`` / ``noise``.
+        seed: seed of ``noise``.
+    Returns:
+        ``{"audio_visual": sample, "audio_only": visual ablated, "visual_only": audio ablated}``.
+    """
     return {"audio_visual": sample,
             "audio_only": ablate(sample, "visual", ablation, neutral, seed),
             "visual_only": ablate(sample, "audio", ablation, neutral, seed)}
@@ -204,8 +244,20 @@ class MIConfig:
 
 def mi_batch(model: ModelAdapter, samples: list[Sample], config: MIConfig, neutral: NeutralFeatures | None = None,
              interventions: list[Intervention] = (), audio_visual: list[Decoded] | None = None) -> xr.Dataset:
-    """MI of one batch: Dataset with dims (sample, condition).  ``audio_visual`` may pass the
-    already generated audio-visual answers (e.g. from a drift pass) to skip that generation."""
+    """MI of one batch: one generation per input condition, then the rule of :func:`dominant_modality`.
+
+    Args:
+        model: the adapter.
+        samples: the batch.
+        config: the run's parameters.
+        neutral: statistics for ``mean`` / ``noise`` ablation.
+        interventions: applied to every generation.
+        audio_visual: the already generated audio-visual answers (e.g. from a drift pass) to skip that
+            generation, one per sample.
+    Returns:
+        A Dataset with ``prediction``, ``text``, ``correct`` ``(sample, condition)`` and ``mi``,
+        ``expected_mi`` ``(sample,)``, with the samples' subset, label and cue emotions as coords.
+    """
     inputs = [condition_inputs(s, config.ablation, neutral, config.seed) for s in samples]
     decoded = {}
     for condition in CONDITIONS:
@@ -292,7 +344,14 @@ def _subsets_in(ds: xr.Dataset) -> list[str]:
 
 
 def mi_crosstab(ds: xr.Dataset, normalize: bool = False) -> xr.DataArray:
-    """Counts (or, with ``normalize``, row shares) of MI labels per CA-MER subset: dims (subset, mi)."""
+    """MI labels per CA-MER subset.
+
+    Args:
+        ds: an MI run.
+        normalize: give row shares instead of counts.
+    Returns:
+        DataArray ``(subset, mi)``: int64 counts (``mi_count``) or float64 shares (``mi_share``).
+    """
     subsets, labels = np.asarray(ds.subset.values).astype(str), np.asarray(ds.mi.values).astype(str)
     names = _subsets_in(ds)
     table = np.array([[np.sum((subsets == s) & (labels == m)) for m in MI_LABELS] for s in names], dtype=np.float64)
@@ -308,14 +367,19 @@ RECOVERY = {"video_aligned": "visual", "audio_aligned": "audio", "consistent": "
 def mi_summary(ds: xr.Dataset) -> dict:
     """JSON-able summary of an MI run.
 
-    - ``accuracy[subset][condition]``: prediction == label, per input condition;
-    - ``cue_read[subset]``: audio-only prediction == audio cue emotion, visual-only
-      prediction == visual cue emotion (does each unimodal answer read its cue?);
-    - ``crosstab[subset][mi]``: counts; ``recovery[subset]``: share of the subset whose
-      MI is the subset's modality (video_aligned → visual, audio_aligned → audio,
-      consistent → both);
-    - ``agreement``: share of samples whose MI equals the MI implied by the cue
-      emotions (overall and per subset; samples with unknown cues skipped).
+    Args:
+        ds: an MI run.
+    Returns:
+        ``{"n", "accuracy", "cue_read", "crosstab", "recovery", "agreement"}``, per subset and ``overall``:
+
+        - ``accuracy[subset][condition]``: prediction == label, per input condition;
+        - ``cue_read[subset]``: audio-only prediction == audio cue emotion, visual-only
+          prediction == visual cue emotion (does each unimodal answer read its cue?);
+        - ``crosstab[subset][mi]``: counts; ``recovery[subset]``: share of the subset whose
+          MI is the subset's modality (video_aligned → visual, audio_aligned → audio,
+          consistent → both);
+        - ``agreement``: share of samples whose MI equals the MI implied by the cue
+          emotions (samples with unknown cues skipped).
     """
     subsets = np.asarray(ds.subset.values).astype(str)
     labels, expected = np.asarray(ds.mi.values).astype(str), np.asarray(ds.expected_mi.values).astype(str)
@@ -339,8 +403,15 @@ def mi_summary(ds: xr.Dataset) -> dict:
 
 
 def mi_tables(summary: dict, title: str = "") -> list:
-    """Two rich tables of :func:`mi_summary`: Correct (share whose answer = label) per input condition (and whether each
-    unimodal answer names its cue's emotion), then MI counts with recovery and agreement."""
+    """Two rich tables of :func:`mi_summary`.
+
+    Args:
+        summary: an :func:`mi_summary` result.
+        title: prefix of the tables' titles.
+    Returns:
+        ``[correct, counts]``: the share of answers = label per input condition (and whether each unimodal
+        answer names its cue's emotion), then the MI counts with recovery and agreement, one row per subset.
+    """
     from rich.table import Table
 
     heading = "Correct per input (share of answers = label)"

@@ -112,6 +112,13 @@ def plan_units(n_samples: int, unit_size: int) -> list[Unit]:
 
 
 def ids_digest(sample_ids: list[str]) -> str:
+    """A short digest of the run's sample ids in order (part of the stored plan).
+
+    Args:
+        sample_ids: every sample id of the run, in run order.
+    Returns:
+        16 hex characters of the SHA-1 of the joined ids.
+    """
     return hashlib.sha1("\x1f".join(sample_ids).encode()).hexdigest()[:16]
 
 
@@ -199,6 +206,7 @@ class RunStore:
 
     @property
     def manifest(self) -> dict:
+        """The store's manifest as it is on disk now (``{}`` when there is none); see :func:`read_manifest`."""
         return read_manifest(self.path)
 
     # -- locks ------------------------------------------------------------------------------------
@@ -208,6 +216,9 @@ class RunStore:
 
         A second plain writer, a plain writer while shards run, a shard while a plain writer
         runs, and the same shard twice, all raise :class:`StoreBusy` at once, naming the pid.
+
+        Args:
+            shard: ``(index, count)`` of a sharded run, or ``None`` for a single writer.
         """
         locks = self.path / LOCKS
         if shard is None:
@@ -224,15 +235,25 @@ class RunStore:
             yield
 
     def check_free(self, shard: tuple[int, int] | None = None) -> None:
-        """Raise :class:`StoreBusy` now if :meth:`writing` would (a check before a model loads)."""
+        """Raise :class:`StoreBusy` now if :meth:`writing` would (a check before a model loads).
+
+        Args:
+            shard: as for :meth:`writing`.
+        """
         if (self.path / LOCKS).is_dir():
             with self.writing(shard):
                 pass
 
     @contextmanager
     def claim(self, unit: Unit):
-        """Hold ``unit``'s lock; yields whether it still needs writing (``False``: another process
-        holds it or has committed it)."""
+        """Hold ``unit``'s lock while it is written.
+
+        Args:
+            unit: the work unit.
+        Returns:
+            A context manager yielding whether the unit still needs writing (``False``: another process
+            holds it or has committed it).
+        """
         with ExitStack() as stack:
             try:
                 stack.enter_context(exclusive(self.path / LOCKS / f"unit-{unit.index}.lock", self.path))
@@ -281,7 +302,13 @@ class RunStore:
         return [u for u in plan_units(len(sample_ids), self.unit_size) if u.index not in committed]
 
     def attach(self, config: dict, kind: str, unit_size: int) -> None:
-        """Take a begun run's :attr:`plan` (in another process that writes units of it)."""
+        """Take a begun run's :attr:`plan` (in another process that writes units of it).
+
+        Args:
+            config: the run identity, as :meth:`begin` stored it.
+            kind: the kind of run.
+            unit_size: samples per unit of the stored plan.
+        """
         self._config, self._kind, self.unit_size, self._ids = config, kind, unit_size, None
 
     @property
@@ -303,7 +330,11 @@ class RunStore:
             _write_manifest(self.path, {**manifest, "units": units, "done": _done(units)})
 
     def allocate(self, template: xr.Dataset) -> None:
-        """Create every array for all samples from one batch (once, whichever writer comes first)."""
+        """Create every array for all samples from one batch (once, whichever writer comes first).
+
+        Args:
+            template: a batch of the run; its variables, dtypes and non-sample dims shape the arrays.
+        """
         with exclusive(self.path / LOCKS / "create.lock", self.path, wait=600):
             if read_manifest(self.path).get("allocated"):
                 return
@@ -315,7 +346,12 @@ class RunStore:
             update_manifest(self.path, allocated=True)
 
     def write_unit(self, unit: Unit, batch: xr.Dataset) -> None:
-        """Write ``batch`` (the unit's samples, in order) into the unit's region, then commit it."""
+        """Write a unit's samples into its region of every array, then commit it.
+
+        Args:
+            unit: the work unit.
+            batch: the unit's samples, in run order (a ``ValueError`` otherwise).
+        """
         ids = [str(i) for i in np.asarray(batch[schema.SAMPLE].values).tolist()]
         if ids != self.sample_ids[unit.start:unit.stop]:
             raise ValueError(f"unit {unit.index}: the batch holds samples {ids[:3]}…, not the unit's "
@@ -324,7 +360,14 @@ class RunStore:
         self.commit(unit, schema.write_region(self.path, batch, unit.start, unit.stop))
 
     def commit(self, unit: Unit, checksums: dict[str, str]) -> bool:
-        """Record ``unit`` as written with ``checksums``; returns whether every unit is now committed."""
+        """Record ``unit`` as written in the manifest (the commit point).
+
+        Args:
+            unit: the work unit.
+            checksums: the checksum of each variable's region, as :func:`schema.write_region` returned them.
+        Returns:
+            Whether every unit is now committed.
+        """
         with _manifest_lock(self.path):
             manifest = read_manifest(self.path)
             units = {**manifest["units"], str(unit.index): {"start": unit.start, "stop": unit.stop,
@@ -333,6 +376,13 @@ class RunStore:
         return _done(units) == manifest["samples"]
 
     def open(self, verify: bool = False) -> xr.Dataset:
+        """The committed samples of the store (:func:`open_run` at the run's own τ).
+
+        Args:
+            verify: re-read every committed unit against its checksums first.
+        Returns:
+            The run's Dataset.
+        """
         return open_run(self.path, verify=verify)
 
 
@@ -347,11 +397,13 @@ def _first_duplicate(ids: list[str]) -> str:
 
 # -- reading -------------------------------------------------------------------------------------
 def verify_store(path: str | Path) -> list[Damage]:
-    """Re-read every committed unit of the store at ``path`` and compare it with its checksums.
+    """Re-read every committed unit of a store and compare it with its checksums.
 
+    Args:
+        path: the store.
     Returns:
         One :class:`Damage` per unit whose variables are missing or differ, naming its sample ids
-        (empty: the committed part is intact).
+        (empty: the committed part is intact, or the store predates units).
     """
     path = Path(path)
     manifest = read_manifest(path)
@@ -458,7 +510,15 @@ def list_runs(cache: str | Path = "cache") -> list[Path]:
 
 
 def pad_tokens(array: np.ndarray, capacity: int, fill=0) -> np.ndarray:
-    """Pad (or check) the last axis to ``capacity``."""
+    """Pad the last (token) axis to ``capacity``.
+
+    Args:
+        array: ``[..., T]``.
+        capacity: the store's token capacity; ``T > capacity`` raises ``ValueError``.
+        fill: value of the padded positions.
+    Returns:
+        ``[..., capacity]``.
+    """
     if array.shape[-1] > capacity:
         raise ValueError(f"token axis {array.shape[-1]} exceeds the store's capacity {capacity}")
     pad = [(0, 0)] * (array.ndim - 1) + [(0, capacity - array.shape[-1])]

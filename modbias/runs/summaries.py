@@ -51,7 +51,13 @@ def _conflict_subsets(ds: xr.Dataset, **options) -> dict:
 
 
 def reference_emotions(text: str) -> list[str]:
-    """The emotion words of a reference reasoning (EMER's ground-truth label set Y, before G)."""
+    """The emotion words of a reference reasoning (EMER's ground-truth label set Y, before G).
+
+    Args:
+        text: the reference reasoning.
+    Returns:
+        The emotion words found in it, in order of appearance.
+    """
     return [m.word for m in find_emotions([str(text)])]
 
 
@@ -114,7 +120,13 @@ EVALUATIONS: dict[str, Evaluation] = {
 
 
 def benchmark_of(ds_or_config) -> str:
-    """The benchmark a run was traced on: its reader (``camer``, ``emer``, ...) or ``synth``."""
+    """The benchmark a run was traced on.
+
+    Args:
+        ds_or_config: a run Dataset (its ``attrs["config"]``) or a run config.
+    Returns:
+        Its data reader (``camer``, ``emer``, ...) or data name (``synth``); ``"?"`` when neither is stored.
+    """
     config = ds_or_config.attrs.get("config", {}) if isinstance(ds_or_config, xr.Dataset) else ds_or_config
     data = (config or {}).get("data", {}) or {}
     return str(data.get("reader") or data.get("name") or "?")
@@ -122,8 +134,15 @@ def benchmark_of(ds_or_config) -> str:
 
 # -- options ----------------------------------------------------------------------------------------
 def check_options(options: dict) -> dict:
-    """Options that :func:`modbias.core.evaluation.subset_metrics` takes (e.g. ``grouper``, ``scope``); a clear
-    error for one it does not take.  ``None`` values are dropped (the evaluation's defaults apply)."""
+    """Keep the scoring options :func:`modbias.core.evaluation.subset_metrics` takes.
+
+    Args:
+        options: e.g. ``grouper``, ``scope``; ``None`` values are dropped (the evaluation's defaults apply).
+    Returns:
+        The options without ``None`` values.
+    Raises:
+        EvaluationError: an option ``subset_metrics`` does not take.
+    """
     options = {k: v for k, v in options.items() if v is not None}
     accepted = set(inspect.signature(subset_metrics).parameters) - {"ds"}
     unknown = sorted(set(options) - accepted)
@@ -141,7 +160,14 @@ def _described(options: dict) -> dict:
 
 # -- scoring a run -----------------------------------------------------------------------------------
 def metric_deltas(run: dict, baseline: dict) -> dict:
-    """run − baseline for every number both hold (nested dicts recurse; counts ``n`` are skipped)."""
+    """run − baseline for every number both hold (nested dicts recurse; counts ``n`` are skipped).
+
+    Args:
+        run: metrics of the run.
+        baseline: metrics of the baseline, same nesting.
+    Returns:
+        The differences, same nesting, only where both sides hold a number.
+    """
     out = {}
     for key, value in run.items():
         base = baseline.get(key) if isinstance(baseline, dict) else None
@@ -158,11 +184,17 @@ def metric_deltas(run: dict, baseline: dict) -> dict:
 
 def evaluate_run(ds: xr.Dataset, benchmark: str | None = None, baseline: dict | None = None,
                  **options) -> dict:
-    """``{"benchmark", "table", "metrics", "deltas", "options"}`` of a run (see the module table).
+    """The evaluation a run's benchmark calls for (see the module table).
 
-    ``benchmark`` overrides the one the run was traced on; ``baseline`` is another evaluation of
-    the same benchmark to take deltas against; ``options`` (``grouper``, ``scope``) go to the
-    set-level scores.
+    Args:
+        ds: a stored run.
+        benchmark: overrides the benchmark the run was traced on.
+        baseline: another evaluation of the same benchmark to take deltas against.
+        options: ``grouper``, ``scope``: passed to the set-level scores (Eqs. 22-24).
+    Returns:
+        ``{"benchmark", "table", "metrics", "deltas", "options"}``.
+    Raises:
+        EvaluationError: no evaluation for the benchmark, or options it does not take.
     """
     name = benchmark or benchmark_of(ds)
     if name not in EVALUATIONS:
@@ -179,16 +211,32 @@ def evaluate_run(ds: xr.Dataset, benchmark: str | None = None, baseline: dict | 
 
 def edit_counts(ds: xr.Dataset) -> dict:
     """Run totals of the interventions' per-sample counters (``edits_*`` variables, e.g. AR's
-    edited and floored head rows), as ``{"edits": {name: total}}`` (empty when there are none)."""
+    edited and floored head rows).
+
+    Args:
+        ds: a stored run.
+    Returns:
+        ``{"edits": {name: total}}``, or ``{}`` when the run has no counters.
+    """
     totals = {str(name)[len("edits_"):]: int(ds[name].sum()) for name in ds.data_vars if str(name).startswith("edits_")}
     return {"edits": totals} if totals else {}
 
 
 def run_summary(ds: xr.Dataset, baseline_path=None, baseline_summary: dict | None = None,
                 benchmark: str | None = None, **options) -> dict:
-    """The summary a trace / intervene run stores: per-subset metrics (Table 1 style) with the scope
-    and grouper that read Ŷ, the interventions' edit counts, the evaluation its benchmark calls
-    for, and both as deltas against the baseline's summary when one is given."""
+    """The summary a trace / intervene run stores.
+
+    Args:
+        ds: the run.
+        baseline_path: the baseline run's store, recorded in the summary.
+        baseline_summary: the baseline's summary, to take deltas against.
+        benchmark: overrides the benchmark the run was traced on.
+        options: scoring options (``scope``, ``grouper``) that read Ŷ.
+    Returns:
+        ``{"metrics", "baseline", "deltas", "scope", "grouper", "edits"?, "evaluation"}``: per-subset metrics
+        (Table 1 style, ``None`` for runs without emotion labels), the interventions' edit counts, the
+        evaluation the benchmark calls for, and deltas against the baseline when one is given.
+    """
     options = check_options(options)
     metrics = subset_metrics(ds, **options) if "correct" in ds.variables else None  # emotion runs
     base_eval = (baseline_summary or {}).get("evaluation")
@@ -205,7 +253,15 @@ def run_summary(ds: xr.Dataset, baseline_path=None, baseline_summary: dict | Non
 
 
 def record_summary(path, ds: xr.Dataset, **kwargs) -> dict:
-    """Compute :func:`run_summary`, write it to the store's manifest and ``ds.attrs["summary"]``."""
+    """Compute :func:`run_summary`, write it to the store's manifest and ``ds.attrs["summary"]``.
+
+    Args:
+        path: the run's store.
+        ds: the run.
+        kwargs: passed to :func:`run_summary`.
+    Returns:
+        The summary.
+    """
     from modbias.runs.store import update_manifest
 
     summary = run_summary(ds, **kwargs)
@@ -225,7 +281,13 @@ def _cell(value, delta=None, fraction: bool = False) -> str:
 
 
 def evaluation_rows(evaluation: dict) -> tuple[list[str], list[list[str]]]:
-    """Header and rows of an evaluation in its table's layout (deltas in parentheses)."""
+    """Header and rows of an evaluation in its table's layout (deltas in parentheses).
+
+    Args:
+        evaluation: an :func:`evaluate_run` result.
+    Returns:
+        ``(header, rows)``, cells as text.
+    """
     name, metrics, changes = evaluation["benchmark"], evaluation["metrics"], evaluation.get("deltas") or {}
     if EVALUATIONS[name].table == "Table 1":
         head = ["subset", "Acc", "Rec", "Avg", "Correct", "n"]
@@ -249,7 +311,14 @@ def evaluation_rows(evaluation: dict) -> tuple[list[str], list[list[str]]]:
 
 
 def evaluation_table(evaluation: dict, title: str = "") -> Table:
-    """A rich table of :func:`evaluation_rows`, titled with the benchmark and the paper's table."""
+    """A rich table of :func:`evaluation_rows`, titled with the benchmark and the paper's table.
+
+    Args:
+        evaluation: an :func:`evaluate_run` result.
+        title: prefix of the table's title.
+    Returns:
+        The ``rich.table.Table``.
+    """
     head, rows = evaluation_rows(evaluation)
     options = ", ".join(f"{k}={v}" for k, v in evaluation.get("options", {}).items())
     table = Table(title=f"{title} — {evaluation['benchmark']} ({evaluation['table']} layout)"
