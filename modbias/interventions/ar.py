@@ -213,7 +213,7 @@ class AttentionReallocation(Intervention):
 
         Args:
             rows: attention weights ``[B, H, Q, T]``.
-            context: the layer index and the token masks ``[B, T]`` (``visual``, ``audio``, ``text``).
+            context: the layer index and the token masks ``[B, T]`` by token set (``visual``, ``audio``, ``text``, ...).
         Returns:
             ω' of Eqs. (12)-(13), ``[B, H, Q, T]``, ``rows``' dtype.
         """

@@ -294,7 +294,8 @@ class MoSE(nn.Module):
 
         Args:
             model: a model adapter; ``backbone.config`` gives d_model and the number of layers.
-            seed: seed of the initialisation (``None``: the global RNG; otherwise it is left untouched).
+            seed: seed of the initialisation, drawn in a forked RNG that leaves the global one untouched
+                (``None``: drawn from the global RNG).
             config: further :class:`MoSEConfig` fields (``r``, ``n_experts``, ``experts``, ...).
         Returns:
             The new MoSE.

@@ -36,7 +36,17 @@ CAPTION_FAMILIES = ("llava",)
 
 @contextmanager
 def captioning_instruction(model: ModelAdapter, prompt: str = CAPTION_PROMPT):
-    """The model's instruction replaced by the captioning query (and its processed-input cache cleared)."""
+    """The model's instruction replaced by the captioning query for the block (and its
+    processed-input cache cleared on the way in and out).
+
+    Args:
+        model: an image-family adapter (:data:`CAPTION_FAMILIES`).
+        prompt: the captioning query.
+    Returns:
+        A context manager yielding ``model``.
+    Raises:
+        ValueError: the model's family does not caption images.
+    """
     if model.family not in CAPTION_FAMILIES:
         raise ValueError(f"CHAIR captions images with an image family {CAPTION_FAMILIES}, not {model.family!r}")
     before = model.instruction

@@ -45,8 +45,17 @@ def _synchronise(model: ModelAdapter) -> None:
 
 def measure_cost(model: ModelAdapter, samples: list[Sample], interventions: list[Intervention] = (),
                  max_new_tokens: int = 16, warmup: int = 1) -> Cost:
-    """FLOPs (one counted pass over ``samples``) and time (a second, uncounted pass, after ``warmup``
-    samples) of greedy generation, batch size 1, under ``interventions``."""
+    """FLOPs and time of greedy generation, batch size 1, under ``interventions``.
+
+    Args:
+        model: the adapter.
+        samples: the samples generated for, one at a time.
+        interventions: applied for both passes.
+        max_new_tokens: tokens generated per sample.
+        warmup: samples generated first and not counted.
+    Returns:
+        :class:`Cost`: mean FLOPs (one counted pass) and milliseconds (a second, uncounted pass) per sample.
+    """
     interventions = list(interventions)
     with applied(model, interventions), torch.no_grad():
         for sample in samples[:warmup]:

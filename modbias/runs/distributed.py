@@ -63,7 +63,13 @@ class Job:
 
     @staticmethod
     def loads(payload: bytes) -> "Job":
-        """The job of ``payload``, unpickled (its model loaded) once per worker process."""
+        """The job of ``payload``, unpickled (its model loaded) once per worker process.
+
+        Args:
+            payload: bytes from :meth:`dumps`.
+        Returns:
+            The job, ready (cached by the payload's SHA-1).
+        """
         import hashlib
         import pickle
 
@@ -75,8 +81,14 @@ class Job:
 
 @contextmanager
 def cluster_client(address: str):
-    """A ``distributed.Client`` for the block: of a new local cluster (``local:N``, closed after the
-    block) or of the scheduler at ``address``."""
+    """A ``distributed.Client`` for the block.
+
+    Args:
+        address: ``local:N`` (a new local cluster of N single-threaded workers, CUDA workers when
+            ``dask_cuda`` and a GPU are there; closed after the block) or a scheduler address.
+    Returns:
+        A context manager yielding the client.
+    """
     try:
         from distributed import Client, LocalCluster
     except ImportError:
@@ -105,7 +117,18 @@ def cluster_client(address: str):
 
 
 def unit_task(payload: bytes, path: str, unit: Unit, samples: list, batch_size: int, plan: dict) -> int:
-    """Record and commit one unit in a worker; returns its sample count (0 when another holds or has it)."""
+    """Record and commit one unit in a worker.
+
+    Args:
+        payload: the pickled :class:`Job`.
+        path: the store.
+        unit: the unit to write.
+        samples: the unit's samples, in order.
+        batch_size: samples per ``record_batch`` call.
+        plan: the store's :attr:`RunStore.plan` (config, kind, unit size).
+    Returns:
+        The unit's sample count, or 0 when another process holds or has committed it.
+    """
     job = Job.loads(payload)
     store = RunStore(path)
     store.attach(**plan)

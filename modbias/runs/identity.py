@@ -89,7 +89,14 @@ def data_identity(samples: Sequence, data_config: dict | None) -> dict:
 
 
 def samples_digest(samples: Sequence) -> str:
-    """SHA-1 (16 hex) of what a model reads of each sample: id, subset, labels, subtitle, features, media paths."""
+    """SHA-1 (16 hex) of what a model reads of each sample.
+
+    Args:
+        samples: the run's samples, in order.
+    Returns:
+        The digest over each sample's id, subset, labels, subtitle, cue emotions, media paths and the
+        shapes and bytes of its ``visual`` / ``audio`` features.
+    """
     import hashlib
 
     import numpy as np
@@ -105,7 +112,13 @@ def samples_digest(samples: Sequence) -> str:
 
 
 def intervention_identity(intervention) -> dict:
-    """``describe()`` of an intervention; a ``checkpoint`` parameter also by the content of its files."""
+    """An intervention as its run's identity records it.
+
+    Args:
+        intervention: an :class:`~modbias.interventions.base.Intervention`.
+    Returns:
+        Its ``describe()``; with a ``checkpoint`` that exists, also ``checkpoint_files`` (the content of its files).
+    """
     described = intervention.describe()
     checkpoint = described.get("checkpoint")
     if checkpoint and Path(checkpoint).exists():
@@ -234,7 +247,14 @@ def read_at(ds, tau: float | None = None):
 
 # -- naming --------------------------------------------------------------------------------------
 def intervention_label(interventions: list[dict]) -> str:
-    """``ar-tau1.0`` / ``mose-checkpointX+ar-tau1.0`` from intervention descriptions; ``none`` when empty."""
+    """A readable label of a run's interventions, e.g. ``ar-tau1.0`` or ``mose-checkpointX+ar-tau1.0``.
+
+    Args:
+        interventions: intervention descriptions (``{"name": ..., **params}``); ``None`` values are left out,
+            a checkpoint is named by its directory.
+    Returns:
+        The label, with ``/``, ``:`` and spaces replaced by ``_``; ``none`` when empty.
+    """
     def value(k, v):  # a checkpoint is named by its directory, other values as they are
         return Path(v).name if k == "checkpoint" else v
 
@@ -263,5 +283,12 @@ def store_name(identity: dict) -> str:
 
 
 def default_store(identity: dict, cache_dir: str | Path = "cache") -> Path:
-    """``cache_dir / store_name(identity)``: where a run is stored when no ``out`` is given."""
+    """Where a run is stored when no ``out`` is given.
+
+    Args:
+        identity: from :func:`run_identity`.
+        cache_dir: the folder of run stores.
+    Returns:
+        ``cache_dir / store_name(identity)``.
+    """
     return Path(cache_dir) / store_name(identity)

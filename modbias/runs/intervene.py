@@ -30,8 +30,16 @@ from modbias.runs.trace import trace, trace_identity
 
 
 def build_interventions(method: str, **params) -> list[Intervention]:
-    """``method`` names one registered intervention or several joined by ``+`` (e.g. ``mose+ar``);
-    each parameter goes to every intervention whose constructor takes it."""
+    """The interventions a method name asks for.
+
+    Args:
+        method: one registered intervention or several joined by ``+`` (e.g. ``mose+ar``); ``none`` builds none.
+        params: each goes to every intervention whose constructor takes it.
+    Returns:
+        The interventions, in the order named.
+    Raises:
+        ValueError: an unknown method, or a parameter no named intervention takes.
+    """
     names = [n.strip() for n in method.split("+") if n.strip()]
     unknown = [n for n in names if n not in REGISTRY]
     if unknown or not names:
@@ -44,7 +52,13 @@ def build_interventions(method: str, **params) -> list[Intervention]:
 
 
 def run_label(interventions: list[Intervention]) -> str:
-    """``ar-tau1.0``, ``mose-checkpointX+ar-tau1.0``, ``none`` (:func:`modbias.runs.identity.intervention_label`)."""
+    """The label of a run's interventions (:func:`modbias.runs.identity.intervention_label`).
+
+    Args:
+        interventions: the run's interventions.
+    Returns:
+        e.g. ``ar-tau1.0``, ``mose-checkpointX+ar-tau1.0``, or ``none``.
+    """
     return intervention_label([iv.describe() for iv in interventions])
 
 
@@ -104,6 +118,12 @@ def intervene(model: ModelAdapter, data: Iterable[Sample], method: str = "ar", *
 
 
 def sweep(values: dict[str, list]) -> list[dict]:
-    """The cartesian product of parameter lists, e.g. ``{"tau": [0, 1], "k": [1]}`` → two dicts."""
+    """The cartesian product of parameter lists, e.g. ``{"tau": [0, 1], "k": [1]}`` → two dicts.
+
+    Args:
+        values: parameter name → the values to try.
+    Returns:
+        One ``{name: value}`` per combination, the last parameter varying fastest.
+    """
     keys = list(values)
     return [dict(zip(keys, combo)) for combo in itertools.product(*(values[k] for k in keys))]

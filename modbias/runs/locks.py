@@ -21,7 +21,13 @@ class StoreBusy(BlockingIOError):
 
 
 def holder(lock_path: Path) -> str:
-    """``pid N on HOST`` of the process that last took ``lock_path`` (``pid unknown`` if unrecorded)."""
+    """Who last took a lock.
+
+    Args:
+        lock_path: the lock file (its ``.pid`` sidecar is read).
+    Returns:
+        ``pid N on HOST``, or ``pid unknown`` if unrecorded.
+    """
     try:
         info = json.loads(Path(f"{lock_path}.pid").read_text())
         return f"pid {info['pid']} on {info['host']}"
@@ -53,7 +59,13 @@ def exclusive(lock_path: Path, store: Path, wait: float = 0):
 
 
 def held(lock_path: Path) -> bool:
-    """Whether another process holds ``lock_path`` now."""
+    """Whether another process holds a lock now.
+
+    Args:
+        lock_path: the lock file.
+    Returns:
+        ``False`` also when the file does not exist.
+    """
     if not lock_path.exists():
         return False
     lock = FileLock(lock_path, timeout=0)

@@ -22,7 +22,15 @@ from modbias.models.base import ModelAdapter
 
 @torch.no_grad()
 def visual_features(model: ModelAdapter, samples, batch_size: int = 64) -> np.ndarray:
-    """``[N, L+1, d]``: per sample and layer, the mean hidden state of the visual tokens of the prompt."""
+    """Per sample and layer, the mean hidden state of the prompt's visual tokens.
+
+    Args:
+        model: the adapter.
+        samples: the samples (a sequence).
+        batch_size: samples per forward.
+    Returns:
+        ``[N, L+1, d]`` float32 (the embeddings, then every layer's output).
+    """
     out = []
     for i in range(0, len(samples), batch_size):
         chunk = samples[i:i + batch_size]
@@ -43,6 +51,14 @@ class LinearReadout:
         self.classes, self.weight_decay, self.steps = list(classes), weight_decay, steps
 
     def fit(self, features: np.ndarray, labels) -> "LinearReadout":
+        """Standardise the features and fit the regression.
+
+        Args:
+            features: ``[N, d]``.
+            labels: N class names, each in ``classes``.
+        Returns:
+            ``self``.
+        """
         x = torch.as_tensor(features, dtype=torch.float64)
         self.mean, self.std = x.mean(0), x.std(0).clamp(min=1e-6)
         x = (x - self.mean) / self.std
@@ -61,12 +77,28 @@ class LinearReadout:
 
     @torch.no_grad()
     def predict(self, features: np.ndarray) -> list[str]:
+        """The most likely class of each row.
+
+        Args:
+            features: ``[N, d]`` (standardised here with the training statistics).
+        Returns:
+            N class names.
+        """
         x = (torch.as_tensor(features, dtype=torch.float64) - self.mean) / self.std
         return [self.classes[i] for i in self.linear(x).argmax(-1).tolist()]
 
 
 def readout_by_layer(train_features: np.ndarray, train_labels, test_features: np.ndarray, test_labels) -> list[float]:
-    """Accuracy (%) of a readout fitted per layer on the training features, on the test features."""
+    """Accuracy of a readout fitted per layer on the training features, on the test features.
+
+    Args:
+        train_features: ``[N_train, L+1, d]`` (:func:`visual_features`).
+        train_labels: N_train class names.
+        test_features: ``[N_test, L+1, d]``.
+        test_labels: N_test class names.
+    Returns:
+        L+1 accuracies in % (NaN with no test samples).
+    """
     accuracies = []
     for layer in range(train_features.shape[1]):
         readout = LinearReadout().fit(train_features[:, layer], train_labels)

@@ -44,6 +44,13 @@ class SchemaMismatch(ValueError):
 
 
 def is_string(dtype: np.dtype) -> bool:
+    """Whether a dtype holds strings (numpy unicode, object or StringDType).
+
+    Args:
+        dtype: the dtype.
+    Returns:
+        ``True`` for kinds ``U``, ``O`` and ``T``.
+    """
     return np.dtype(dtype).kind in "UOT"
 
 

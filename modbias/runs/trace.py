@@ -65,10 +65,16 @@ class Decoded:
 def decode_generation(model: ModelAdapter, generated: torch.Tensor) -> list[Decoded]:
     """Text, emotion steps and prediction of each generated row.
 
-    ``first`` is the first emotion word (y_k of Eq. 1); ``answer`` is the
-    conclusion's emotion word: the last one, or for a family whose conclusion is its answer block
-    (R1-Omni) the first one inside it (:func:`modbias.core.emotions.answer_mention`).  The prediction is the
-    emotion of the final conclusion under the family's rule (:func:`modbias.core.emotions.parse_prediction`).
+    ``first`` is the first emotion word (y_k of Eq. 1); ``answer`` is the conclusion's emotion word: the
+    last one, or for a family whose conclusion is its answer block (R1-Omni) the first one inside it
+    (:func:`modbias.core.emotions.answer_mention`).  The prediction is the emotion of the final conclusion
+    under the family's rule (:func:`modbias.core.emotions.parse_prediction`).
+
+    Args:
+        model: the adapter (its family, EOS id and tokenizer pieces).
+        generated: generated ids ``[B, G]`` (EOS and what follows it are dropped).
+    Returns:
+        One :class:`Decoded` per row; ``steps`` maps ``first`` / ``answer`` to a step index, -1 if absent.
     """
     rule = FAMILY_CONCLUSION.get(model.family, "auto")
     out, seen = [], {}
@@ -89,7 +95,14 @@ def decode_generation(model: ModelAdapter, generated: torch.Tensor) -> list[Deco
 
 
 def model_input(sample: Sample, interventions) -> Sample:
-    """The sample as the model sees it, after input-level interventions."""
+    """The sample as the model sees it, after input-level interventions.
+
+    Args:
+        sample: the sample.
+        interventions: applied in order through their ``transform_sample``.
+    Returns:
+        The transformed sample.
+    """
     for intervention in interventions:
         sample = intervention.transform_sample(sample)
     return sample
@@ -109,7 +122,13 @@ class Generation:
 
 
 def position_limit(model: ModelAdapter) -> int | None:
-    """The backbone's maximum positions (``max_position_embeddings`` of its text config), if it says."""
+    """The backbone's maximum positions (``max_position_embeddings`` of its text config).
+
+    Args:
+        model: the adapter.
+    Returns:
+        The limit, or ``None`` when the config does not say.
+    """
     config = model.backbone.config
     config = config.get_text_config() if hasattr(config, "get_text_config") else config
     return getattr(config, "max_position_embeddings", None)
@@ -117,7 +136,16 @@ def position_limit(model: ModelAdapter) -> int | None:
 
 def position_problems(model: ModelAdapter, samples: list[Sample], prompt_lengths: list[int],
                       max_new_tokens: int) -> list[SampleError]:
-    """One :class:`SampleError` per sample whose prompt plus ``max_new_tokens`` exceeds the model's positions."""
+    """The samples whose prompt plus ``max_new_tokens`` exceeds the model's positions.
+
+    Args:
+        model: the adapter (:func:`position_limit`).
+        samples: the batch.
+        prompt_lengths: each sample's prompt length in tokens.
+        max_new_tokens: tokens generation may add.
+    Returns:
+        One :class:`SampleError` (field ``prompt``) per such sample; empty when all fit.
+    """
     limit = position_limit(model)
     return [SampleError(s.id, "prompt", f"{n} prompt tokens + {max_new_tokens} new tokens exceed the model's "
                                         f"{limit} positions (max_position_embeddings)")
@@ -126,8 +154,20 @@ def position_problems(model: ModelAdapter, samples: list[Sample], prompt_lengths
 
 def generate_under(model: ModelAdapter, samples: list[Sample], max_new_tokens: int,
                    interventions: list[Intervention] = ()) -> Generation:
-    """Generate for ``samples`` exactly as :func:`modbias.trace` does (input-level, row and
-    module interventions, logits processors); the caller holds :func:`applied`."""
+    """Generate for ``samples`` exactly as :func:`modbias.trace` does (input-level, row and module
+    interventions, logits processors); the caller holds :func:`applied`.
+
+    Args:
+        model: the adapter.
+        samples: the batch.
+        max_new_tokens: G, the most tokens generated per sample.
+        interventions: the interventions, attached already.
+    Returns:
+        The :class:`Generation`: prepared batch, masks ``[B, T]``, row editors, generated ids ``[B, G]``,
+        KV cache, decoded answers and the interventions' per-sample counts.
+    Raises:
+        SampleError: a sample's prompt plus ``max_new_tokens`` exceeds the model's positions.
+    """
     interventions = list(interventions)
     model_inputs = [model_input(s, interventions) for s in samples]
     editors = [iv for iv in interventions if iv.edits_rows]
@@ -149,15 +189,25 @@ def generate_under(model: ModelAdapter, samples: list[Sample], max_new_tokens: i
 
 def rows_at_steps(model: ModelAdapter, probe: AttentionProbe, batch, generated: torch.Tensor, cache,
                   steps: torch.Tensor, masks: dict, editors: list) -> torch.Tensor:
-    """Rows ``[B, L, H, Q, T]`` of the queries that produced generated tokens ``steps`` ``[B, Q]``.
+    """Attention rows of the queries that produced the generated tokens ``steps``.
 
-    Re-uses generation's KV cache: only the last prompt token and the
-    generated tokens up to the latest step asked for are run again (cost
-    O(k·T) for step k, not another prefill; later tokens cannot change these
-    rows).  The query producing generated token j is the token at prompt
-    end - 1 + j, so T = prompt + max(steps) keys.  With row editors active,
-    every query of that block is edited, as it was during generation, so later
-    layers see the states generation saw.
+    Re-uses generation's KV cache: only the last prompt token and the generated tokens up to the latest
+    step asked for are run again (cost O(k·T) for step k, not another prefill; later tokens cannot
+    change these rows).  The query producing generated token j is the token at prompt end - 1 + j, so
+    T = prompt + max(steps) keys.  With row editors active, every query of that block is edited, as it
+    was during generation, so later layers see the states generation saw.
+
+    Args:
+        model: the adapter.
+        probe: the attention probe of ``model.backbone``.
+        batch: the prepared batch generation ran on.
+        generated: generated ids ``[B, G]``.
+        cache: generation's KV cache (cropped to the prompt minus one here).
+        steps: generated-token indices ``[B, Q]`` (non-negative).
+        masks: token masks ``[B, T_prompt]`` for the row editors.
+        editors: row-editing interventions active during generation.
+    Returns:
+        ``[B, L, H, Q, T]``.
     """
     n_prompt = batch.inputs_embeds.shape[1]
     n_queries = int(steps.max()) + 1 if steps.numel() else 1
@@ -194,8 +244,20 @@ def token_set_sums(rows: torch.Tensor, masks: dict[str, torch.Tensor]) -> torch.
 
 def trace_batch(model: ModelAdapter, probe: AttentionProbe, samples: list[Sample], config: TraceConfig,
                 capacity: int | None = None, interventions: list[Intervention] = ()) -> xr.Dataset:
-    """Trace one batch under ``interventions``; returns its Dataset of raw sums and per-sample fields
-    (dims sample, at, layer, head[, token]): ``S_v, S_a, S_t, S_g`` (Sec. 5.2), no derived metric."""
+    """Trace one batch under ``interventions``: generate, then read the rows at the emotion steps.
+
+    Args:
+        model: the adapter.
+        probe: the attention probe of ``model.backbone``.
+        samples: the batch.
+        config: the run's parameters (``at``, ``max_new_tokens``, ``save_rows``).
+        capacity: the store's token capacity for ``rows`` (with ``save_rows``).
+        interventions: the interventions, attached already.
+    Returns:
+        Dataset of raw sums ``S_v, S_a, S_t, S_g`` ``(sample, at, layer, head)`` (Sec. 5.2; NaN where the step
+        was not found), no derived metric; the interventions' counts ``edits_*`` ``(sample,)``; per-sample
+        fields as coords; with ``save_rows``, ``rows`` ``(sample, at, layer, head, token)`` and the masks.
+    """
     at = AT_CHOICES[config.at]
     gen = generate_under(model, samples, config.max_new_tokens, interventions)
     batch, decoded = gen.batch, gen.decoded

@@ -11,7 +11,15 @@ RecordBatch = Callable[[list], "xr.Dataset"]
 
 
 def parse_shard(text: str | None) -> tuple[int, int] | None:
-    """``"I/N"`` → ``(I, N)`` with 0 ≤ I < N (``None`` stays ``None``)."""
+    """Parse a ``--shard`` value.
+
+    Args:
+        text: ``"I/N"``, or ``None``.
+    Returns:
+        ``(I, N)`` with 0 ≤ I < N; ``None`` for ``None``.
+    Raises:
+        ValueError: not of the form ``I/N`` with 0 ≤ I < N.
+    """
     if text is None:
         return None
     try:
@@ -24,7 +32,14 @@ def parse_shard(text: str | None) -> tuple[int, int] | None:
 
 
 def in_shard(index: int, shard: tuple[int, int] | None) -> bool:
-    """Whether unit ``index`` belongs to ``shard`` ``(i, n)``: units are dealt round-robin."""
+    """Whether a unit belongs to a shard: units are dealt round-robin.
+
+    Args:
+        index: the unit's index.
+        shard: ``(i, n)``, or ``None`` (every unit).
+    Returns:
+        ``index % n == i``, or ``True`` without a shard.
+    """
     return shard is None or index % shard[1] == shard[0]
 
 
