@@ -30,13 +30,13 @@ TRACE = [sys.executable, "-m", "modbias", "trace", "--subset", "video_aligned", 
 
 def _same_run(got: xr.Dataset, expected: xr.Dataset) -> None:
     """Same samples in the same order, equal texts, counts and coordinates; floats equal to 1e-6 (another
-    process may run another attention kernel or thread count, which moves the last bits)."""
+    process may run another attention kernel or thread count, which moves the last bits; c_h, a ratio, to 1e-5)."""
     assert got.sample.values.tolist() == expected.sample.values.tolist()
     got, expected = got.drop_attrs().load(), expected.drop_attrs().load()
     assert set(got.variables) == set(expected.variables)
     for name in got.variables:
         if got[name].dtype.kind == "f":
-            np.testing.assert_allclose(got[name].values, expected[name].values, rtol=0, atol=1e-6, err_msg=name)
+            np.testing.assert_allclose(got[name].values, expected[name].values, rtol=1e-5, atol=1e-6, err_msg=name)
         else:
             np.testing.assert_array_equal(got[name].values, expected[name].values, err_msg=name)
 
