@@ -11,7 +11,6 @@ import modbias
 from modbias.core.layout import position_ids_from_mask
 from modbias.core.probe import eager_rows
 from modbias.interventions import make
-from modbias.runs import drift
 from modbias.runs.drift import GROUPS, drift_curves, drift_summary, normalise_steps, paper_layer, trace_drift
 from modbias.runs.store import open_run
 

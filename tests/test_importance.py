@@ -12,7 +12,6 @@ from typer.testing import CliRunner
 import modbias
 from modbias.runs.importance import (CONDITIONS, NeutralFeatures, ablate, dominant_modality, expected_modality,
                                          mi, mi_crosstab, mi_summary)
-from modbias.runs import importance
 from modbias.runs.store import RunConfigMismatch, open_run
 
 
