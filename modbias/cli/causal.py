@@ -23,25 +23,29 @@ STEPS = ("first", "answer")
 AT = typer.Option("answer", help="emotion step: answer (the conclusion's emotion word) | first (y_k of Eq. 1)")
 
 
-def _start(kind: str, *, model, data, subset, limit, batch_size, max_new_tokens, out, cache, at, device):
-    """Validate the options, load the benchmark and the model; returns (benchmark, adapter)."""
+def _run(kind: str, *, model, data, subset, limit, batch_size, max_new_tokens, out, cache, at, device, **settings):
+    """Validate the options, load the benchmark and the model, run causal ``kind`` into its store and print
+    its LD summary; returns (run Dataset, store path: ``--out`` or the one named by the run's identity)."""
     bench = validate(model=model, data=options.benchmark_for(data, model), subset=subset, limit=limit,
                      batch_size=batch_size, max_new_tokens=max_new_tokens, out=out)
     choice("--at", at, STEPS)
+    from functools import partial
+
     import modbias
+    from modbias.runs.causal import causal
+    from modbias.runs.patching import patch as run_patch
 
     use_device(device)
     adapter = modbias.load_model(model, device=device)
     console.print(f"{kind} on {len(bench)} samples of {bench.name}/{subset} with {model} at the {at} emotion step "
                   f"→ {out or cache}")
-    return bench, adapter
-
-
-def _stored(ds, out) -> Path:
-    """The store a run went to (named by its identity when no --out was given); printed."""
+    run = run_patch if kind == "patch" else partial(causal, kind)
+    ds = run(adapter, bench, out=out, cache_dir=cache, at=at, max_new_tokens=max_new_tokens, batch_size=batch_size,
+             **settings)
     out = Path(ds.attrs.get("path", out))
     console.print(f"store: {out}")
-    return out
+    _show_logit_difference(ds, out)
+    return ds, out
 
 
 def _show(frame, title: str) -> None:
@@ -78,15 +82,11 @@ def knockout(
         choice("--modality", m, ("visual", "audio"))
     if window < 1:
         raise typer.BadParameter(f"{window} is below 1", param_hint="--window")
-    bench, adapter = _start("knockout", model=model, data=data, subset=subset, limit=limit, batch_size=batch_size,
-                            max_new_tokens=max_new_tokens, out=out, cache=cache, at=at, device=device)
+    ds, out = _run("knockout", model=model, data=data, subset=subset, limit=limit, batch_size=batch_size,
+                   max_new_tokens=max_new_tokens, out=out, cache=cache, at=at, device=device, window=window,
+                   modalities=modalities)
     from modbias.analysis.causal import layer_profile
-    from modbias.runs.causal import causal
 
-    ds = causal("knockout", adapter, bench, out=out, cache_dir=cache, at=at, max_new_tokens=max_new_tokens,
-                batch_size=batch_size, window=window, modalities=modalities)
-    out = _stored(ds, out)
-    _show_logit_difference(ds, out)
     _show(layer_profile(ds, "knockout_delta"), f"{out} — mean change of LD = log p(audio cue) − log p(visual cue), "
                                               f"by window start")
     _show(layer_profile(ds, "knockout_flipped"), f"{out} — share of conflicts whose LD changes sign")
@@ -112,15 +112,10 @@ def patch(
     """
     choice("--swap", swap, ("audio", "visual"))
     choice("--method", method, ("exact", "attribution", "both"))
-    bench, adapter = _start("patch", model=model, data=data, subset=subset, limit=limit, batch_size=batch_size,
-                            max_new_tokens=max_new_tokens, out=out, cache=cache, at=at, device=device)
+    ds, out = _run("patch", model=model, data=data, subset=subset, limit=limit, batch_size=batch_size,
+                   max_new_tokens=max_new_tokens, out=out, cache=cache, at=at, device=device, swap=swap, method=method)
     from modbias.analysis.causal import attribution_agreement, head_map
-    from modbias.runs.patching import patch as run_patch
 
-    ds = run_patch(adapter, bench, out=out, cache_dir=cache, at=at, max_new_tokens=max_new_tokens,
-                   batch_size=batch_size, swap=swap, method=method)
-    out = _stored(ds, out)
-    _show_logit_difference(ds, out)
     for name in ("patch_effect", "attribution_effect"):
         if name in ds:
             _show(head_map(ds, name).to_pandas(), f"{out} — mean {name} (1: the head carries the whole LD change)")
@@ -145,14 +140,10 @@ def dla(
         at: the emotion step (``answer`` | ``first``).
         (Each parameter is the command-line option of the same name; ``modbias causal dla --help`` gives its help.)
     """
-    bench, adapter = _start("dla", model=model, data=data, subset=subset, limit=limit, batch_size=batch_size,
-                            max_new_tokens=max_new_tokens, out=out, cache=cache, at=at, device=device)
+    ds, out = _run("dla", model=model, data=data, subset=subset, limit=limit, batch_size=batch_size,
+                   max_new_tokens=max_new_tokens, out=out, cache=cache, at=at, device=device)
     from modbias.analysis.causal import head_map, layer_profile
-    from modbias.runs.causal import causal
 
-    ds = causal("dla", adapter, bench, out=out, cache_dir=cache, at=at, max_new_tokens=max_new_tokens, batch_size=batch_size)
-    out = _stored(ds, out)
-    _show_logit_difference(ds, out)
     _show(head_map(ds, "dla_head").to_pandas(), f"{out} — mean direct contribution of each head to LD")
     _show(layer_profile(ds, "dla_mlp"), f"{out} — mean direct contribution of each MLP to LD")
 
@@ -172,14 +163,10 @@ def lens(
         at: the emotion step (``answer`` | ``first``).
         (Each parameter is the command-line option of the same name; ``modbias causal lens --help`` gives its help.)
     """
-    bench, adapter = _start("lens", model=model, data=data, subset=subset, limit=limit, batch_size=batch_size,
-                            max_new_tokens=max_new_tokens, out=out, cache=cache, at=at, device=device)
+    ds, out = _run("lens", model=model, data=data, subset=subset, limit=limit, batch_size=batch_size,
+                   max_new_tokens=max_new_tokens, out=out, cache=cache, at=at, device=device)
     from modbias.analysis.causal import layer_profile
-    from modbias.runs.causal import causal
 
-    ds = causal("lens", adapter, bench, out=out, cache_dir=cache, at=at, max_new_tokens=max_new_tokens, batch_size=batch_size)
-    out = _stored(ds, out)
-    _show_logit_difference(ds, out)
     _show(layer_profile(ds, "lens_logit_diff"), f"{out} — mean LD through the logit lens, by layer")
 
 
