@@ -23,7 +23,6 @@ manifest's config, kind and summary in ``attrs``) and plain
 from __future__ import annotations
 
 import datetime as _dt
-import hashlib
 import json
 import os
 import warnings
@@ -35,6 +34,7 @@ import numpy as np
 import xarray as xr
 import zarr
 
+from modbias.core.fingerprint import digest
 from modbias.runs import schema
 from modbias.runs.identity import check_format, identity_changes, read_at
 from modbias.runs.locks import StoreBusy, exclusive, held, holder
@@ -109,17 +109,6 @@ def plan_units(n_samples: int, unit_size: int) -> list[Unit]:
     """
     return [Unit(i, start, min(start + unit_size, n_samples))
             for i, start in enumerate(range(0, n_samples, unit_size))]
-
-
-def ids_digest(sample_ids: list[str]) -> str:
-    """A short digest of the run's sample ids in order (part of the stored plan).
-
-    Args:
-        sample_ids: every sample id of the run, in run order.
-    Returns:
-        16 hex characters of the SHA-1 of the joined ids.
-    """
-    return hashlib.sha1("\x1f".join(sample_ids).encode()).hexdigest()[:16]
 
 
 # -- the manifest ------------------------------------------------------------------------------
@@ -278,7 +267,7 @@ class RunStore:
         if len(set(sample_ids)) != len(sample_ids):
             raise ValueError(f"duplicate sample ids in the run (e.g. {_first_duplicate(sample_ids)!r})")
         self.path.mkdir(parents=True, exist_ok=True)
-        plan = {"format": FORMAT, "samples": len(sample_ids), "ids": ids_digest(sample_ids)}
+        plan = {"format": FORMAT, "samples": len(sample_ids), "ids": digest(list(sample_ids), 16)}
         with _manifest_lock(self.path):
             manifest = read_manifest(self.path)
             if not manifest:
@@ -425,7 +414,7 @@ def verify_store(path: str | Path) -> list[Damage]:
 
 def _sample_ids(path: Path, manifest: dict) -> list[str]:
     ids = zarr.open_group(path, mode="r", zarr_format=3, use_consolidated=False)[schema.SAMPLE][:].tolist()
-    if len(ids) != manifest["samples"] or ids_digest(ids) != manifest["ids"]:
+    if len(ids) != manifest["samples"] or digest(list(ids), 16) != manifest["ids"]:
         raise StoreDamaged(f"{path}: the sample ids on disk do not match the manifest; the store is damaged")
     return ids
 
